@@ -1,0 +1,19 @@
+# Sourced by the other scripts: make sure .venv exists and holds this checkout with all extras.
+# Re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON_BIN="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "pgvecstore: creating $VENV" >&2
+    "$PYTHON_BIN" -m venv "$VENV"
+fi
+STAMP="$VENV/.pgvecstore-installed"
+WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    echo "pgvecstore: installing pgvecstore[all,dev] into $VENV (first run takes a few minutes)" >&2
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # torch is pinned (torch==2.13.0, the CPU build) by the embeddings extra in pyproject.toml.
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[all,dev]"
+    echo "$WANT" > "$STAMP"
+fi

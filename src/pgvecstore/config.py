@@ -1,0 +1,205 @@
+"""Store configuration: every option, its default and its validation, checked once at construction."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from pgvecstore.sql import LOGICAL_COLUMNS, validate_identifier
+
+METRICS = ("cosine", "euclidean", "inner_product")
+INDEX_TYPES = ("none", "hnsw", "ivfflat")
+ID_TYPES = ("uuid", "text")
+MAX_DIMENSIONS = 16000
+
+# Valid ranges of pgvector's index and query parameters (pgvector 0.8).
+INDEX_PARAM_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "hnsw": {"m": (2, 100), "ef_construction": (4, 1000)},
+    "ivfflat": {"lists": (1, 32768)},
+}
+SEARCH_PARAM_RANGES: dict[str, tuple[int, int]] = {"ef_search": (1, 1000), "probes": (1, 32768)}
+HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
+
+
+def redact_dsn(dsn: str | None) -> str | None:
+    """The connection string with any password replaced by ``***`` (URL and key=value forms)."""
+    if dsn is None:
+        return None
+    redacted = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", dsn)
+    redacted = re.sub(r"(?i)(password\s*=\s*)('[^']*'|[^\s&]+)", r"\1***", redacted)
+    return redacted
+
+
+def _check_int(option: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{option} must be an integer between {low} and {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{option} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        hint = ""
+        if isinstance(value, str):
+            close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{option} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}{hint}")
+    return value
+
+
+def _check_bool(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{option} must be True or False, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Validated options of a `PgVectorStore`. Build it with `StoreConfig.from_options(...)`."""
+
+    dimensions: int
+    connection_string: str | None = field(default=None, repr=False)
+    metric: str = "cosine"
+    schema: str = "edubot"
+    table_name: str = "knowledge_embeddings"
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    auto_create_table: bool = True
+    id_type: str = "uuid"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    index_type: str = "none"
+    auto_create_index: bool = False
+    min_rows_for_index: int = 1000
+    index_params: Mapping[str, int] = field(default_factory=dict)
+    search_params: Mapping[str, int] = field(default_factory=dict)
+    domain_id: str | None = None
+    batch_size: int = 5000
+    command_timeout: float | None = None
+    connect_timeout: float = 10.0
+
+    # -- construction --------------------------------------------------------------------------------------
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None = None, /, **kwargs: Any) -> StoreConfig:
+        """Build and validate a config from a dict and/or keyword options (keywords win)."""
+        merged: dict[str, Any] = dict(options or {})
+        merged.update(kwargs)
+        known = [f.name for f in fields(cls)]
+        for name in merged:
+            if name not in known:
+                raise ValueError(f"unknown option {name!r}{_suggest(name, known)}")
+        if "dimensions" not in merged:
+            raise ValueError("option 'dimensions' is required (the length of your embedding vectors)")
+        return cls(**merged)
+
+    def __post_init__(self) -> None:
+        _check_int("dimensions", self.dimensions, 1, MAX_DIMENSIONS)
+        if self.connection_string is not None and not isinstance(self.connection_string, str):
+            raise ValueError("connection_string must be a string such as 'postgresql://user@host:5432/db'")
+        _check_choice("metric", self.metric, METRICS)
+        validate_identifier(self.schema, "schema")
+        validate_identifier(self.table_name, "table_name")
+        _check_int("pool_min_size", self.pool_min_size, 0, 1000)
+        _check_int("pool_max_size", self.pool_max_size, 1, 1000)
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"pool_min_size ({self.pool_min_size}) must not exceed pool_max_size ({self.pool_max_size})"
+            )
+        _check_bool("auto_create_table", self.auto_create_table)
+        _check_choice("id_type", self.id_type, ID_TYPES)
+        object.__setattr__(self, "columns", self._validated_columns(self.columns))
+        _check_choice("index_type", self.index_type, INDEX_TYPES)
+        _check_bool("auto_create_index", self.auto_create_index)
+        _check_int("min_rows_for_index", self.min_rows_for_index, 0, 2**62)
+        object.__setattr__(self, "index_params", validate_index_params(self.index_type, self.index_params))
+        object.__setattr__(self, "search_params", validate_search_params(self.search_params))
+        if self.domain_id is not None:
+            if not isinstance(self.domain_id, str) or not self.domain_id:
+                raise ValueError(f"domain_id must be a non-empty string or None, got {self.domain_id!r}")
+            if len(self.domain_id) > 100:
+                raise ValueError(f"domain_id must be at most 100 characters (the column is VARCHAR(100)), "
+                                 f"got {len(self.domain_id)}")
+            if "\x00" in self.domain_id:
+                raise ValueError("domain_id must not contain NUL characters")
+        _check_int("batch_size", self.batch_size, 1, 1_000_000)
+        for option in ("command_timeout", "connect_timeout"):
+            value = getattr(self, option)
+            if value is None and option == "command_timeout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+
+    @staticmethod
+    def _validated_columns(columns: object) -> dict[str, str]:
+        if not isinstance(columns, Mapping):
+            raise ValueError(f"columns must be a mapping of logical names to column names, got {columns!r}")
+        result = {name: name for name in LOGICAL_COLUMNS}
+        for logical, column in columns.items():
+            if logical not in LOGICAL_COLUMNS:
+                hint = _suggest(str(logical), list(LOGICAL_COLUMNS))
+                raise ValueError(f"columns: unknown logical column {logical!r}{hint}")
+            result[logical] = validate_identifier(column, f"columns[{logical!r}]")
+        mapped = list(result.values())
+        duplicates = sorted({c for c in mapped if mapped.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"columns: {', '.join(map(repr, duplicates))} is mapped to more than one logical column")
+        return result
+
+    # -- derived -------------------------------------------------------------------------------------------
+    def resolved_dsn(self) -> str | None:
+        """The explicit connection string, else DATABASE_URL, else None (meaning: use the embedded server)."""
+        return self.connection_string or os.environ.get("DATABASE_URL") or None
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "connection_string"}
+        shown["connection_string"] = redact_dsn(self.connection_string)
+        return "StoreConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def validate_index_params(index_type: str, params: object) -> dict[str, int]:
+    """Check index parameters against pgvector's ranges; unknown names and bad values name the parameter."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"index_params must be a mapping, got {params!r}")
+    allowed = {name for ranges in INDEX_PARAM_RANGES.values() for name in ranges}
+    if index_type in INDEX_PARAM_RANGES:
+        allowed = set(INDEX_PARAM_RANGES[index_type])
+    result: dict[str, int] = {}
+    for name, value in params.items():
+        if name not in allowed:
+            raise ValueError(f"index_params: unknown parameter {name!r} for index_type {index_type!r}"
+                             f"{_suggest(str(name), sorted(allowed))}")
+        ranges = {**INDEX_PARAM_RANGES["hnsw"], **INDEX_PARAM_RANGES["ivfflat"]}
+        low, high = ranges[name]
+        result[name] = _check_int(f"index_params.{name}", value, low, high)
+    if "m" in result and "ef_construction" in result and result["ef_construction"] < 2 * result["m"]:
+        raise ValueError(
+            f"index_params.ef_construction ({result['ef_construction']}) must be at least 2 * m ({2 * result['m']})"
+        )
+    return result
+
+
+def validate_search_params(params: object) -> dict[str, int]:
+    """Check query-time parameters (ef_search for HNSW, probes for IVFFlat)."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"search_params must be a mapping, got {params!r}")
+    result: dict[str, int] = {}
+    for name, value in params.items():
+        if name not in SEARCH_PARAM_RANGES:
+            hint = _suggest(str(name), list(SEARCH_PARAM_RANGES))
+            raise ValueError(f"search_params: unknown parameter {name!r}{hint}")
+        low, high = SEARCH_PARAM_RANGES[name]
+        result[name] = _check_int(f"search_params.{name}", value, low, high)
+    return result

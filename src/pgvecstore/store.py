@@ -1,0 +1,532 @@
+"""`PgVectorStore`: the async core that stores, finds and manages vectors in one PostgreSQL table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from pgvecstore import indexes
+from pgvecstore.config import StoreConfig, validate_index_params, validate_search_params
+from pgvecstore.connection import connect_once, create_pool, ensure_extension, resolve_dsn
+from pgvecstore.errors import SchemaMismatchError, StoreClosedError
+from pgvecstore.filters import compile_filter
+from pgvecstore.rows import RowBatch, encode_metadata, iter_row_batches, normalize_id
+from pgvecstore.sql import Params, TableSQL
+
+logger = logging.getLogger("pgvecstore")
+
+SearchResult = tuple[str, float, dict[str, Any] | None]
+
+
+class PgVectorStore:
+    """Vectors with metadata in one PostgreSQL table, searched by pgvector.
+
+    Build it from a `StoreConfig`, a dict of options, or keyword options; call `initialize()` (or use
+    ``async with``) before the first operation, and `close()` when done. A store with ``domain_id`` reads and
+    writes only that domain's rows.
+    """
+
+    def __init__(self, config: StoreConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        if isinstance(config, StoreConfig):
+            if options:
+                config = StoreConfig.from_options({**_config_dict(config), **options})
+            self.config = config
+        else:
+            self.config = StoreConfig.from_options(config or {}, **options)
+        self.table = TableSQL.from_config(self.config)
+        self._pools: dict[asyncio.AbstractEventLoop, asyncpg.Pool] = {}
+        self._set_up = False
+        self._set_up_lock = _LoopAgnosticLock()
+        self._dsn: str | None = None
+        self._vector_schema: str | None = None
+        self._closed = False
+        self._index_ready = False
+
+    def __repr__(self) -> str:
+        return f"PgVectorStore({self.config!r})"
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    async def __aenter__(self) -> PgVectorStore:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._set_up and not self._closed
+
+    async def initialize(self) -> None:
+        """Connect, make sure pgvector, the schema, the table and (if configured) the index exist.
+
+        Set-up runs once per store; each event loop that uses the store later gets its own pool, since an
+        asyncpg pool belongs to the loop that created it.
+        """
+        if self._closed:
+            raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+        loop = asyncio.get_running_loop()
+        if self._set_up and loop in self._pools:
+            return
+        async with self._set_up_lock:
+            if self._closed:
+                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+            if not self._set_up:
+                self._dsn = await asyncio.to_thread(resolve_dsn, self.config)
+                conn = await connect_once(self._dsn, self.config)
+                try:
+                    self._vector_schema = await ensure_extension(conn)
+                    await self._prepare_table(conn)
+                    if self.config.auto_create_index and self.config.index_type == "hnsw":
+                        await indexes.build_index(conn, self.table, "hnsw", dict(self.config.index_params))
+                        self._index_ready = True
+                finally:
+                    await conn.close()
+                self._set_up = True
+            if loop not in self._pools:
+                self._sweep_dead_pools()
+                assert self._dsn is not None and self._vector_schema is not None
+                self._pools[loop] = await create_pool(self._dsn, self.config, self._vector_schema)
+        if self.config.auto_create_index and self.config.index_type == "ivfflat":
+            await self._maybe_create_ivfflat()
+
+    async def close(self) -> None:
+        """Close every pool of this store; later calls raise `StoreClosedError`. Closing twice is harmless."""
+        self._closed = True
+        pools, self._pools = self._pools, {}
+        current = asyncio.get_running_loop()
+        for loop, pool in pools.items():
+            if loop is current:
+                await pool.close()
+            elif loop.is_closed() or not loop.is_running():
+                _terminate(pool)
+            else:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(pool.close(), loop))
+
+    def _sweep_dead_pools(self) -> None:
+        """Drop pools whose event loop has been closed (their connections are closed without a loop)."""
+        for loop in [loop for loop in self._pools if loop.is_closed()]:
+            _terminate(self._pools.pop(loop))
+
+    async def _prepare_table(self, conn: asyncpg.Connection) -> None:
+        table = self.table
+        exists = await indexes.relation_exists(conn, table.schema, table.table)
+        if not exists:
+            if not self.config.auto_create_table:
+                raise SchemaMismatchError(
+                    f"table {table.schema}.{table.table} does not exist and auto_create_table is False; "
+                    "create it or set auto_create_table=True"
+                )
+            async with conn.transaction():
+                await indexes.lock_table(conn, table)
+                if not await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", table.schema
+                ):
+                    await conn.execute(table.create_schema())
+                if not await indexes.relation_exists(conn, table.schema, table.table):
+                    await conn.execute(table.create_table())
+                    for statement in table.create_support_indexes():
+                        await conn.execute(statement)
+                    logger.info("pgvecstore: created table %s.%s", table.schema, table.table)
+        await self._check_table(conn)
+
+    async def _check_table(self, conn: asyncpg.Connection) -> None:
+        """Fail clearly when an existing table does not fit this store's configuration."""
+        table = self.table
+        found = {name: kind for name, kind in await conn.fetch(table.describe_columns(), table.schema, table.table)}
+        missing = [f"{logical} -> {column!r}" for logical, column in table.columns.items() if column not in found]
+        if missing:
+            raise SchemaMismatchError(
+                f"table {table.schema}.{table.table} has no column for {', '.join(missing)}; "
+                f"its columns are {', '.join(sorted(found))}. Map them with the 'columns' option"
+            )
+        emb_type = found[table.columns["embedding"]]
+        if emb_type != f"vector({table.dimensions})":
+            raise SchemaMismatchError(
+                f"column {table.columns['embedding']!r} of {table.schema}.{table.table} is {emb_type}, "
+                f"but this store has dimensions={table.dimensions}"
+            )
+        id_kind = found[table.columns["id"]]
+        is_uuid = id_kind == "uuid"
+        if is_uuid != (table.id_type == "uuid"):
+            raise SchemaMismatchError(
+                f"column {table.columns['id']!r} of {table.schema}.{table.table} is {id_kind}, but this store has "
+                f"id_type={table.id_type!r}; set id_type={'uuid' if is_uuid else 'text'!r}"
+            )
+
+    async def _ready_pool(self) -> asyncpg.Pool:
+        """The pool of the running event loop, initialising the store or that loop's pool on first use."""
+        if self._closed:
+            raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+        pool = self._pools.get(asyncio.get_running_loop())
+        if pool is None:
+            await self.initialize()
+            pool = self._pools[asyncio.get_running_loop()]
+        return pool
+
+    # -- scoping -------------------------------------------------------------------------------------------
+    def _where(self, params: Params, filter: Mapping[str, Any] | None = None, alias: str = "") -> str:
+        """WHERE clause for this store's domain and a user filter (both as bound parameters)."""
+        prefix = f"{alias}." if alias else ""
+        conditions = []
+        if self.config.domain_id is not None:
+            conditions.append(f"{prefix}{self.table.col('domain_id')} = {params.add(self.config.domain_id, 'text')}")
+        compiled = compile_filter(filter, self.table, params, alias)
+        if compiled != "TRUE":
+            conditions.append(f"({compiled})")
+        return ("WHERE " + " AND ".join(conditions)) if conditions else "WHERE TRUE"
+
+    def _normalize_ids(self, ids: Iterable[Any]) -> list[str]:
+        if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+            raise ValueError(f"ids must be a list of ids, got {type(ids).__name__}")
+        return [normalize_id(value, self.table.id_type, i) for i, value in enumerate(ids)]
+
+    # -- writes --------------------------------------------------------------------------------------------
+    async def add_vectors(
+        self,
+        vectors: np.ndarray | Iterable[Sequence[float]],
+        ids: Iterable[Any] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
+        *,
+        contents: Iterable[str | None] | None = None,
+        document_ids: Iterable[str | None] | None = None,
+        chunk_indexes: Iterable[int | None] | None = None,
+    ) -> list[str]:
+        """Insert or replace vectors; returns their ids (generated where not given), in input order.
+
+        The whole call is one transaction: it lands whole or not at all. Rows go by binary COPY in batches of
+        ``batch_size``; an id that exists already is replaced (vector, metadata and columns). Metadata keys
+        ``content``, ``document_id`` and ``chunk_index`` fill their columns unless the explicit lists are given.
+        """
+        pool = await self._ready_pool()
+        batches = iter_row_batches(
+            vectors,
+            dimensions=self.config.dimensions,
+            id_type=self.config.id_type,
+            domain_id=self.config.domain_id,
+            batch_size=self.config.batch_size,
+            ids=ids,
+            metadata=metadata,
+            contents=contents,
+            document_ids=document_ids,
+            chunk_indexes=chunk_indexes,
+        )
+        written: list[str] = []
+        async with pool.acquire() as conn, conn.transaction():
+            staging: str | None = None
+            for batch in batches:
+                staging = await self._write_batch(conn, batch, staging)
+                written.extend(batch.ids)
+        if written and self.config.auto_create_index and self.config.index_type == "ivfflat":
+            await self._maybe_create_ivfflat()
+        return written
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: RowBatch, staging: str | None) -> str | None:
+        """Write one batch inside the caller's transaction: COPY straight in when no id exists yet, else upsert.
+
+        Returns the name of the staging table once one was made (it lives until commit).
+        """
+        table = self.table
+        columns = [table.columns[c] for c in table.write_columns]
+        if batch.caller_ids:
+            existing = await conn.fetch(table.existing_ids(), batch.ids)
+            foreign = [row[0] for row in existing if row[1] != self.config.domain_id]
+            if foreign:
+                raise ValueError(
+                    f"id {foreign[0]!r} already exists in another domain; this store "
+                    f"(domain_id={self.config.domain_id!r}) cannot replace it"
+                )
+            needs_upsert = bool(existing)
+        else:
+            needs_upsert = False
+        if not needs_upsert:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        table.table, records=batch.records, columns=columns, schema_name=table.schema
+                    )
+                return staging
+            except asyncpg.UniqueViolationError:
+                # Another session inserted one of these ids since we looked: fall back to the upsert path.
+                pass
+        if staging is None:
+            staging = f"pgvecstore_stage_{uuid.uuid4().hex[:12]}"
+            await conn.execute(table.create_staging_table(staging))
+        else:
+            await conn.execute(table.truncate_staging(staging))
+        await conn.copy_records_to_table(staging, records=batch.records, columns=columns)
+        landed = {row[0] for row in await conn.fetch(table.upsert_from_staging(staging))}
+        if len(landed) != len(batch.ids):
+            missing = next(i for i in batch.ids if i not in landed)
+            raise ValueError(
+                f"id {missing!r} already exists in another domain; this store "
+                f"(domain_id={self.config.domain_id!r}) cannot replace it"
+            )
+        return staging
+
+    async def update_metadata(
+        self, ids: Sequence[Any], metadatas: Sequence[Mapping[str, Any] | None]
+    ) -> int:
+        """Replace the metadata of existing rows; content/document_id/chunk_index columns follow the new metadata
+        when it carries those keys. Returns the number of rows updated (ids not found are skipped)."""
+        pool = await self._ready_pool()
+        id_list = self._normalize_ids(ids)
+        metas = list(metadatas)
+        if len(metas) != len(id_list):
+            raise ValueError(f"metadatas has {len(metas)} entries but ids has {len(id_list)}")
+        if len(set(id_list)) != len(id_list):
+            dup = next(i for i in id_list if id_list.count(i) > 1)
+            raise ValueError(f"duplicate id {dup!r} in update_metadata")
+        meta_texts: list[str] = []
+        column_values: list[str] = []
+        from pgvecstore.rows import check_chunk_index, check_content, check_document_id
+
+        for position, meta in enumerate(metas):
+            text, cols = encode_metadata(meta, position)
+            checked: dict[str, Any] = {}
+            if "content" in cols:
+                checked["content"] = check_content(cols["content"], position)
+            if "document_id" in cols:
+                checked["document_id"] = check_document_id(cols["document_id"], position)
+            if "chunk_index" in cols:
+                checked["chunk_index"] = check_chunk_index(cols["chunk_index"], position)
+            meta_texts.append(text)
+            column_values.append(json.dumps(checked, ensure_ascii=False))
+        params = Params()
+        ids_ph = params.add(id_list)
+        meta_ph = params.add(meta_texts)
+        cols_ph = params.add(column_values)
+        where = self._where(params, alias="t")
+        sql = self.table.update_metadata_sql(where, ids_ph, meta_ph, cols_ph)
+        async with pool.acquire() as conn:
+            status = await conn.execute(sql, *params.values)
+        return _rowcount(status)
+
+    async def delete_vectors(self, ids: Sequence[Any]) -> int:
+        """Delete rows by id; returns how many were deleted."""
+        pool = await self._ready_pool()
+        id_list = self._normalize_ids(ids)
+        if not id_list:
+            return 0
+        params = Params()
+        id_ph = params.add(id_list, f"{self.table.id_cast}[]")
+        where = self._where(params)
+        sql = self.table.delete(f"{where} AND {self.table.col('id')} = ANY({id_ph})")
+        async with pool.acquire() as conn:
+            return _rowcount(await conn.execute(sql, *params.values))
+
+    async def delete(self, filter: Mapping[str, Any] | None = None) -> int:
+        """Delete the rows that match `filter` (within the store's domain); returns how many."""
+        if filter is None:
+            raise ValueError("delete() needs a filter; use clear() to delete every row")
+        pool = await self._ready_pool()
+        params = Params()
+        sql = self.table.delete(self._where(params, filter))
+        async with pool.acquire() as conn:
+            return _rowcount(await conn.execute(sql, *params.values))
+
+    async def clear(self) -> int:
+        """Delete every row of this store (only its domain's rows when it has a domain_id); returns how many."""
+        pool = await self._ready_pool()
+        params = Params()
+        sql = self.table.delete(self._where(params))
+        async with pool.acquire() as conn:
+            return _rowcount(await conn.execute(sql, *params.values))
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    async def search(
+        self,
+        query: np.ndarray | Sequence[float],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        include_metadata: bool = True,
+        *,
+        search_params: Mapping[str, int] | None = None,
+    ) -> list[SearchResult]:
+        """The `k` nearest rows to `query`, best first, as ``(id, score, metadata)``.
+
+        Scores are similarities: cosine ``1 - distance``, euclidean ``1 / (1 + distance)``, inner product the raw
+        product. `search_params` (``ef_search``, ``probes``) override the store's for this call.
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        vector = self._query_vector(query)
+        settings = dict(self.config.search_params)
+        if search_params:
+            settings.update(validate_search_params(search_params))
+        pool = await self._ready_pool()
+        params = Params()
+        query_ph = params.add(vector)
+        k_ph = params.add(int(k))
+        sql = self.table.search(self._where(params, filter), query_ph, k_ph, include_metadata)
+        async with pool.acquire() as conn:
+            if settings:
+                async with conn.transaction():
+                    await _apply_search_settings(conn, settings)
+                    rows = await conn.fetch(sql, *params.values)
+            else:
+                rows = await conn.fetch(sql, *params.values)
+        # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
+        rows = sorted(rows, key=lambda row: row["distance"])
+        return [
+            (row[0], self._score(row["distance"]), _row_metadata(row, 1) if include_metadata else None) for row in rows
+        ]
+
+    def _query_vector(self, query: Any) -> np.ndarray:
+        try:
+            vector = np.asarray(query, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("query must be a vector: a numpy array or a list of numbers") from None
+        if vector.ndim == 2 and vector.shape[0] == 1:
+            vector = vector[0]
+        if vector.ndim != 1 or vector.shape[0] != self.config.dimensions:
+            raise ValueError(
+                f"query vector has dimension {vector.shape[-1] if vector.ndim else 0}, "
+                f"expected {self.config.dimensions}"
+            )
+        if not np.isfinite(vector).all():
+            raise ValueError("query vector contains NaN or infinity")
+        return vector
+
+    def _score(self, distance: float) -> float:
+        metric = self.config.metric
+        if metric == "cosine":
+            return 1.0 - float(distance)
+        if metric == "euclidean":
+            return 1.0 / (1.0 + float(distance))
+        return -float(distance)  # pgvector's <#> is the negative inner product
+
+    async def get_vectors(
+        self, ids: Sequence[Any], include_metadata: bool = True
+    ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:
+        """Vectors and metadata by id, aligned with `ids`; ``(None, None)`` where an id is not found."""
+        pool = await self._ready_pool()
+        id_list = self._normalize_ids(ids)
+        if not id_list:
+            return []
+        params = Params()
+        id_ph = params.add(sorted(set(id_list)), f"{self.table.id_cast}[]")
+        where = self._where(params)
+        sql = self.table.get_by_ids(f"{where} AND {self.table.col('id')} = ANY({id_ph})", include_metadata)
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(sql, *params.values)
+        found = {row[0]: (row[1], _row_metadata(row, 2) if include_metadata else None) for row in rows}
+        return [found.get(i, (None, None)) for i in id_list]
+
+    async def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        """Number of rows (in the store's domain) that match `filter`."""
+        pool = await self._ready_pool()
+        params = Params()
+        sql = self.table.count(self._where(params, filter))
+        async with pool.acquire() as conn:
+            return int(await conn.fetchval(sql, *params.values))
+
+    # -- indexes -------------------------------------------------------------------------------------------
+    async def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
+        """Build the vector index (default: the configured type and index_params); replaces one of another
+        type. Returns True when this call built it, False when it existed already."""
+        chosen_type = index_type or self.config.index_type
+        if chosen_type == "none":
+            raise ValueError("create_index needs index_type 'hnsw' or 'ivfflat' (the store's index_type is 'none')")
+        if params is not None:
+            chosen = validate_index_params(chosen_type, dict(params))
+        elif chosen_type == self.config.index_type:
+            chosen = dict(self.config.index_params)
+        else:
+            chosen = {}
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn:
+            built = await indexes.build_index(conn, self.table, chosen_type, chosen)
+        self._index_ready = True
+        return built
+
+    async def drop_index(self) -> bool:
+        """Drop the table's vector index; True when there was one."""
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn:
+            dropped = await indexes.drop_index(conn, self.table)
+        self._index_ready = False
+        return dropped
+
+    async def index_info(self) -> str | None:
+        """The type of the table's vector index ('hnsw' or 'ivfflat'), or None."""
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn:
+            return await indexes.existing_index_type(conn, self.table)
+
+    async def _maybe_create_ivfflat(self) -> None:
+        """Build the IVFFlat index once the table holds `min_rows_for_index` rows (IVFFlat needs data)."""
+        if self._index_ready:
+            return
+        pool = await self._ready_pool()
+        threshold = self.config.min_rows_for_index
+        async with pool.acquire() as conn:
+            if await indexes.existing_index_type(conn, self.table) == "ivfflat":
+                self._index_ready = True
+                return
+            params = Params()
+            rows = await conn.fetchval(self.table.count_up_to(params.add(max(threshold, 1))), *params.values)
+            if rows >= max(threshold, 1):
+                await indexes.build_index(conn, self.table, "ivfflat", dict(self.config.index_params))
+                self._index_ready = True
+
+
+class _LoopAgnosticLock:
+    """An asyncio-style lock usable from several event loops (each in its own thread) one at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __aenter__(self) -> None:
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(0.005)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _terminate(pool: asyncpg.Pool) -> None:
+    """Close a pool's connections without its (closed or stopped) event loop."""
+    try:
+        pool.terminate()
+    except Exception:
+        logger.debug("pgvecstore: could not terminate a pool of a closed event loop", exc_info=True)
+
+
+def _config_dict(config: StoreConfig) -> dict[str, Any]:
+    from dataclasses import fields
+
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+async def _apply_search_settings(conn: asyncpg.Connection, settings: Mapping[str, int]) -> None:
+    """SET LOCAL the query-time index parameters, as bound values (inside the caller's transaction)."""
+    names = {"ef_search": "hnsw.ef_search", "probes": "ivfflat.probes"}
+    for key, value in settings.items():
+        await conn.execute("SELECT set_config($1, $2, true)", names[key], str(int(value)))
+
+
+def _row_metadata(row: asyncpg.Record, start: int) -> dict[str, Any]:
+    """Metadata dict of a row read with `TableSQL.select_columns` (metadata, content, document_id, chunk_index)."""
+    raw = row[start]
+    meta: dict[str, Any] = json.loads(raw) if raw else {}
+    meta["content"] = row[start + 1]
+    meta["document_id"] = row[start + 2]
+    meta["chunk_index"] = row[start + 3]
+    return meta
+
+
+def _rowcount(status: str) -> int:
+    """Rows affected, from an asyncpg command status such as 'DELETE 3'."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, IndexError):
+        return 0
