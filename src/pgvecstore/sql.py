@@ -281,6 +281,13 @@ class TableSQL:
         cols = ", ".join(self.select_columns(True, include_metadata))
         return f"SELECT {cols} FROM {self.qualified_table} {where}"
 
+    def select_rows(self, where: str, include_embedding: bool, limit_ph: str | None) -> str:
+        """Rows matching `where` in a stable order (document, chunk, id), optionally limited."""
+        cols = ", ".join(self.select_columns(include_embedding, True))
+        order = f"{self.col('document_id')}, {self.col('chunk_index')}, {self.col('id')}"
+        limit = f" LIMIT {limit_ph}" if limit_ph else ""
+        return f"SELECT {cols} FROM {self.qualified_table} {where} ORDER BY {order}{limit}"
+
     def update_metadata_sql(self, where: str, ids_ph: str, meta_ph: str, cols_ph: str) -> str:
         """Replace metadata by id, keeping content/document_id/chunk_index in step when the new metadata has them.
 

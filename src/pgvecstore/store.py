@@ -109,7 +109,9 @@ class PgVectorStore:
             elif loop.is_closed() or not loop.is_running():
                 _terminate(pool)
             else:
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(pool.close(), loop))
+                # That loop may be blocked waiting for this very call (a sync close() made inside a running loop,
+                # as in Jupyter): hand it the close without waiting, or the two would wait on each other forever.
+                asyncio.run_coroutine_threadsafe(pool.close(), loop)
 
     def _sweep_dead_pools(self) -> None:
         """Drop pools whose event loop has been closed (their connections are closed without a loop)."""
@@ -420,6 +422,35 @@ class PgVectorStore:
             rows = await conn.fetch(sql, *params.values)
         found = {row[0]: (row[1], _row_metadata(row, 2) if include_metadata else None) for row in rows}
         return [found.get(i, (None, None)) for i in id_list]
+
+    async def get(
+        self,
+        ids: Sequence[Any] | None = None,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        include_vectors: bool = False,
+    ) -> list[tuple[str, np.ndarray | None, dict[str, Any]]]:
+        """Rows by ids and/or filter, without a query vector, as ``(id, vector or None, metadata)``.
+
+        Ordered by document_id, chunk_index, id. With neither ids nor filter it returns every row in scope.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        pool = await self._ready_pool()
+        params = Params()
+        where = self._where(params, filter)
+        if ids is not None:
+            id_list = self._normalize_ids(ids)
+            if not id_list:
+                return []
+            where += f" AND {self.table.col('id')} = ANY({params.add(id_list, f'{self.table.id_cast}[]')})"
+        limit_ph = params.add(limit) if limit is not None else None
+        sql = self.table.select_rows(where, include_vectors, limit_ph)
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(sql, *params.values)
+        start = 2 if include_vectors else 1
+        return [(row[0], row[1] if include_vectors else None, _row_metadata(row, start)) for row in rows]
 
     async def count(self, filter: Mapping[str, Any] | None = None) -> int:
         """Number of rows (in the store's domain) that match `filter`."""

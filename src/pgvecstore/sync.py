@@ -112,6 +112,11 @@ class SyncPgVectorStore:
     def delete(self, filter: Mapping[str, Any] | None = None) -> int:
         return run_sync(self.store.delete(filter))
 
+    def get(self, ids: Sequence[Any] | None = None, filter: Mapping[str, Any] | None = None, *,
+            limit: int | None = None, include_vectors: bool = False
+            ) -> list[tuple[str, np.ndarray | None, dict[str, Any]]]:
+        return run_sync(self.store.get(ids, filter, limit=limit, include_vectors=include_vectors))
+
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
         return run_sync(self.store.count(filter))
 

@@ -1,0 +1,124 @@
+"""Configuration is validated at construction, and every mistake names its option."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgvecstore import PgVectorStore, StoreConfig, VectorStoreFactory
+from pgvecstore.config import redact_dsn
+from pgvecstore.sql import TableSQL, derived_name, quote_ident
+
+
+def test_defaults_match_the_seed_backend() -> None:
+    config = StoreConfig.from_options(dimensions=384)
+    assert config.metric == "cosine"
+    assert config.schema == "edubot"
+    assert config.table_name == "knowledge_embeddings"
+    assert (config.pool_min_size, config.pool_max_size) == (2, 10)
+    assert config.auto_create_table is True
+    assert config.id_type == "uuid"
+    assert config.index_type == "none"
+    assert config.auto_create_index is False
+    assert config.min_rows_for_index == 1000
+    assert config.domain_id is None
+    assert dict(config.columns) == {
+        name: name
+        for name in ("id", "embedding", "content", "metadata", "domain_id", "document_id", "chunk_index", "created_at")
+    }
+
+
+def test_dict_and_keywords_are_accepted_and_keywords_win() -> None:
+    config = StoreConfig.from_options({"dimensions": 3, "metric": "euclidean"}, metric="inner_product")
+    assert config.dimensions == 3
+    assert config.metric == "inner_product"
+    store = PgVectorStore({"dimensions": 8, "table_name": "docs"})
+    assert store.config.table_name == "docs"
+
+
+def test_unknown_option_suggests_the_closest_name() -> None:
+    with pytest.raises(ValueError, match=r"unknown option 'dimension'.*did you mean 'dimensions'"):
+        StoreConfig.from_options(dimension=3)
+    with pytest.raises(ValueError, match=r"unknown option 'tabel_name'.*'table_name'"):
+        PgVectorStore(dimensions=3, tabel_name="x")
+
+
+def test_dimensions_are_required_and_bounded() -> None:
+    with pytest.raises(ValueError, match="'dimensions' is required"):
+        StoreConfig.from_options(metric="cosine")
+    for bad in (0, 16001, -5, 3.5, "384", True):
+        with pytest.raises(ValueError, match="dimensions"):
+            StoreConfig.from_options(dimensions=bad)
+    assert StoreConfig.from_options(dimensions=16000).dimensions == 16000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("metric", "cosin", r"metric must be one of .*did you mean 'cosine'"),
+        ("metric", "dot", "metric must be one of"),
+        ("id_type", "int", "id_type must be one of"),
+        ("index_type", "hnws", r"index_type .*did you mean 'hnsw'"),
+        ("pool_min_size", -1, "pool_min_size"),
+        ("pool_max_size", 0, "pool_max_size"),
+        ("auto_create_table", "yes", "auto_create_table must be True or False"),
+        ("auto_create_index", 1, "auto_create_index must be True or False"),
+        ("min_rows_for_index", -1, "min_rows_for_index"),
+        ("domain_id", "", "domain_id"),
+        ("domain_id", "x" * 101, "domain_id must be at most 100"),
+        ("batch_size", 0, "batch_size"),
+        ("connect_timeout", 0, "connect_timeout"),
+        ("schema", "my schema", r"schema='my schema' is not a valid PostgreSQL name"),
+        ("schema", 'a"; DROP TABLE x; --', "schema=.* is not a valid PostgreSQL name"),
+        ("table_name", "1table", "table_name='1table' is not a valid PostgreSQL name"),
+        ("table_name", "t" * 64, "longer than PostgreSQL's 63-byte name limit"),
+        ("columns", {"embeding": "vec"}, r"unknown logical column 'embeding'.*did you mean 'embedding'"),
+        ("columns", {"id": "bad-name"}, r"columns\['id'\]='bad-name' is not a valid PostgreSQL name"),
+        ("columns", {"id": "content"}, "'content' is mapped to more than one logical column"),
+        ("index_params", {"m": 1}, "index_params.m must be between 2 and 100"),
+        ("index_params", {"m": 16, "ef_construction": 20}, r"ef_construction \(20\) must be at least 2 \* m"),
+        ("index_params", {"lists": 0}, "index_params.lists must be between 1 and 32768"),
+        ("index_params", {"ef_constrution": 64}, r"unknown parameter 'ef_constrution'.*'ef_construction'"),
+        ("search_params", {"ef_search": 0}, "search_params.ef_search must be between 1 and 1000"),
+        ("search_params", {"probe": 3}, r"unknown parameter 'probe'.*'probes'"),
+    ],
+)
+def test_bad_values_name_the_option(option: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StoreConfig.from_options(dimensions=4, **{option: value})
+
+
+def test_index_params_are_checked_against_the_chosen_index_type() -> None:
+    with pytest.raises(ValueError, match="unknown parameter 'lists' for index_type 'hnsw'"):
+        StoreConfig.from_options(dimensions=4, index_type="hnsw", index_params={"lists": 10})
+    config = StoreConfig.from_options(dimensions=4, index_type="ivfflat", index_params={"lists": 10})
+    assert config.index_params == {"lists": 10}
+
+
+def test_password_never_appears_in_repr_or_errors() -> None:
+    dsn = "postgresql://alice:s3cr3t-pw@db.example.com:5432/app"
+    store = PgVectorStore(connection_string=dsn, dimensions=4)
+    assert "s3cr3t-pw" not in repr(store)
+    assert "s3cr3t-pw" not in repr(store.config)
+    assert "alice:***@db.example.com" in repr(store.config)
+    assert redact_dsn("host=db user=bob password=hunter2 dbname=x") == "host=db user=bob password=*** dbname=x"
+
+
+def test_factory_knows_pgvector_and_lists_backends_on_a_typo() -> None:
+    store = VectorStoreFactory().create(backend="pgvector", dimensions=4)
+    assert isinstance(store, PgVectorStore)
+    with pytest.raises(ValueError, match=r"unknown backend 'pgvectr'.*did you mean 'pgvector'.*known backends: pgvector"):
+        VectorStoreFactory().create(backend="pgvectr", dimensions=4)
+    with pytest.raises(ValueError, match="unknown backend 'faiss'"):
+        VectorStoreFactory().create(backend="faiss", dimensions=4)
+
+
+def test_identifiers_are_always_quoted_and_index_names_fit() -> None:
+    assert quote_ident('we"ird') == '"we""ird"'
+    long_table = "t" * 63
+    name = derived_name(long_table, "embedding_hnsw_idx")
+    assert len(name.encode()) <= 63
+    assert name.endswith("_embedding_hnsw_idx")
+    assert name != derived_name("t" * 62 + "u", "embedding_hnsw_idx")
+    table = TableSQL.from_config(StoreConfig.from_options(dimensions=5, columns={"embedding": "vec"}))
+    assert '"vec" vector(5)' in table.create_table()
+    assert table.index_name("hnsw") == "knowledge_embeddings_vec_hnsw_idx"
