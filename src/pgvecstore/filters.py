@@ -1,54 +1,562 @@
-"""Metadata filters compiled to SQL with bound parameters only.
+"""The metadata filter language, compiled to a SQL boolean expression with bound parameters only.
 
-This first version supports equality: ``{"key": value, ...}`` matches rows whose metadata holds every pair.
-Keys ``id``, ``document_id``, ``chunk_index`` and ``content`` address their columns (so indexes help); other
-keys address metadata, compared with JSONB containment so types are kept (``5`` does not match ``"5"``).
+A filter is a dict. ``{"key": value}`` is equality; ``{"key": {"$op": value, ...}}`` applies operators (several
+in one dict must all hold); ``$and`` / ``$or`` take a list of filters and ``$not`` a filter, nested to any depth;
+several entries in one dict must all hold.
+
+Keys: ``id``, ``document_id``, ``chunk_index``, ``content`` and ``created_at`` are the table's columns (compared
+as such, so their indexes help); any other key addresses the metadata JSON, a dotted key (``"a.b.c"``) a nested
+object. Comparisons are typed: numbers match numbers, strings strings, booleans booleans (``5`` never matches
+``"5"``); a `datetime`/`date` compares as a timestamp with ISO-8601 strings in metadata (naive means UTC).
+Strings order by Unicode code point, whatever the database collation.
+
+Missing keys: a condition on a key the row lacks is false, except ``$ne``, ``$nin``, ``$exists: False`` and
+equality with ``None`` (which means "null or missing"), which are true; ``$not`` is the exact complement.
+
+Every value and every key of a JSON path travels as a ``$n`` parameter; the SQL text holds only fixed fragments
+and the store's quoted column names. A malformed filter is a `ValueError` that quotes the offending part.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import json
 import math
-from collections.abc import Mapping
+import numbers
+import uuid
+from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 from pgvecstore.sql import Params, TableSQL
 
-COLUMN_KEYS = {"id", "document_id", "chunk_index", "content"}
+COLUMN_KEYS = ("id", "document_id", "chunk_index", "content", "created_at")
+COMBINATORS = ("$and", "$or", "$not")
+FIELD_OPERATORS = (
+    "$eq",
+    "$ne",
+    "$gt",
+    "$gte",
+    "$lt",
+    "$lte",
+    "$in",
+    "$nin",
+    "$between",
+    "$like",
+    "$ilike",
+    "$exists",
+    "$contains",
+    "$not",
+)
+RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+# Limits that keep a hostile filter from exhausting the stack or PostgreSQL's parameter count.
+MAX_DEPTH = 32
+MAX_PATH_SEGMENTS = 32
+
+# The ISO-8601 text a metadata value must have to compare as a timestamp (the reference evaluator in the tests
+# uses the same pattern). No backslashes, so it needs no escaping inside a SQL string literal.
+ISO_TIMESTAMP_PATTERN = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])?)?$"
+)
+ISO_OFFSET_PATTERN = "(Z|[+-][0-9]{2}:[0-9]{2})$"
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class _Value:
+    """A filter value checked and classified: kind is 'null', 'bool', 'number', 'string' or 'datetime'."""
+
+    __slots__ = ("kind", "value")
+
+    def __init__(self, kind: str, value: Any) -> None:
+        self.kind = kind
+        self.value = value
 
 
 def compile_filter(filter: Mapping[str, Any] | None, table: TableSQL, params: Params, alias: str = "") -> str:
-    """Compile `filter` to a SQL boolean expression over `table`, adding its values to `params`."""
+    """Compile `filter` to a SQL boolean expression over `table`, adding its values to `params`.
+
+    Returns ``"TRUE"`` for no filter (``None`` or ``{}``). Raises `ValueError` for a malformed filter.
+    """
     if filter is None:
         return "TRUE"
     if not isinstance(filter, Mapping):
-        raise ValueError(f"filter must be a dict such as {{'category': 'science'}}, got {filter!r}")
-    prefix = f"{alias}." if alias else ""
-    conditions: list[str] = []
-    for key, value in filter.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"filter key {key!r} must be a non-empty string")
-        if key.startswith("$") or isinstance(value, Mapping):
-            raise ValueError(
-                f"filter {{{key!r}: {value!r}}}: operators are not supported in this version; "
-                "use plain equality such as {'category': 'science'}"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"filter value for {key!r} must be a finite number, got {value!r}")
-        if key in COLUMN_KEYS:
-            column = f"{prefix}{table.col(key)}"
-            if key == "id":
-                conditions.append(f"{column} = {params.add(str(value), table.id_cast)}")
-            elif key == "chunk_index":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"filter value for 'chunk_index' must be an integer, got {value!r}")
-                conditions.append(f"{column} = {params.add(value, 'integer')}")
+        raise ValueError(f"filter must be a dict such as {{'category': 'science'}}, got {_show(filter)}")
+    if not filter:
+        return "TRUE"
+    return _Compiler(table, params, alias).node(filter, "filter", 0)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """repr of a filter part for an error message, shortened when long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _suggest(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+
+
+def _check_text(value: str, where: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{where}: {_show(value)} contains a NUL character, which PostgreSQL text cannot hold")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: {_show(value)} is not valid Unicode text (lone surrogate)") from None
+    return value
+
+
+def _as_utc(value: dt.date) -> dt.datetime:
+    """A date or datetime as an aware UTC datetime (naive datetimes and dates are taken as UTC)."""
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _scalar(value: Any, where: str) -> _Value:
+    """Check one scalar filter value and classify it."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy scalar (np.int64, np.float32, np.bool_) as the Python value it holds
+    if value is None:
+        return _Value("null", None)
+    if isinstance(value, bool):
+        return _Value("bool", value)
+    if isinstance(value, numbers.Integral):
+        if int(value).bit_length() > 10_000:
+            raise ValueError(f"{where}: an integer of {int(value).bit_length()} bits is too large to compare")
+        return _Value("number", int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: {_show(value)} is not a finite number")
+        return _Value("number", number)
+    if isinstance(value, str):
+        return _Value("string", _check_text(value, where))
+    if isinstance(value, dt.date):
+        return _Value("datetime", _as_utc(value))
+    raise ValueError(
+        f"{where}: {_show(value)} ({type(value).__name__}) is not a filter value; use a string, number, boolean, "
+        "None, date or datetime"
+    )
+
+
+def _json_value(value: Any, where: str, depth: int = 0) -> Any:
+    """Check a JSON value for ``$contains`` (scalars, lists, dicts with string keys) and return it plain."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where}: value is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: object key {_show(key)} must be a string")
+            out[_check_text(key, where)] = _json_value(item, where, depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [_json_value(item, where, depth + 1) for item in value]
+    checked = _scalar(value, where)
+    if checked.kind == "datetime":
+        raise ValueError(f"{where}: {_show(value)}: dates cannot be inside $contains; use an ISO string")
+    return checked.value
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _parse_timestamp(value: Any, where: str) -> dt.datetime:
+    """A created_at filter value: date, datetime or ISO-8601 string, as an aware UTC datetime."""
+    if isinstance(value, dt.date):
+        return _as_utc(value)
+    if isinstance(value, str):
+        try:
+            return _as_utc(dt.datetime.fromisoformat(value))
+        except ValueError:
+            raise ValueError(f"{where}: {_show(value)} is not an ISO-8601 date or datetime") from None
+    raise ValueError(
+        f"{where}: created_at compares with a date, datetime or ISO-8601 string, got {_show(value)}"
+    )
+
+
+class _Compiler:
+    def __init__(self, table: TableSQL, params: Params, alias: str) -> None:
+        self.table = table
+        self.params = params
+        self.prefix = f"{alias}." if alias else ""
+
+    def column(self, logical: str) -> str:
+        return f"{self.prefix}{self.table.col(logical)}"
+
+    # -- filters and combinators ---------------------------------------------------------------------------
+    def node(self, node: Any, where: str, depth: int) -> str:
+        """A filter dict: every entry must hold."""
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
+        if not isinstance(node, Mapping):
+            raise ValueError(f"{where}: expected a filter dict such as {{'category': 'science'}}, got {_show(node)}")
+        parts = []
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {_show(key)} must be a string")
+            at = f"{where}[{_show(key)}]"
+            if key.startswith("$"):
+                parts.append(self.combinator(key, value, at, depth))
             else:
-                conditions.append(f"{column} = {params.add(str(value), 'text')}")
-        else:
-            try:
-                encoded = json.dumps({key: value}, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"filter value for {key!r} is not JSON: {value!r}") from exc
-            conditions.append(f"{prefix}{table.col('metadata')} @> {params.add(encoded, 'jsonb')}")
-    return " AND ".join(conditions) if conditions else "TRUE"
+                parts.append(self.field(key, value, at, depth))
+        if not parts:
+            return "TRUE"
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def combinator(self, op: str, value: Any, where: str, depth: int) -> str:
+        if op == "$not":
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}: $not takes a filter dict such as {{'k': 1}}, got {_show(value)}")
+            return _negate(self.node(value, where, depth + 1))
+        if op in ("$and", "$or"):
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{where}: {op} takes a non-empty list of filter dicts, got {_show(value)}")
+            parts = [self.node(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+            joiner = " AND " if op == "$and" else " OR "
+            return parts[0] if len(parts) == 1 else "(" + joiner.join(parts) + ")"
+        if op in FIELD_OPERATORS:
+            raise ValueError(f"{where}: {op!r} needs a key, as in {{'price': {{{op!r}: ...}}}}")
+        raise ValueError(f"{where}: unknown operator {_show(op)}{_suggest(op, COMBINATORS)}")
+
+    # -- one key -------------------------------------------------------------------------------------------
+    def field(self, key: str, condition: Any, where: str, depth: int) -> str:
+        target = self.target(key, where)
+        if isinstance(condition, Mapping):
+            return self.operators(target, condition, where, depth)
+        if isinstance(condition, list | tuple | set | frozenset):
+            raise ValueError(
+                f"{where}: {_show(condition)} is a list; use {{'$in': [...]}} for one of several values or "
+                "{'$contains': ...} for list membership"
+            )
+        return target.eq(condition, where)
+
+    def operators(self, target: _Target, ops: Mapping[Any, Any], where: str, depth: int) -> str:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
+        if not ops:
+            raise ValueError(f"{where}: empty operator dict; give an operator such as {{'$eq': 1}}")
+        parts = []
+        for op, value in ops.items():
+            at = f"{where}[{_show(op)}]"
+            if not isinstance(op, str) or not op.startswith("$"):
+                raise ValueError(
+                    f"{at}: {_show(op)} is not an operator; to match inside a nested object use a dotted key "
+                    "such as 'a.b', or {'$contains': {...}}"
+                )
+            if op not in FIELD_OPERATORS:
+                if op in ("$and", "$or"):
+                    raise ValueError(f"{at}: {op} combines whole filters; put it outside the key")
+                raise ValueError(f"{at}: unknown operator {_show(op)}{_suggest(op, FIELD_OPERATORS)}")
+            parts.append(self.operator(target, op, value, at, depth))
+        return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def operator(self, target: _Target, op: str, value: Any, where: str, depth: int) -> str:
+        if op in ("$eq", "$ne"):
+            if isinstance(value, Mapping | list | tuple):
+                # A whole list or object: exact JSON equality (e.g. {"tags": {"$eq": []}} finds empty lists).
+                if not isinstance(target, _MetadataTarget):
+                    raise ValueError(f"{where}: {op} with a list or object applies to metadata keys only")
+                test = target.json_eq(value, where)
+            else:
+                test = target.eq(value, where)
+            return test if op == "$eq" else _negate(test)
+        if op in RANGE_SQL:
+            return target.compare(RANGE_SQL[op], value, where)
+        if op == "$between":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise ValueError(f"{where}: $between takes a list [low, high], got {_show(value)}")
+            low, high = value
+            target.check_same_kind(low, high, where)
+            return f"({target.compare('>=', low, where)} AND {target.compare('<=', high, where)})"
+        if op == "$in":
+            return target.isin(_as_list(value, where), where)
+        if op == "$nin":
+            return _negate(target.isin(_as_list(value, where), where))
+        if op in ("$like", "$ilike"):
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: {op} takes a string pattern such as 'abc%', got {_show(value)}")
+            _check_text(value, where)
+            if _ends_with_escape(value):
+                raise ValueError(f"{where}: pattern {_show(value)} ends with the escape character '\\'")
+            return target.like(value, "LIKE" if op == "$like" else "ILIKE", where)
+        if op == "$exists":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: $exists takes True or False, got {_show(value)}")
+            return target.exists(value)
+        if op == "$contains":
+            return target.contains(value, where)
+        # "$not" at key level: the complement of an operator dict.
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"{where}: $not on a key takes an operator dict such as {{'$gt': 5}}, got {_show(value)}"
+            )
+        return _negate(self.operators(target, value, where, depth + 1))
+
+    def target(self, key: str, where: str) -> _Target:
+        if not key:
+            raise ValueError(f"{where}: filter keys must not be empty")
+        _check_text(key, where)
+        segments = key.split(".")
+        if any(not segment for segment in segments):
+            raise ValueError(
+                f"{where}: key {_show(key)} has an empty path segment; use dots only between names, as in 'a.b'"
+            )
+        if len(segments) > MAX_PATH_SEGMENTS:
+            raise ValueError(f"{where}: key {_show(key)} has more than {MAX_PATH_SEGMENTS} path segments")
+        if segments[0] in COLUMN_KEYS:
+            if len(segments) > 1:
+                raise ValueError(f"{where}: {segments[0]!r} is a column, not an object; {_show(key)} cannot address "
+                                 "a field inside it")
+            return _ColumnTarget(self, key)
+        return _MetadataTarget(self, segments)
+
+
+def _negate(expression: str) -> str:
+    """NOT that treats NULL (unknown, e.g. a missing key) as false, so $not is the exact complement."""
+    return f"(NOT COALESCE({expression}, FALSE))"
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ValueError(f"{where}: takes a list of values, got {_show(value)}")
+    return list(value)
+
+
+def _ends_with_escape(pattern: str) -> bool:
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+class _Target:
+    """Where a key's value lives; builds each operator's SQL for it."""
+
+    def __init__(self, compiler: _Compiler) -> None:
+        self.c = compiler
+        self.p = compiler.params
+
+    def check_same_kind(self, low: Any, high: Any, where: str) -> None:
+        raise NotImplementedError
+
+    def eq(self, value: Any, where: str) -> str:
+        raise NotImplementedError
+
+    def compare(self, op: str, value: Any, where: str) -> str:
+        raise NotImplementedError
+
+    def isin(self, values: list[Any], where: str) -> str:
+        raise NotImplementedError
+
+    def like(self, pattern: str, op: str, where: str) -> str:
+        raise NotImplementedError
+
+    def exists(self, flag: bool) -> str:
+        raise NotImplementedError
+
+    def contains(self, value: Any, where: str) -> str:
+        raise NotImplementedError
+
+
+class _MetadataTarget(_Target):
+    """A (possibly nested) key of the metadata JSON. `value` is the jsonb at the path, NULL when missing.
+
+    The path walks objects only (``->`` with a text key yields NULL on arrays and scalars), so ``a.0`` never
+    indexes into a list.
+    """
+
+    def __init__(self, compiler: _Compiler, segments: list[str]) -> None:
+        super().__init__(compiler)
+        self.segments = segments
+        self.metadata = compiler.column("metadata")
+
+    @cached_property
+    def value(self) -> str:
+        """The jsonb at the path (its keys bound once, on first use: an unused parameter would be an error)."""
+        path = "".join(f" -> {self.p.add(segment, 'text')}" for segment in self.segments)
+        return f"({self.metadata}{path})"
+
+    @cached_property
+    def text(self) -> str:
+        """The text of a scalar value at the path."""
+        return f"({self.value} #>> '{{}}')"
+
+    def nested(self, inner: Any) -> str:
+        """A jsonb parameter holding `inner` at this path, for GIN-friendly containment (``@>``)."""
+        for segment in reversed(self.segments):
+            inner = {segment: inner}
+        return self.p.add(_json_text(inner), "jsonb")
+
+    def timestamp_test(self, op: str, rhs: str) -> str:
+        """True when the value is an ISO-8601 string whose timestamp satisfies ``<ts> op rhs``; never an error."""
+        text = self.text
+        as_timestamp = (
+            f"(CASE WHEN {text} ~ '{ISO_OFFSET_PATTERN}' THEN {text}::timestamptz "
+            f"ELSE ({text}::timestamp AT TIME ZONE 'UTC') END)"
+        )
+        return (
+            f"(CASE WHEN jsonb_typeof({self.value}) = 'string' AND {text} ~ '{ISO_TIMESTAMP_PATTERN}' "
+            f"AND pg_input_is_valid({text}, 'timestamptz') THEN {as_timestamp} {op} {rhs} ELSE FALSE END)"
+        )
+
+    def eq(self, value: Any, where: str) -> str:
+        checked = _scalar(value, where)
+        if checked.kind == "null":
+            return f"({self.value} IS NULL OR jsonb_typeof({self.value}) = 'null')"
+        if checked.kind == "datetime":
+            return self.timestamp_test("=", self.p.add(checked.value, "timestamptz"))
+        return f"({self.metadata} @> {self.nested(checked.value)})"
+
+    def json_eq(self, value: Any, where: str) -> str:
+        """The value at the path equals this list or object as JSON (numbers by value, lists in order)."""
+        return f"({self.value} = {self.p.add(_json_text(_json_value(value, where)), 'jsonb')})"
+
+    def check_same_kind(self, low: Any, high: Any, where: str) -> None:
+        kinds = {self.range_value(low, where).kind, self.range_value(high, where).kind}
+        if len(kinds) != 1:
+            raise ValueError(f"{where}: $between bounds must be of one type, got {_show(low)} and {_show(high)}")
+
+    def range_value(self, value: Any, where: str) -> _Value:
+        checked = _scalar(value, where)
+        if checked.kind not in ("number", "string", "datetime"):
+            raise ValueError(f"{where}: compares with a number, string, date or datetime, got {_show(value)}")
+        return checked
+
+    def compare(self, op: str, value: Any, where: str) -> str:
+        checked = self.range_value(value, where)
+        if checked.kind == "number":
+            return (
+                f"(jsonb_typeof({self.value}) = 'number' AND {self.value} {op} "
+                f"{self.p.add(_json_text(checked.value), 'jsonb')})"
+            )
+        if checked.kind == "string":
+            operand = self.p.add(checked.value, "text")
+            return f"(jsonb_typeof({self.value}) = 'string' AND {self.text} COLLATE \"C\" {op} {operand})"
+        return self.timestamp_test(op, self.p.add(checked.value, "timestamptz"))
+
+    def isin(self, values: list[Any], where: str) -> str:
+        checked = [_scalar(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        parts = []
+        plain = [_json_text(c.value) for c in checked if c.kind not in ("null", "datetime")]
+        if plain:
+            parts.append(f"{self.value} = ANY({self.p.add(plain, 'jsonb[]')})")
+        if any(c.kind == "null" for c in checked):
+            parts.append(f"{self.value} IS NULL OR jsonb_typeof({self.value}) = 'null'")
+        stamps = [c.value for c in checked if c.kind == "datetime"]
+        if stamps:
+            parts.append(self.timestamp_test("= ANY", f"({self.p.add(stamps, 'timestamptz[]')})"))
+        if not parts:
+            return "FALSE"
+        return "(" + " OR ".join(parts) + ")"
+
+    def like(self, pattern: str, op: str, where: str) -> str:
+        return f"(jsonb_typeof({self.value}) = 'string' AND {self.text} {op} {self.p.add(pattern, 'text')})"
+
+    def exists(self, flag: bool) -> str:
+        return f"({self.value} IS {'NOT ' if flag else ''}NULL)"
+
+    def contains(self, value: Any, where: str) -> str:
+        checked = _json_value(value, where)
+        if not isinstance(checked, dict | list):
+            checked = [checked]
+        return f"({self.metadata} @> {self.nested(checked)})"
+
+
+class _ColumnTarget(_Target):
+    """One of the table's columns, compared with its own type so its indexes can serve the filter."""
+
+    def __init__(self, compiler: _Compiler, name: str) -> None:
+        super().__init__(compiler)
+        self.name = name
+        self.sql = compiler.column(name)
+        self.uuid_ids = name == "id" and compiler.table.id_type == "uuid"
+
+    def operand(self, value: Any, where: str, *, ordering: bool = False) -> tuple[Any, str]:
+        """The filter value converted to the column's type, and the cast of its parameter."""
+        name = self.name
+        if name == "created_at":
+            return _parse_timestamp(value, where), "timestamptz"
+        if name == "chunk_index":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{where}: chunk_index is an integer column, got {_show(value)}")
+            number = int(value)
+            if not _INT64[0] <= number <= _INT64[1]:
+                raise ValueError(f"{where}: {number.bit_length()}-bit integer is out of range for chunk_index")
+            return number, "bigint"
+        if name == "id":
+            if isinstance(value, uuid.UUID):
+                value = str(value)
+            if isinstance(value, int) and not isinstance(value, bool) and not self.uuid_ids and not ordering:
+                value = str(value)
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: id compares with a string, got {_show(value)}")
+            _check_text(value, where)
+            if self.uuid_ids:
+                try:
+                    return str(uuid.UUID(value)), "uuid"
+                except ValueError:
+                    raise ValueError(
+                        f"{where}: {_show(value)} is not a UUID, and this store has id_type='uuid'"
+                    ) from None
+            return value, "text"
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: {name} is a text column; compare it with a string, got {_show(value)}")
+        return _check_text(value, where), "text"
+
+    def eq(self, value: Any, where: str) -> str:
+        if value is None:
+            return f"({self.sql} IS NULL)"
+        operand, cast = self.operand(value, where)
+        return f"({self.sql} = {self.p.add(operand, cast)})"
+
+    def check_same_kind(self, low: Any, high: Any, where: str) -> None:
+        return None  # operand() enforces the column's one type on both bounds
+
+    def compare(self, op: str, value: Any, where: str) -> str:
+        if value is None:
+            raise ValueError(f"{where}: compares with a {self.name} value, got None")
+        operand, cast = self.operand(value, where, ordering=True)
+        collate = ' COLLATE "C"' if cast == "text" else ""
+        return f"({self.sql}{collate} {op} {self.p.add(operand, cast)})"
+
+    def isin(self, values: list[Any], where: str) -> str:
+        operands: list[Any] = []
+        cast = ""
+        has_null = False
+        for i, value in enumerate(values):
+            if value is None:
+                has_null = True
+                continue
+            operand, cast = self.operand(value, f"{where}[{i}]")
+            operands.append(operand)
+        parts = []
+        if operands:
+            parts.append(f"{self.sql} = ANY({self.p.add(operands, cast + '[]')})")
+        if has_null:
+            parts.append(f"{self.sql} IS NULL")
+        if not parts:
+            return "FALSE"
+        return "(" + " OR ".join(parts) + ")"
+
+    def like(self, pattern: str, op: str, where: str) -> str:
+        if self.name in ("chunk_index", "created_at"):
+            raise ValueError(f"{where}: {self.name} is not a text column; LIKE applies to text")
+        column = f"{self.sql}::text" if self.uuid_ids else self.sql
+        return f"({column} {op} {self.p.add(pattern, 'text')})"
+
+    def exists(self, flag: bool) -> str:
+        return f"({self.sql} IS {'NOT ' if flag else ''}NULL)"
+
+    def contains(self, value: Any, where: str) -> str:
+        hint = "; use {'$like': '%text%'} for a substring" if self.name in ("content", "document_id", "id") else ""
+        raise ValueError(
+            f"{where}: $contains applies to metadata lists and objects, not to the {self.name} column{hint}"
+        )

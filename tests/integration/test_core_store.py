@@ -125,7 +125,9 @@ async def test_column_mappings_with_text_ids(make_store: StoreMaker, admin: asyn
     ids = await store.add_vectors(
         rng_vectors(3, 8),
         ids=["sku-1", "sku-2", "01-fundamentals_0"],
-        metadata=[{"content": "red shoe", "document_id": "catalog.pdf", "chunk_index": i, "price": 9.5} for i in range(3)],
+        metadata=[
+            {"content": "red shoe", "document_id": "catalog.pdf", "chunk_index": i, "price": 9.5} for i in range(3)
+        ],
     )
     assert ids == ["sku-1", "sku-2", "01-fundamentals_0"]
     row = await admin.fetchrow(
@@ -169,7 +171,7 @@ async def test_a_tenant_cannot_take_over_another_tenants_id(make_store: StoreMak
     await tenant_a.add_vectors([[1, 0]], ids=["shared-id"], metadata=[{"owner": "a"}])
     with pytest.raises(ValueError, match="'shared-id' already exists in another domain"):
         await tenant_b.add_vectors([[0, 1], [1, 1]], ids=["new-id", "shared-id"], metadata=[{}, {"owner": "b"}])
-    vector, meta = (await tenant_a.get_vectors(["shared-id"]))[0]
+    _, meta = (await tenant_a.get_vectors(["shared-id"]))[0]
     assert meta is not None and meta["owner"] == "a"
     assert await tenant_b.count() == 0, "the failed batch must write nothing, not even its valid rows"
 

@@ -21,8 +21,8 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
-from langchain_pgvecstore import PgVecStore
 
+from langchain_pgvecstore import PgVecStore
 from pgvecstore import PgVectorStore, StoreClosedError, run_sync
 
 VOCABULARY = ("postgres", "vector", "index", "python", "async", "cat", "dog", "pizza")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from langchain_pgvecstore import PgVecStore
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
+
+from langchain_pgvecstore import PgVecStore
 
 
 class TestPgVecStoreStandard(VectorStoreIntegrationTests):

@@ -106,7 +106,7 @@ def test_password_never_appears_in_repr_or_errors() -> None:
 def test_factory_knows_pgvector_and_lists_backends_on_a_typo() -> None:
     store = VectorStoreFactory().create(backend="pgvector", dimensions=4)
     assert isinstance(store, PgVectorStore)
-    with pytest.raises(ValueError, match=r"unknown backend 'pgvectr'.*did you mean 'pgvector'.*known backends: pgvector"):
+    with pytest.raises(ValueError, match=r"unknown backend 'pgvectr'.*'pgvector'.*known backends: pgvector"):
         VectorStoreFactory().create(backend="pgvectr", dimensions=4)
     with pytest.raises(ValueError, match="unknown backend 'faiss'"):
         VectorStoreFactory().create(backend="faiss", dimensions=4)

@@ -1,0 +1,162 @@
+"""Mapping between LlamaIndex nodes and the core store's rows (id, vector, content, metadata, document_id, chunk).
+
+A row's metadata JSON holds the node's user metadata at top level (so filters reach it) plus the whole node,
+serialised, under ``_node_content`` (and its class under ``_node_type``), so a node read back equals the node
+written: metadata types and key order, relationships, character offsets, excluded keys, templates, IndexNode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_index.core.schema import (
+    BaseNode,
+    ImageNode,
+    IndexNode,
+    MetadataMode,
+    NodeRelationship,
+    RelatedNodeInfo,
+    TextNode,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+NODE_CONTENT_KEY = "_node_content"
+NODE_TYPE_KEY = "_node_type"
+RESERVED_KEYS = frozenset({NODE_CONTENT_KEY, NODE_TYPE_KEY})
+# Keys the core keeps in their own columns (filters on them address the columns).
+COLUMN_KEYS = frozenset({"content", "document_id", "chunk_index"})
+# Node classes whose text lives in the `text` field: it is stored once, in the content column.
+_TEXT_FIELD_TYPES = frozenset({TextNode.class_name(), IndexNode.class_name(), ImageNode.class_name()})
+
+
+@dataclass
+class NodeRows:
+    """Column lists for `PgVectorStore.add_vectors`, one entry per distinct node id (the last one wins)."""
+
+    ids: list[str] = field(default_factory=list)
+    vectors: list[list[float]] = field(default_factory=list)
+    contents: list[str | None] = field(default_factory=list)
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    document_ids: list[str | None] = field(default_factory=list)
+    chunk_indexes: list[int | None] = field(default_factory=list)
+
+
+def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
+    """Validate and convert nodes to rows. A node id given twice keeps its last occurrence (re-adding replaces)."""
+    last: dict[str, int] = {}
+    for position, node in enumerate(nodes):
+        if not isinstance(node, BaseNode):
+            raise ValueError(f"node at position {position} must be a llama_index BaseNode, got {type(node).__name__}")
+        last[node.node_id] = position
+    kept = [nodes[i] for i in sorted(last.values())]
+    chunks = chunk_indexes(kept)
+    rows = NodeRows()
+    for node, chunk in zip(kept, chunks, strict=True):
+        if node.embedding is None:
+            raise ValueError(
+                f"node {node.node_id!r} has no embedding; embed nodes before adding them "
+                "(VectorStoreIndex and IngestionPipeline do this with an embed_model)"
+            )
+        rows.ids.append(node.node_id)
+        rows.vectors.append(node.embedding)
+        rows.contents.append(node.get_content(metadata_mode=MetadataMode.NONE))
+        rows.metadata.append(node_metadata(node))
+        rows.document_ids.append(node.ref_doc_id)
+        rows.chunk_indexes.append(chunk)
+    return rows
+
+
+def node_metadata(node: BaseNode) -> dict[str, Any]:
+    """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node."""
+    node_dict = node.model_dump(mode="json")
+    user_metadata: dict[str, Any] = dict(node_dict.get("metadata") or {})
+    clash = RESERVED_KEYS.intersection(user_metadata)
+    if clash:
+        raise ValueError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
+    node_type = node.class_name()
+    if node_type in _TEXT_FIELD_TYPES and "text" in node_dict:
+        node_dict["text"] = ""  # kept once, in the content column
+    node_dict["embedding"] = None  # kept once, in the vector column
+    stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
+    stored[NODE_CONTENT_KEY] = json.dumps(node_dict, ensure_ascii=False)
+    stored[NODE_TYPE_KEY] = node_type
+    return stored
+
+
+def row_to_node(row_id: str, metadata: Mapping[str, Any] | None, embedding: Sequence[float] | None = None) -> BaseNode:
+    """Rebuild a node from a row's returned metadata (stored keys plus content, document_id, chunk_index).
+
+    Rows written by other tools (no ``_node_content``) become a `TextNode` with the row's text and metadata and a
+    SOURCE relationship to its document.
+    """
+    meta = dict(metadata or {})
+    content = meta.get("content")
+    if NODE_CONTENT_KEY in meta:
+        text = (content or "") if meta.get(NODE_TYPE_KEY) in _TEXT_FIELD_TYPES else None
+        node = metadata_dict_to_node(meta, text=text)
+    else:
+        document_id = meta.pop("document_id", None)
+        meta.pop("chunk_index", None)
+        meta.pop("content", None)
+        relationships = {}
+        if document_id is not None:
+            relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=str(document_id))
+        node = TextNode(id_=row_id, text=content or "", metadata=meta, relationships=relationships)
+    if embedding is not None:
+        node.embedding = [float(x) for x in embedding]
+    return node
+
+
+def chunk_indexes(nodes: Sequence[BaseNode]) -> list[int | None]:
+    """Each node's position in its document among the nodes given: by ``start_char_idx`` when every node of the
+    document has one, else along PREVIOUS/NEXT relationships, else in call order. None for nodes without a source.
+    """
+    groups: dict[str, list[int]] = {}
+    for position, node in enumerate(nodes):
+        if node.ref_doc_id is not None:
+            groups.setdefault(node.ref_doc_id, []).append(position)
+    result: list[int | None] = [None] * len(nodes)
+    for positions in groups.values():
+        members = [nodes[p] for p in positions]
+        if all(n.start_char_idx is not None for n in members):
+            order = sorted(range(len(members)), key=lambda i: (members[i].start_char_idx, i))
+        else:
+            order = _chain_order(members)
+        for rank, member in enumerate(order):
+            result[positions[member]] = rank
+    return result
+
+
+def _chain_order(members: Sequence[BaseNode]) -> list[int]:
+    """Indexes of `members` in PREVIOUS/NEXT chain order; chains start in call order, unlinked nodes stay put."""
+    index = {node.node_id: i for i, node in enumerate(members)}
+    following: dict[int, int] = {}
+    has_previous: set[int] = set()
+
+    def link(before: int, after: int) -> None:
+        if before != after and before not in following and after not in has_previous:
+            following[before] = after
+            has_previous.add(after)
+
+    for i, node in enumerate(members):
+        nxt = node.relationships.get(NodeRelationship.NEXT)
+        if isinstance(nxt, RelatedNodeInfo) and nxt.node_id in index:
+            link(i, index[nxt.node_id])
+        prev = node.relationships.get(NodeRelationship.PREVIOUS)
+        if isinstance(prev, RelatedNodeInfo) and prev.node_id in index:
+            link(index[prev.node_id], i)
+    order: list[int] = []
+    seen: set[int] = set()
+    for start in range(len(members)):
+        if start in seen or start in has_previous:
+            continue
+        current: int | None = start
+        while current is not None and current not in seen:
+            order.append(current)
+            seen.add(current)
+            current = following.get(current)
+    order.extend(i for i in range(len(members)) if i not in seen)  # cycles
+    return order
