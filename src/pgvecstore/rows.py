@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+# A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # Metadata keys that live in their own columns; the store reads them back into the metadata it returns.
 COLUMN_KEYS = ("content", "document_id", "chunk_index")
@@ -71,7 +76,7 @@ def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
         text = json.dumps(stored, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata at position {position} is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in text or "\x00" in text:
+    if "\x00" in text or _JSON_NUL.search(text):
         raise ValueError(f"metadata at position {position} contains a NUL character, which PostgreSQL cannot store")
     return text, columns
 
@@ -157,6 +162,214 @@ def _column(name: str, values: Iterable[Any] | None, expected: int | None) -> It
     return iter(values)
 
 
+# -- fast checks of whole batches ------------------------------------------------------------------------------
+# The common case (ids that are canonical UUID strings or plain text, dict metadata with string keys, explicit
+# column lists of plain str/int) is checked per batch with a few vectorised passes. Anything unusual, and every
+# error, goes through the per-row path below, which is the reference: it names the position of the first bad item.
+# Both give the same rows for the same input.
+
+_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+_is_str = str.__instancecheck__
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Hex pairs of every byte value, as ASCII codes: _HEX_PAIRS[b] == [ord(hex(b)[0]), ord(hex(b)[1])].
+_HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
+_LOWER_HEX = np.zeros(256, dtype=bool)
+_LOWER_HEX[_HEX_DIGITS] = True
+_UUID_DASHES = np.array([8, 13, 18, 23])
+_UUID_HEX = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+# (start, end) of the hex groups of a UUID's text, and of the bytes each group shows.
+_UUID_GROUPS = ((0, 8, 0, 4), (9, 13, 4, 6), (14, 18, 6, 8), (19, 23, 8, 10), (24, 36, 10, 16))
+
+
+def generated_ids(n: int) -> list[str]:
+    """`n` random (version 4) UUIDs as canonical text, like ``str(uuid.uuid4())`` but built in one pass."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    pairs = _HEX_PAIRS[raw].reshape(n, 32)
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for start, end, first, last in _UUID_GROUPS:
+        text[:, start:end] = pairs[:, 2 * first : 2 * last]
+    joined = text.tobytes().decode("ascii")
+    return [joined[i : i + 36] for i in range(0, 36 * n, 36)]
+
+
+def _canonical_uuids(values: list[Any]) -> bool:
+    """True when every value is a str in canonical UUID form (lowercase, dashed): its own normalised id."""
+    if not all(type(v) is str for v in values) or any(len(v) != 36 for v in values):
+        return False
+    try:
+        codes = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8).reshape(len(values), 36)
+    except UnicodeEncodeError:
+        return False
+    return bool((codes[:, _UUID_DASHES] == ord("-")).all() and _LOWER_HEX[codes[:, _UUID_HEX]].all())
+
+
+def _fast_ids(values: list[Any], id_type: str) -> list[str] | None:
+    """The batch's ids when all are plain, valid and already normalised; None means: check them row by row."""
+    if id_type == "uuid":
+        return values if _canonical_uuids(values) else None
+    if all(type(v) is str for v in values) and all(values) and "\x00" not in "".join(values):
+        return values
+    return None
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` for one batch, without its per-call set-up.
+
+    Uses the C encoder the way ``JSONEncoder.iterencode`` does; its circular-reference markers are fresh for each
+    batch, and an encoder that raised is never used again (the batch then goes the per-row path).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is not None:
+        try:
+            encode = make(
+                {}, _JSON.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+            )
+            if "".join(encode({"a": [1, 2.5, None, True, "é"]}, 0)) == '{"a": [1, 2.5, null, true, "é"]}':
+                return lambda value: "".join(encode(value, 0))
+        except Exception:  # another Python's C encoder: use the public API
+            pass
+    return _JSON.encode
+
+
+def _fast_metadata(values: list[Any]) -> list[str] | None:
+    """JSON text of each metadata dict that has string keys and none of the column keys, else None."""
+    texts: list[str] = []
+    append = texts.append
+    encode = _json_encoder()
+    try:
+        for value in values:
+            if type(value) is dict and value.keys().isdisjoint(COLUMN_KEYS) and all(map(_is_str, value)):
+                append(encode(value))
+            elif value is None:
+                append("{}")
+            else:
+                return None
+    except (TypeError, ValueError, RecursionError):
+        return None
+    joined = "".join(texts)
+    if "\x00" in joined or "\\u0000" in joined:
+        return None
+    return texts
+
+
+def _fast_texts(values: list[Any], max_length: int | None) -> list[Any] | None:
+    """An explicit contents/document_ids list when every entry is None or a str PostgreSQL can store."""
+    present = [v for v in values if v is not None]
+    if not all(type(v) is str for v in present) or "\x00" in "".join(present):
+        return None
+    if max_length is not None and present and max(map(len, present)) > max_length:
+        return None
+    return values
+
+
+def _fast_chunk_indexes(values: list[Any]) -> list[Any] | None:
+    present = [v for v in values if v is not None]
+    if not all(type(v) is int for v in present):
+        return None
+    if present and (min(present) < -(2**31) or max(present) >= 2**31):
+        return None
+    return values
+
+
+def _fast_batch(
+    block: np.ndarray,
+    domain_id: str | None,
+    id_type: str,
+    seen: set[str],
+    chunks: dict[str, list[Any] | None],
+) -> RowBatch | None:
+    """The batch's rows when every item passes the vectorised checks; None when any needs the per-row path."""
+    n = block.shape[0]
+    if any(values is not None and len(values) != n for values in chunks.values()):
+        return None
+    given_ids = chunks["ids"]
+    if given_ids is None:
+        ids, caller_ids = generated_ids(n), False
+    else:
+        if any(v is None for v in given_ids):
+            return None
+        checked = _fast_ids(given_ids, id_type)
+        if checked is None:
+            return None
+        batch_seen = set(checked)
+        if len(batch_seen) != n or not seen.isdisjoint(batch_seen):
+            return None
+        ids, caller_ids = checked, True
+    metas = chunks["metadata"]
+    texts = ["{}"] * n if metas is None else _fast_metadata(metas)
+    if texts is None:
+        return None
+    nones = [None] * n
+    contents = chunks["contents"]
+    contents = nones if contents is None else _fast_texts(contents, None)
+    documents = chunks["document_ids"]
+    documents = nones if documents is None else _fast_texts(documents, 255)
+    indexes = chunks["chunk_indexes"]
+    indexes = nones if indexes is None else _fast_chunk_indexes(indexes)
+    if contents is None or documents is None or indexes is None:
+        return None
+    if caller_ids:
+        seen.update(ids)
+    records = list(zip(ids, block, contents, texts, itertools.repeat(domain_id, n), documents, indexes, strict=False))
+    return RowBatch(records=records, ids=list(ids), caller_ids=caller_ids)
+
+
+def _checked_batch(
+    block: np.ndarray,
+    offset: int,
+    domain_id: str | None,
+    id_type: str,
+    seen: set[str],
+    chunks: dict[str, list[Any] | None],
+) -> RowBatch:
+    """The batch's rows checked one by one; raises a ValueError naming the position of the first bad item."""
+
+    def item(name: str, row: int) -> Any:
+        values = chunks[name]
+        if values is None or row >= len(values):
+            return _MISSING
+        return values[row]
+
+    records: list[tuple[Any, ...]] = []
+    batch_ids: list[str] = []
+    caller_ids = False
+    for row_number in range(block.shape[0]):
+        position = offset + row_number
+        raw_id = item("ids", row_number)
+        if chunks["ids"] is not None and raw_id is _MISSING:
+            raise ValueError(f"ids ran out at position {position}: give one id per vector")
+        if raw_id is _MISSING or raw_id is None:
+            row_id = str(uuid.uuid4())
+        else:
+            caller_ids = True
+            row_id = normalize_id(raw_id, id_type, position)
+            if row_id in seen:
+                raise ValueError(f"duplicate id {row_id!r} at position {position} in one batch")
+            seen.add(row_id)
+        meta_raw = item("metadata", row_number)
+        if meta_raw is _MISSING and chunks["metadata"] is not None:
+            raise ValueError(f"metadata ran out at position {position}: give one dict per vector")
+        meta_text, from_meta = encode_metadata(None if meta_raw is _MISSING else meta_raw, position)
+        content = item("contents", row_number)
+        doc = item("document_ids", row_number)
+        chunk = item("chunk_indexes", row_number)
+        records.append(
+            (
+                row_id,
+                block[row_number],
+                check_content(from_meta.get("content") if content is _MISSING else content, position),
+                meta_text,
+                domain_id,
+                check_document_id(from_meta.get("document_id") if doc is _MISSING else doc, position),
+                check_chunk_index(from_meta.get("chunk_index") if chunk is _MISSING else chunk, position),
+            )
+        )
+        batch_ids.append(row_id)
+    return RowBatch(records=records, ids=batch_ids, caller_ids=caller_ids)
+
+
 def iter_row_batches(
     vectors: Any,
     *,
@@ -181,11 +394,13 @@ def iter_row_batches(
     elif isinstance(vectors, str | bytes | Mapping) or not isinstance(vectors, Iterable):
         raise ValueError("vectors must be a numpy array (n, d) or a list of vectors")
     total = _length(vectors)
-    id_iter = _column("ids", ids, total)
-    meta_iter = _column("metadata", metadata, total)
-    content_iter = _column("contents", contents, total)
-    doc_iter = _column("document_ids", document_ids, total)
-    chunk_iter = _column("chunk_indexes", chunk_indexes, total)
+    columns = {
+        "ids": (ids, _column("ids", ids, total)),
+        "metadata": (metadata, _column("metadata", metadata, total)),
+        "contents": (contents, _column("contents", contents, total)),
+        "document_ids": (document_ids, _column("document_ids", document_ids, total)),
+        "chunk_indexes": (chunk_indexes, _column("chunk_indexes", chunk_indexes, total)),
+    }
     seen: set[str] = set()
     offset = 0
 
@@ -205,50 +420,16 @@ def iter_row_batches(
         blocks = _blocks()
 
     for block in blocks:
-        records: list[tuple[Any, ...]] = []
-        batch_ids: list[str] = []
-        caller_ids = False
-        for row_number in range(block.shape[0]):
-            position = offset + row_number
-            raw_id = next(id_iter, _MISSING)
-            if ids is not None and raw_id is _MISSING:
-                raise ValueError(f"ids ran out at position {position}: give one id per vector")
-            if raw_id is _MISSING or raw_id is None:
-                row_id = str(uuid.uuid4())
-            else:
-                caller_ids = True
-                row_id = normalize_id(raw_id, id_type, position)
-                if row_id in seen:
-                    raise ValueError(f"duplicate id {row_id!r} at position {position} in one batch")
-                seen.add(row_id)
-            meta_raw = next(meta_iter, _MISSING)
-            if meta_raw is _MISSING and metadata is not None:
-                raise ValueError(f"metadata ran out at position {position}: give one dict per vector")
-            meta_text, from_meta = encode_metadata(None if meta_raw is _MISSING else meta_raw, position)
-            content = next(content_iter, _MISSING)
-            doc = next(doc_iter, _MISSING)
-            chunk = next(chunk_iter, _MISSING)
-            records.append(
-                (
-                    row_id,
-                    block[row_number],
-                    check_content(from_meta.get("content") if content is _MISSING else content, position),
-                    meta_text,
-                    domain_id,
-                    check_document_id(from_meta.get("document_id") if doc is _MISSING else doc, position),
-                    check_chunk_index(from_meta.get("chunk_index") if chunk is _MISSING else chunk, position),
-                )
-            )
-            batch_ids.append(row_id)
-        offset += block.shape[0]
-        yield RowBatch(records=records, ids=batch_ids, caller_ids=caller_ids)
+        n = block.shape[0]
+        chunks = {
+            name: None if given is None else list(itertools.islice(it, n)) for name, (given, it) in columns.items()
+        }
+        batch = _fast_batch(block, domain_id, id_type, seen, chunks)
+        if batch is None:
+            batch = _checked_batch(block, offset, domain_id, id_type, seen, chunks)
+        offset += n
+        yield batch
 
-    for name, it, given in (
-        ("ids", id_iter, ids),
-        ("metadata", meta_iter, metadata),
-        ("contents", content_iter, contents),
-        ("document_ids", doc_iter, document_ids),
-        ("chunk_indexes", chunk_iter, chunk_indexes),
-    ):
+    for name, (given, it) in columns.items():
         if given is not None and next(it, _MISSING) is not _MISSING:
             raise ValueError(f"{name} has more entries than the {offset} vectors given")
