@@ -83,6 +83,7 @@ class StoreConfig:
     index_params: Mapping[str, int] = field(default_factory=dict)
     search_params: Mapping[str, int] = field(default_factory=dict)
     domain_id: str | None = None
+    row_level_security: bool = False
     batch_size: int = 5000
     command_timeout: float | None = None
     connect_timeout: float = 10.0
@@ -130,6 +131,12 @@ class StoreConfig:
                                  f"got {len(self.domain_id)}")
             if "\x00" in self.domain_id:
                 raise ValueError("domain_id must not contain NUL characters")
+        _check_bool("row_level_security", self.row_level_security)
+        if self.row_level_security and self.domain_id is None:
+            raise ValueError(
+                "row_level_security=True needs a domain_id: the policy lets a store see only its own domain's rows. "
+                "Administrative access to every row goes through the table owner with row_level_security=False"
+            )
         _check_int("batch_size", self.batch_size, 1, 1_000_000)
         for option in ("command_timeout", "connect_timeout"):
             value = getattr(self, option)

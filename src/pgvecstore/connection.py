@@ -12,6 +12,7 @@ from pgvector import Vector
 from pgvecstore.config import StoreConfig, redact_dsn
 from pgvecstore.errors import ConnectionFailedError, ExtensionMissingError
 from pgvecstore.server import embedded_dsn
+from pgvecstore.sql import TENANT_SETTING
 
 logger = logging.getLogger("pgvecstore")
 
@@ -83,8 +84,19 @@ async def ensure_extension(conn: asyncpg.Connection) -> str:
     return str(found)
 
 
-async def create_pool(dsn: str, config: StoreConfig, vector_schema: str) -> asyncpg.Pool:
-    """An asyncpg pool whose connections encode numpy arrays as vectors and decode vectors to numpy."""
+async def create_pool(
+    dsn: str, config: StoreConfig, vector_schema: str, tenant: str | None = None
+) -> asyncpg.Pool:
+    """An asyncpg pool whose connections encode numpy arrays as vectors and decode vectors to numpy.
+
+    With `tenant`, every connection starts with the tenant setting (``pgvecstore.domain_id``) at session level.
+    It travels in the startup packet, not as SQL, costs no round trip, and is the value ``RESET ALL`` returns to,
+    so it survives asyncpg's reset when a connection goes back to the pool: raw SQL through the pool is limited
+    to that tenant by the row-level security policy even outside the store's own transactions.
+    """
+    server_settings = dict(ITERATIVE_SCAN_SETTINGS)
+    if tenant is not None:
+        server_settings[TENANT_SETTING] = tenant
 
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
@@ -99,7 +111,7 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str) -> asyn
             init=init,
             timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
-            server_settings=ITERATIVE_SCAN_SETTINGS,
+            server_settings=server_settings,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise ConnectionFailedError(

@@ -20,6 +20,9 @@ import numpy as np
 # A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
+# Longest text id accepted: a B-tree entry must fit in a third of a page (about 2,700 bytes).
+MAX_ID_BYTES = 2000
+
 # Metadata keys that live in their own columns; the store reads them back into the metadata it returns.
 COLUMN_KEYS = ("content", "document_id", "chunk_index")
 _MISSING = object()
@@ -54,7 +57,23 @@ def normalize_id(value: object, id_type: str, position: int | None = None) -> st
         raise ValueError(f"id{where} must not be empty")
     if "\x00" in text:
         raise ValueError(f"id{where} contains a NUL character, which PostgreSQL text cannot store")
+    if not _is_utf8(text):
+        raise ValueError(f"id{where} is not valid Unicode text (it holds a lone surrogate)")
+    if len(text.encode()) > MAX_ID_BYTES:
+        raise ValueError(
+            f"id{where} is {len(text.encode())} bytes long; ids may be at most {MAX_ID_BYTES} bytes "
+            "(the primary-key index cannot hold longer values)"
+        )
     return text
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text PostgreSQL cannot store as UTF-8 (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
@@ -76,8 +95,12 @@ def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
         text = json.dumps(stored, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata at position {position} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"metadata at position {position} is nested too deeply to store") from None
     if "\x00" in text or _JSON_NUL.search(text):
         raise ValueError(f"metadata at position {position} contains a NUL character, which PostgreSQL cannot store")
+    if not _is_utf8(text):
+        raise ValueError(f"metadata at position {position} is not valid Unicode text (it holds a lone surrogate)")
     return text, columns
 
 
@@ -88,6 +111,8 @@ def check_content(value: object, position: int) -> str | None:
         raise ValueError(f"content at position {position} must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise ValueError(f"content at position {position} contains a NUL character, which PostgreSQL cannot store")
+    if not _is_utf8(value):
+        raise ValueError(f"content at position {position} is not valid Unicode text (it holds a lone surrogate)")
     return value
 
 
@@ -101,6 +126,8 @@ def check_document_id(value: object, position: int) -> str | None:
         raise ValueError(f"document_id at position {position} is longer than 255 characters (the column's limit)")
     if "\x00" in text:
         raise ValueError(f"document_id at position {position} contains a NUL character")
+    if not _is_utf8(text):
+        raise ValueError(f"document_id at position {position} is not valid Unicode text (it holds a lone surrogate)")
     return text
 
 
@@ -209,8 +236,10 @@ def _fast_ids(values: list[Any], id_type: str) -> list[str] | None:
     """The batch's ids when all are plain, valid and already normalised; None means: check them row by row."""
     if id_type == "uuid":
         return values if _canonical_uuids(values) else None
-    if all(type(v) is str for v in values) and all(values) and "\x00" not in "".join(values):
-        return values
+    if all(type(v) is str for v in values) and all(values):
+        joined = "".join(values)
+        if "\x00" not in joined and _is_utf8(joined) and max(map(len, values)) * 4 <= MAX_ID_BYTES:
+            return values
     return None
 
 
@@ -249,7 +278,7 @@ def _fast_metadata(values: list[Any]) -> list[str] | None:
     except (TypeError, ValueError, RecursionError):
         return None
     joined = "".join(texts)
-    if "\x00" in joined or "\\u0000" in joined:
+    if "\x00" in joined or "\\u0000" in joined or not _is_utf8(joined):
         return None
     return texts
 
@@ -257,7 +286,8 @@ def _fast_metadata(values: list[Any]) -> list[str] | None:
 def _fast_texts(values: list[Any], max_length: int | None) -> list[Any] | None:
     """An explicit contents/document_ids list when every entry is None or a str PostgreSQL can store."""
     present = [v for v in values if v is not None]
-    if not all(type(v) is str for v in present) or "\x00" in "".join(present):
+    joined = "".join(v for v in present if type(v) is str)
+    if not all(type(v) is str for v in present) or "\x00" in joined or not _is_utf8(joined):
         return None
     if max_length is not None and present and max(map(len, present)) > max_length:
         return None

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
 
 # Unquoted-identifier syntax of PostgreSQL, minus the '$' that some tools choke on; at most 63 bytes (NAMEDATALEN-1).
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_IDENTIFIER_BYTES = 63
 
 LOGICAL_COLUMNS = (
@@ -34,12 +34,16 @@ LOGICAL_COLUMNS = (
 METRIC_OPERATORS = {"cosine": "<=>", "euclidean": "<->", "inner_product": "<#>"}
 METRIC_OPCLASSES = {"cosine": "vector_cosine_ops", "euclidean": "vector_l2_ops", "inner_product": "vector_ip_ops"}
 
+# The custom setting that names the tenant of a session or transaction; the row-level security policy compares
+# each row's domain with it. A fixed name (never user input), so it may appear in the policy's SQL text.
+TENANT_SETTING = "pgvecstore.domain_id"
+
 
 def validate_identifier(name: object, option: str) -> str:
     """Return `name` if it is a valid PostgreSQL name, else raise a ValueError that names `option`."""
     if not isinstance(name, str):
         raise ValueError(f"{option} must be a string, got {type(name).__name__}")
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):  # fullmatch: "$" alone would also accept a trailing newline
         raise ValueError(
             f"{option}={name!r} is not a valid PostgreSQL name: use letters, digits and underscores, "
             "starting with a letter or underscore"
@@ -69,6 +73,15 @@ def derived_name(base: str, suffix: str) -> str:
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
     keep = MAX_IDENTIFIER_BYTES - len(suffix) - len(digest) - 2
     return f"{base.encode()[:keep].decode(errors='ignore')}_{digest}_{suffix}"
+
+
+def set_config_sql(count: int) -> str:
+    """One statement that sets `count` settings for the current transaction: names and values are parameters
+    ($1/$2 the first name and value, $3/$4 the second, ...), so a value can never become SQL."""
+    if count < 1:
+        raise ValueError("set_config_sql needs at least one setting")
+    calls = ", ".join(f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(count))
+    return f"SELECT {calls}"
 
 
 class Params:
@@ -140,6 +153,11 @@ class TableSQL:
         return derived_name(self.table, f"{self.columns['document_id']}_idx")
 
     @property
+    def policy_name(self) -> str:
+        """The deterministic name of the table's tenant-isolation policy (found by name in pg_policy)."""
+        return derived_name(self.table, "tenant_isolation")
+
+    @property
     def lock_key(self) -> str:
         """Text hashed into the advisory-lock key that serialises DDL on this table across processes."""
         return f"pgvecstore:{self.schema}.{self.table}"
@@ -173,6 +191,29 @@ class TableSQL:
             f"CREATE INDEX IF NOT EXISTS {quote_ident(self.document_index_name)} "
             f"ON {self.qualified_table} ({self.col('document_id')}, {self.col('chunk_index')})",
         ]
+
+    def rls_state(self) -> str:
+        """Row-level security of the table ($1 schema, $2 table, $3 policy name): whether it is enabled, forced
+        and active for the current role (false for owners, superusers and BYPASSRLS roles), and whether the
+        tenant policy exists. No row when the table does not exist."""
+        return (
+            "SELECT c.relrowsecurity, c.relforcerowsecurity, row_security_active(c.oid), "
+            "EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $3) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2"
+        )
+
+    def enable_rls(self) -> str:
+        return f"ALTER TABLE {self.qualified_table} ENABLE ROW LEVEL SECURITY"
+
+    def create_policy(self) -> str:
+        """The tenant policy: a role subject to row-level security reads, updates and deletes only rows whose
+        domain equals the tenant setting, and may write only such rows. Unset setting: no row at all."""
+        check = f"{self.col('domain_id')} = current_setting('{TENANT_SETTING}', true)"
+        return (
+            f"CREATE POLICY {quote_ident(self.policy_name)} ON {self.qualified_table} "
+            f"AS PERMISSIVE FOR ALL TO PUBLIC USING ({check}) WITH CHECK ({check})"
+        )
 
     def describe_columns(self) -> str:
         """Column names and formatted types of the table ($1 schema, $2 table)."""

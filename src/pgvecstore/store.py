@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,7 @@ from pgvecstore.connection import connect_once, create_pool, ensure_extension, r
 from pgvecstore.errors import SchemaMismatchError, StoreClosedError
 from pgvecstore.filters import compile_filter
 from pgvecstore.rows import RowBatch, encode_metadata, iter_row_batches, normalize_id
-from pgvecstore.sql import Params, TableSQL
+from pgvecstore.sql import TENANT_SETTING, Params, TableSQL, set_config_sql
 
 logger = logging.getLogger("pgvecstore")
 
@@ -31,7 +32,8 @@ class PgVectorStore:
 
     Build it from a `StoreConfig`, a dict of options, or keyword options; call `initialize()` (or use
     ``async with``) before the first operation, and `close()` when done. A store with ``domain_id`` reads and
-    writes only that domain's rows.
+    writes only that domain's rows; with ``row_level_security=True`` PostgreSQL enforces that too (see
+    docs/tenancy.md).
     """
 
     def __init__(self, config: StoreConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
@@ -49,6 +51,11 @@ class PgVectorStore:
         self._vector_schema: str | None = None
         self._closed = False
         self._index_ready = False
+        # Set at initialize from the table's row-level security: whether each operation (and each pooled session)
+        # carries the tenant setting, and whether rows may be copied straight into the table (PostgreSQL refuses
+        # COPY FROM into a table whose row-level security applies to the current role).
+        self._tenant_scoped = False
+        self._copy_direct = True
 
     def __repr__(self) -> str:
         return f"PgVectorStore({self.config!r})"
@@ -85,6 +92,7 @@ class PgVectorStore:
                 try:
                     self._vector_schema = await ensure_extension(conn)
                     await self._prepare_table(conn)
+                    await self._prepare_row_security(conn)
                     if self.config.auto_create_index and self.config.index_type == "hnsw":
                         await indexes.build_index(conn, self.table, "hnsw", dict(self.config.index_params))
                         self._index_ready = True
@@ -94,7 +102,8 @@ class PgVectorStore:
             if loop not in self._pools:
                 self._sweep_dead_pools()
                 assert self._dsn is not None and self._vector_schema is not None
-                self._pools[loop] = await create_pool(self._dsn, self.config, self._vector_schema)
+                tenant = self.config.domain_id if self._tenant_scoped else None
+                self._pools[loop] = await create_pool(self._dsn, self.config, self._vector_schema, tenant)
         if self.config.auto_create_index and self.config.index_type == "ivfflat":
             await self._maybe_create_ivfflat()
 
@@ -140,6 +149,45 @@ class PgVectorStore:
                     logger.info("pgvecstore: created table %s.%s", table.schema, table.table)
         await self._check_table(conn)
 
+    async def _prepare_row_security(self, conn: asyncpg.Connection) -> None:
+        """With ``row_level_security=True``, enable row-level security and the tenant policy (once, under the
+        table's advisory lock); then note whether this store must carry its tenant setting and may COPY directly.
+
+        A store with a domain_id carries the setting whenever the table has row-level security, even one that
+        did not ask for it, since a role subject to the policy would otherwise see no row at all.
+        """
+        table = self.table
+        args = (table.schema, table.table, table.policy_name)
+        state = await conn.fetchrow(table.rls_state(), *args)
+        if self.config.row_level_security and not (state[0] and state[3]):
+            try:
+                async with conn.transaction():
+                    await indexes.lock_table(conn, table)
+                    enabled, _, _, has_policy = await conn.fetchrow(table.rls_state(), *args)
+                    if not has_policy:
+                        await conn.execute(table.create_policy())
+                    if not enabled:
+                        await conn.execute(table.enable_rls())
+                    logger.info("pgvecstore: enabled row-level security on %s.%s", table.schema, table.table)
+            except asyncpg.InsufficientPrivilegeError:
+                raise SchemaMismatchError(
+                    f"row_level_security=True, but table {table.schema}.{table.table} has no row-level security "
+                    f"policy {table.policy_name!r} yet and this role is not its owner, so it cannot add one. "
+                    "Initialize one store with row_level_security=True as the table owner first "
+                    "(see docs/tenancy.md)"
+                ) from None
+            state = await conn.fetchrow(table.rls_state(), *args)
+        enabled, forced, active, _ = state
+        self._tenant_scoped = bool(enabled) and self.config.domain_id is not None
+        self._copy_direct = not active
+        if self.config.row_level_security and not active:
+            logger.warning(
+                "pgvecstore: row_level_security=True, but this role bypasses row-level security on %s.%s "
+                "(it is the table owner%s, a superuser or has BYPASSRLS): PostgreSQL will not enforce tenant "
+                "isolation for this store, only its own WHERE clauses will. Connect as a non-owner role",
+                table.schema, table.table, "" if forced else " and the policy is not forced",
+            )
+
     async def _check_table(self, conn: asyncpg.Connection) -> None:
         """Fail clearly when an existing table does not fit this store's configuration."""
         table = self.table
@@ -174,7 +222,40 @@ class PgVectorStore:
             pool = self._pools[asyncio.get_running_loop()]
         return pool
 
+    async def get_pool(self) -> asyncpg.Pool:
+        """The asyncpg pool of the running event loop, for SQL of your own (the store initialises on first use).
+
+        When the table has row-level security and the store a domain_id, every connection of this pool carries
+        the store's tenant at session level, so the policy limits raw SQL through it to the store's domain too.
+        """
+        return await self._ready_pool()
+
     # -- scoping -------------------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _connection(
+        self, *, transaction: bool = False, settings: Mapping[str, str] | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one operation.
+
+        Plain (no transaction, no extra round trip) unless the operation needs a transaction or settings; with
+        row-level security in force, always inside a transaction that first sets the tenant, together with any
+        other `settings`, in one ``set_config`` statement (transaction-local, so nothing outlives the operation).
+        """
+        pool = await self._ready_pool()
+        configs = dict(settings or {})
+        if self._tenant_scoped:
+            assert self.config.domain_id is not None
+            configs[TENANT_SETTING] = self.config.domain_id
+        async with pool.acquire() as conn:
+            if not configs and not transaction:
+                yield conn
+                return
+            async with conn.transaction():
+                if configs:
+                    values = [item for pair in configs.items() for item in pair]
+                    await conn.execute(set_config_sql(len(configs)), *values)
+                yield conn
+
     def _where(self, params: Params, filter: Mapping[str, Any] | None = None, alias: str = "") -> str:
         """WHERE clause for this store's domain and a user filter (both as bound parameters)."""
         prefix = f"{alias}." if alias else ""
@@ -208,7 +289,7 @@ class PgVectorStore:
         ``batch_size``; an id that exists already is replaced (vector, metadata and columns). Metadata keys
         ``content``, ``document_id`` and ``chunk_index`` fill their columns unless the explicit lists are given.
         """
-        pool = await self._ready_pool()
+        await self._ready_pool()
         batches = iter_row_batches(
             vectors,
             dimensions=self.config.dimensions,
@@ -222,7 +303,7 @@ class PgVectorStore:
             chunk_indexes=chunk_indexes,
         )
         written: list[str] = []
-        async with pool.acquire() as conn, conn.transaction():
+        async with self._connection(transaction=True) as conn:
             staging: str | None = None
             for batch in batches:
                 staging = await self._write_batch(conn, batch, staging)
@@ -249,7 +330,7 @@ class PgVectorStore:
             needs_upsert = bool(existing)
         else:
             needs_upsert = False
-        if not needs_upsert:
+        if not needs_upsert and self._copy_direct:
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table(
@@ -257,8 +338,13 @@ class PgVectorStore:
                     )
                 return staging
             except asyncpg.UniqueViolationError:
-                # Another session inserted one of these ids since we looked: fall back to the upsert path.
+                # Another session inserted one of these ids since we looked (or, under row-level security, a
+                # row this store cannot see holds one): fall back to the upsert path, which names it.
                 pass
+            except asyncpg.FeatureNotSupportedError:
+                # Row-level security was enabled on the table after this store started: PostgreSQL refuses
+                # COPY FROM into it, so rows go through the staging table from now on.
+                self._copy_direct = False
         if staging is None:
             staging = f"pgvecstore_stage_{uuid.uuid4().hex[:12]}"
             await conn.execute(table.create_staging_table(staging))
@@ -279,7 +365,7 @@ class PgVectorStore:
     ) -> int:
         """Replace the metadata of existing rows; content/document_id/chunk_index columns follow the new metadata
         when it carries those keys. Returns the number of rows updated (ids not found are skipped)."""
-        pool = await self._ready_pool()
+        await self._ready_pool()
         id_list = self._normalize_ids(ids)
         metas = list(metadatas)
         if len(metas) != len(id_list):
@@ -308,13 +394,13 @@ class PgVectorStore:
         cols_ph = params.add(column_values)
         where = self._where(params, alias="t")
         sql = self.table.update_metadata_sql(where, ids_ph, meta_ph, cols_ph)
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             status = await conn.execute(sql, *params.values)
         return _rowcount(status)
 
     async def delete_vectors(self, ids: Sequence[Any]) -> int:
         """Delete rows by id; returns how many were deleted."""
-        pool = await self._ready_pool()
+        await self._ready_pool()
         id_list = self._normalize_ids(ids)
         if not id_list:
             return 0
@@ -322,25 +408,23 @@ class PgVectorStore:
         id_ph = params.add(id_list, f"{self.table.id_cast}[]")
         where = self._where(params)
         sql = self.table.delete(f"{where} AND {self.table.col('id')} = ANY({id_ph})")
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             return _rowcount(await conn.execute(sql, *params.values))
 
     async def delete(self, filter: Mapping[str, Any] | None = None) -> int:
         """Delete the rows that match `filter` (within the store's domain); returns how many."""
         if filter is None:
             raise ValueError("delete() needs a filter; use clear() to delete every row")
-        pool = await self._ready_pool()
         params = Params()
         sql = self.table.delete(self._where(params, filter))
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             return _rowcount(await conn.execute(sql, *params.values))
 
     async def clear(self) -> int:
         """Delete every row of this store (only its domain's rows when it has a domain_id); returns how many."""
-        pool = await self._ready_pool()
         params = Params()
         sql = self.table.delete(self._where(params))
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             return _rowcount(await conn.execute(sql, *params.values))
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -364,18 +448,12 @@ class PgVectorStore:
         settings = dict(self.config.search_params)
         if search_params:
             settings.update(validate_search_params(search_params))
-        pool = await self._ready_pool()
         params = Params()
         query_ph = params.add(vector)
         k_ph = params.add(int(k))
         sql = self.table.search(self._where(params, filter), query_ph, k_ph, include_metadata)
-        async with pool.acquire() as conn:
-            if settings:
-                async with conn.transaction():
-                    await _apply_search_settings(conn, settings)
-                    rows = await conn.fetch(sql, *params.values)
-            else:
-                rows = await conn.fetch(sql, *params.values)
+        async with self._connection(settings=_search_settings(settings)) as conn:
+            rows = await conn.fetch(sql, *params.values)
         # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
         rows = sorted(rows, key=lambda row: row["distance"])
         return [
@@ -410,7 +488,7 @@ class PgVectorStore:
         self, ids: Sequence[Any], include_metadata: bool = True
     ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:
         """Vectors and metadata by id, aligned with `ids`; ``(None, None)`` where an id is not found."""
-        pool = await self._ready_pool()
+        await self._ready_pool()
         id_list = self._normalize_ids(ids)
         if not id_list:
             return []
@@ -418,7 +496,7 @@ class PgVectorStore:
         id_ph = params.add(sorted(set(id_list)), f"{self.table.id_cast}[]")
         where = self._where(params)
         sql = self.table.get_by_ids(f"{where} AND {self.table.col('id')} = ANY({id_ph})", include_metadata)
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(sql, *params.values)
         found = {row[0]: (row[1], _row_metadata(row, 2) if include_metadata else None) for row in rows}
         return [found.get(i, (None, None)) for i in id_list]
@@ -437,7 +515,7 @@ class PgVectorStore:
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-        pool = await self._ready_pool()
+        await self._ready_pool()
         params = Params()
         where = self._where(params, filter)
         if ids is not None:
@@ -447,17 +525,16 @@ class PgVectorStore:
             where += f" AND {self.table.col('id')} = ANY({params.add(id_list, f'{self.table.id_cast}[]')})"
         limit_ph = params.add(limit) if limit is not None else None
         sql = self.table.select_rows(where, include_vectors, limit_ph)
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(sql, *params.values)
         start = 2 if include_vectors else 1
         return [(row[0], row[1] if include_vectors else None, _row_metadata(row, start)) for row in rows]
 
     async def count(self, filter: Mapping[str, Any] | None = None) -> int:
         """Number of rows (in the store's domain) that match `filter`."""
-        pool = await self._ready_pool()
         params = Params()
         sql = self.table.count(self._where(params, filter))
-        async with pool.acquire() as conn:
+        async with self._connection() as conn:
             return int(await conn.fetchval(sql, *params.values))
 
     # -- indexes -------------------------------------------------------------------------------------------
@@ -538,11 +615,10 @@ def _config_dict(config: StoreConfig) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
-async def _apply_search_settings(conn: asyncpg.Connection, settings: Mapping[str, int]) -> None:
-    """SET LOCAL the query-time index parameters, as bound values (inside the caller's transaction)."""
+def _search_settings(settings: Mapping[str, int]) -> dict[str, str]:
+    """The server settings of validated query-time index parameters (set per transaction, as bound values)."""
     names = {"ef_search": "hnsw.ef_search", "probes": "ivfflat.probes"}
-    for key, value in settings.items():
-        await conn.execute("SELECT set_config($1, $2, true)", names[key], str(int(value)))
+    return {names[key]: str(int(value)) for key, value in settings.items()}
 
 
 def _row_metadata(row: asyncpg.Record, start: int) -> dict[str, Any]:

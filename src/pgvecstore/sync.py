@@ -128,3 +128,6 @@ class SyncPgVectorStore:
 
     def drop_index(self) -> bool:
         return run_sync(self.store.drop_index())
+
+    def index_info(self) -> str | None:
+        return run_sync(self.store.index_info())
