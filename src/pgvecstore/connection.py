@@ -94,7 +94,8 @@ async def create_pool(
     so it survives asyncpg's reset when a connection goes back to the pool: raw SQL through the pool is limited
     to that tenant by the row-level security policy even outside the store's own transactions.
     """
-    server_settings = dict(ITERATIVE_SCAN_SETTINGS)
+    # created_at is a TIMESTAMP filled by NOW(): UTC on every connection keeps it (and date filters) unambiguous.
+    server_settings = {**ITERATIVE_SCAN_SETTINGS, "timezone": "UTC"}
     if tenant is not None:
         server_settings[TENANT_SETTING] = tenant
 

@@ -413,8 +413,8 @@ class PgVectorStore:
 
     async def delete(self, filter: Mapping[str, Any] | None = None) -> int:
         """Delete the rows that match `filter` (within the store's domain); returns how many."""
-        if filter is None:
-            raise ValueError("delete() needs a filter; use clear() to delete every row")
+        if not filter:
+            raise ValueError("delete() needs a non-empty filter; use clear() to delete every row")
         params = Params()
         sql = self.table.delete(self._where(params, filter))
         async with self._connection() as conn:

@@ -202,6 +202,9 @@ async def test_crud(make_store: StoreMaker) -> None:
     assert [m["source"] for m in metas if m] == ["updated.pdf", "new.pdf"]
 
     assert await store.delete_vectors(["doc_1", "doc_2", "nope"]) == 2
+    for empty in (None, {}):
+        with pytest.raises(ValueError, match="non-empty filter; use clear"):
+            await store.delete(filter=empty)
     assert await store.count() == 8
     assert await store.count(filter={"source": "file.pdf"}) == 8
     assert await store.clear() == 8
