@@ -87,6 +87,8 @@ class StoreConfig:
     batch_size: int = 5000
     command_timeout: float | None = None
     connect_timeout: float = 10.0
+    statement_timeout: float | None = None
+    statement_cache_size: int = 100
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -138,9 +140,10 @@ class StoreConfig:
                 "Administrative access to every row goes through the table owner with row_level_security=False"
             )
         _check_int("batch_size", self.batch_size, 1, 1_000_000)
-        for option in ("command_timeout", "connect_timeout"):
+        _check_int("statement_cache_size", self.statement_cache_size, 0, 100_000)
+        for option in ("command_timeout", "connect_timeout", "statement_timeout"):
             value = getattr(self, option)
-            if value is None and option == "command_timeout":
+            if value is None and option != "connect_timeout":
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")

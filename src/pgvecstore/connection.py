@@ -46,7 +46,9 @@ def _decode_vector(data: bytes) -> np.ndarray:
 async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
     """One connection outside the pool (used for set-up), with a clear error when the server is unreachable."""
     try:
-        return await asyncpg.connect(dsn, timeout=config.connect_timeout)
+        return await asyncpg.connect(
+            dsn, timeout=config.connect_timeout, statement_cache_size=config.statement_cache_size
+        )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise ConnectionFailedError(
             f"could not connect to PostgreSQL at {redact_dsn(dsn)}: {type(exc).__name__}: "
@@ -98,6 +100,9 @@ async def create_pool(
     server_settings = {**ITERATIVE_SCAN_SETTINGS, "timezone": "UTC"}
     if tenant is not None:
         server_settings[TENANT_SETTING] = tenant
+    if config.statement_timeout is not None:
+        # Every statement of the store's pool; index builds lift it inside their own transaction.
+        server_settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
 
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
@@ -112,6 +117,8 @@ async def create_pool(
             init=init,
             timeout=config.connect_timeout,
             command_timeout=config.command_timeout,
+            # 0 turns off asyncpg's prepared-statement cache, as PgBouncer's transaction mode requires.
+            statement_cache_size=config.statement_cache_size,
             server_settings=server_settings,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
