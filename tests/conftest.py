@@ -6,7 +6,10 @@ the same suite at an external server instead. Nothing here mocks the database.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,16 +22,23 @@ from pgvecstore import PgVectorStore
 from pgvecstore.server import DATA_DIR_ENV, embedded_dsn
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# PGVECSTORE_TEST_STATEMENT_CACHE_SIZE=0 runs every make_store store without prepared statements, as behind
+# PgBouncer in transaction mode.
+STATEMENT_CACHE_SIZE = os.environ.get("PGVECSTORE_TEST_STATEMENT_CACHE_SIZE")
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_dsn() -> Iterator[str]:
     """DSN of the session's PostgreSQL: PGVECSTORE_TEST_DSN, else an embedded server of this session's own."""
     external = os.environ.get("PGVECSTORE_TEST_DSN")
     if external:
         yield external
         return
-    data_root = tmp_path_factory.mktemp("embedded")
+    # Not under pytest's basetemp: a later pytest session resets that folder's mode, which would lock the
+    # server's system user out of a server still in use.
+    data_root = Path(tempfile.mkdtemp(prefix="pgvecstore-test-"))
+    # atexit runs last-registered first: the server (registered by embedded_dsn) stops before its data is removed.
+    atexit.register(shutil.rmtree, data_root, ignore_errors=True)
     previous = os.environ.get(DATA_DIR_ENV)
     # The embedded default (no DSN, no DATABASE_URL) then finds this same server.
     os.environ[DATA_DIR_ENV] = str(data_root)
@@ -68,6 +78,8 @@ async def make_store(pg_dsn: str, schema: str) -> AsyncIterator[Callable[..., Pg
         options.setdefault("schema", schema)
         options.setdefault("pool_min_size", 1)
         options.setdefault("pool_max_size", 4)
+        if STATEMENT_CACHE_SIZE is not None:
+            options.setdefault("statement_cache_size", int(STATEMENT_CACHE_SIZE))
         store = PgVectorStore(options)
         made.append(store)
         return store

@@ -1,0 +1,229 @@
+"""The ``pgvecstore`` command driven as a user drives it: separate processes, real files, a real server.
+
+Ingest and query run against the session's server (``--dsn``, in a schema of their own); the demo starts from
+nothing: a fresh data directory and the embedded default. Each command that embeds loads the model in its own
+process, so these tests keep the number of such runs small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgvecstore.chunking import (
+    Block,
+    chunk_blocks,
+    demo_corpus_path,
+    find_files,
+    html_blocks,
+    load_file,
+    markdown_blocks,
+)
+from pgvecstore.cli import DEMO_QUESTIONS
+
+SCRIPT = Path(sys.executable).with_name("pgvecstore")
+NOTES_V1 = """# Field notes
+
+## Quokkas
+
+The quokka is a small wallaby that lives on Rottnest Island off the coast of Western Australia. It is famous for
+its friendly face and is often photographed by visitors, who are not allowed to feed or touch it.
+
+## Kakapo
+
+The kakapo is a large, flightless, nocturnal parrot of New Zealand. Only a few hundred survive, each one named and
+followed by conservation workers who protect the islands where the birds breed.
+
+## Tuatara
+
+The tuatara is a reptile of New Zealand that looks like a lizard but belongs to an order of its own, the last survivor
+of a group that flourished in the age of the dinosaurs.
+"""
+NOTES_V2 = """# Field notes
+
+## Axolotl
+
+The axolotl is a salamander from the lakes of Mexico City that keeps its feathery external gills all its life and
+can regrow lost limbs, parts of its heart and even of its brain.
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the console script like a user in a shell (COLUMNS wide enough that rich tables do not wrap much)."""
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "pgvecstore.cli"]
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    environment["COLUMNS"] = "200"
+    environment.update(env or {})
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=300, check=False
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def query_json(*args: str) -> list[dict[str, Any]]:
+    return json.loads(ok(run("query", *args, "--json")))
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A folder as a user has one: three corpus files (text, HTML, Markdown in a subfolder), notes, and files
+    that ingest must skip."""
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    corpus = demo_corpus_path()
+    shutil.copy(corpus / "volcanoes.txt", folder / "volcanoes.txt")
+    shutil.copy(corpus / "tea.html", folder / "tea.html")
+    shutil.copy(corpus / "bicycles.md", folder / "sub" / "bicycles.md")
+    (folder / "notes.md").write_text(NOTES_V1)
+    (folder / "photo.png").write_bytes(b"\x89PNG not text")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "hidden.md").write_text("# should not be ingested\n")
+    return folder
+
+
+def test_ingest_a_folder_query_it_and_reingest_a_changed_file(docs: Path, pg_dsn: str, schema: str) -> None:
+    target = ("--dsn", pg_dsn, "--schema", schema)
+    notes = (docs / "notes.md").resolve().as_posix()
+
+    output = ok(run("ingest", str(docs), *target))
+    assert "ingested (new or changed)  4" in output
+    stats = json.loads(ok(run("stats", "--json", *target)))
+    assert stats["documents"] == 4 and stats["rows"] >= 4 + 3
+
+    top = query_json("Who patented the pneumatic tyre?", "-k", "3", *target)
+    assert top[0]["document_id"] == (docs / "sub" / "bicycles.md").resolve().as_posix()
+    assert "Dunlop" in top[0]["content"]
+    assert [row["rank"] for row in top] == [1, 2, 3]
+
+    # Ingesting again with nothing changed embeds nothing.
+    assert "unchanged, skipped         4" in ok(run("ingest", str(docs), *target))
+
+    (docs / "notes.md").write_text(NOTES_V2)
+    output = ok(run("ingest", str(docs), *target))
+    assert "ingested (new or changed)  1" in output and "unchanged, skipped         3" in output
+    rows = query_json("salamander", "--filter", json.dumps({"document_id": notes}), "-k", "20", *target)
+    assert [row["chunk_index"] for row in rows] == [0]
+    assert "axolotl" in rows[0]["content"]
+    for word in ("quokka", "kakapo", "tuatara"):
+        assert not any(word in row["content"].lower() for row in rows)
+
+    stats_after = json.loads(ok(run("stats", "--json", *target)))
+    assert stats_after["documents"] == 4
+    assert stats_after["rows"] == stats["rows"] - 2  # three chunks of notes became one
+
+
+def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, schema: str) -> None:
+    target = ("--schema", schema)
+    env = {"DATABASE_URL": pg_dsn}  # the server comes from DATABASE_URL this time
+    files = (str(docs / "volcanoes.txt"), str(docs / "tea.html"))
+    for tenant in ("acme", "globex"):  # the same files for two tenants: each keeps its own rows
+        ok(run("ingest", *files, "--tenant", tenant, *target, env=env))
+    acme = json.loads(ok(run("stats", "--json", "--tenant", "acme", *target, env=env)))
+    everyone = json.loads(ok(run("stats", "--json", *target, env=env)))
+    assert acme["rows"] == 12 and everyone["rows"] == 24
+
+    assert "built a hnsw index" in ok(run("index", "create", "--m", "8", *target, env=env))
+    assert "already has a hnsw index" in ok(run("index", "create", *target, env=env))
+    assert "hnsw" in ok(run("stats", *target, env=env))
+    output = ok(run("query", "Which eruption caused the year without a summer?", "-k", "2", "--ef-search", "40",
+                    "--filter", '{"file_name": "volcanoes.txt"}', "--tenant", "acme", *target, env=env, cwd=docs))
+    assert "volcanoes.txt#3" in output and "Tambora" in output  # the source, relative to the working directory
+    assert "tea.html" not in output
+    assert "dropped the vector index" in ok(run("index", "drop", *target, env=env))
+    assert "none (exact search)" in ok(run("stats", *target, env=env))
+
+
+def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str) -> None:
+    hybrid = run("query", "anything", "--mode", "hybrid", "--dsn", pg_dsn, "--schema", schema)
+    assert hybrid.returncode == 2 and "hybrid search are not available yet" in hybrid.stderr
+    text_mode = run("query", "anything", "--mode", "text", "--dsn", pg_dsn, "--schema", schema)
+    assert text_mode.returncode == 2 and "not available yet" in text_mode.stderr
+    bad_json = run("query", "anything", "--filter", "{oops", "--dsn", pg_dsn, "--schema", schema)
+    assert bad_json.returncode == 2 and "--filter" in bad_json.stderr
+    missing = run("ingest", str(tmp_path / "nowhere"), "--dsn", pg_dsn, "--schema", schema)
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr
+    (tmp_path / "slides.pptx").write_bytes(b"binary")
+    unsupported = run("ingest", str(tmp_path / "slides.pptx"), "--dsn", pg_dsn, "--schema", schema)
+    assert unsupported.returncode == 1 and "unsupported file type" in unsupported.stderr
+    refused = run("stats", "--dsn", "postgresql://someone:s3cret@127.0.0.1:1/db")
+    assert refused.returncode == 1 and "could not connect" in refused.stderr
+    assert "s3cret" not in refused.stderr + refused.stdout
+
+
+@pytest.fixture
+def fresh_data_dir() -> Iterator[Path]:
+    """An empty data directory for the embedded server, outside pytest's own temporary root (pytest resets that
+    root to mode 0700 whenever another session starts, which would lock the server's system user out)."""
+    folder = Path(tempfile.mkdtemp(prefix="pgvecstore-cli-demo-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_demo_runs_from_nothing_on_the_embedded_default(fresh_data_dir: Path) -> None:
+    env = {"PGVECSTORE_DATA_DIR": str(fresh_data_dir)}
+    output = ok(run("demo", env=env))
+    assert "embedded PostgreSQL" in output and str(fresh_data_dir) in output
+    assert "7 files, 40 passages (7 file(s) embedded now" in output
+    for question in DEMO_QUESTIONS:
+        assert question in output
+    for passage in ("waggle dance", "Tambora", "ef_search", "Camellia sinensis", "multiversion concurrency",
+                    "Dunlop"):
+        assert passage in output
+    assert "LC 0." in output and "LI 0." in output  # scores from the LangChain and LlamaIndex paths
+    assert f"same passages for {len(DEMO_QUESTIONS)} of {len(DEMO_QUESTIONS)} questions" in output
+
+    again = ok(run("demo", "-q", "What do bees make from nectar?", "-k", "2", env=env))
+    assert "(0 file(s) embedded now, 7 unchanged)" in again
+    assert "honeybees.txt" in again and "same passages for 1 of 1 questions" in again
+
+
+# -- loading and chunking (what ingest stores) ---------------------------------------------------------------------
+def test_the_shipped_corpus_is_a_few_dozen_passages_with_a_readme() -> None:
+    root = demo_corpus_path()
+    assert (root / "README").is_file() and "Source:" in (root / "README").read_text()
+    files = find_files([root])
+    assert {path.suffix for path in files} == {".md", ".txt", ".html"}
+    chunks = [chunk for path in files for chunk in chunk_blocks(load_file(path).blocks)]
+    assert 30 <= len(chunks) <= 60
+
+
+def test_find_files_skips_hidden_and_unsupported_files(docs: Path) -> None:
+    names = [path.relative_to(docs.resolve()).as_posix() for path in find_files([docs, docs / "notes.md"])]
+    assert names == ["notes.md", "sub/bicycles.md", "tea.html", "volcanoes.txt"]
+
+
+def test_html_loses_scripts_navigation_and_footer_but_keeps_text() -> None:
+    title, blocks = html_blocks(
+        "<html><head><title>T &amp; C</title><script>var x = '<p>no</p>';</script></head><body>"
+        "<nav>Home | About</nav><h1>Heading</h1><p>First <b>para</b>graph.</p><ul><li>one</li><li>two</li></ul>"
+        "<pre>code\n  indented</pre><footer>(c) nobody</footer></body></html>"
+    )
+    assert title == "T & C"
+    assert blocks == [Block("Heading", True), Block("First paragraph."), Block("- one"), Block("- two"),
+                      Block("code\n  indented")]
+
+
+def test_markdown_blocks_and_chunks_follow_headings_and_paragraphs() -> None:
+    blocks = markdown_blocks(NOTES_V1)
+    assert [b.text for b in blocks if b.is_heading] == ["Field notes", "Quokkas", "Kakapo", "Tuatara"]
+    chunks = chunk_blocks(blocks)
+    assert [chunk.index for chunk in chunks] == [0, 1, 2]
+    assert chunks[0].text.startswith("Field notes\n\nQuokkas\n\nThe quokka is a small wallaby")
+    assert [chunk.heading for chunk in chunks] == ["Quokkas", "Kakapo", "Tuatara"]
+    long_paragraph = " ".join(f"Sentence number {i} is here." for i in range(100))
+    pieces = chunk_blocks([Block(long_paragraph)], max_chars=300, min_chars=100)
+    assert all(len(piece.text) <= 300 for piece in pieces)
+    assert " ".join(piece.text for piece in pieces) == long_paragraph
