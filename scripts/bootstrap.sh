@@ -17,3 +17,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[all,dev]"
     echo "$WANT" > "$STAMP"
 fi
+# PgBouncer, for the tests that run the store behind a transaction-mode pooler (Debian package; needs root).
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    echo "pgvecstore: installing pgbouncer (apt-get) for the pooler tests" >&2
+    (apt-get install -y -q pgbouncer >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1)) \
+        || echo "pgvecstore: could not install pgbouncer; its tests will say so" >&2
+fi

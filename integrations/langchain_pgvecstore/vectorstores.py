@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from pgvecstore import PgVectorStore, StoreConfig
@@ -29,6 +30,8 @@ _COLUMN_KEYS = ("content", "document_id", "chunk_index")
 # original metadata comes back exactly, with its types, and the column values the adapter derived do not leak in.
 RESERVED_KEY = "_lc_columns"
 _SEARCH_OPTIONS = ("filter", "search_params")
+# Options of hybrid_search beyond those of similarity search: the core's fusion settings.
+_HYBRID_OPTIONS = (*_SEARCH_OPTIONS, "rrf_k", "alpha", "vector_k", "text_k")
 _PROBE_TEXT = "pgvecstore dimension probe"
 _MAX_DOCUMENT_ID = 255
 
@@ -105,12 +108,12 @@ def _chunk_indexes(metadatas: Sequence[Mapping[str, Any]], document_ids: Sequenc
     return result
 
 
-def _check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - set(_SEARCH_OPTIONS))
+def _check_kwargs(method: str, kwargs: Mapping[str, Any], allowed: Sequence[str] = _SEARCH_OPTIONS) -> None:
+    unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise TypeError(
             f"PgVecStore.{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"it accepts {', '.join(_SEARCH_OPTIONS)}"
+            f"it accepts {', '.join(allowed)}"
         )
 
 
@@ -500,6 +503,54 @@ class PgVecStore(VectorStore):
         product (1 + ip) / 2 (right for normalised vectors), clamped to [0, 1]."""
         return _RELEVANCE[self.metric]
 
+    # -- hybrid search -------------------------------------------------------------------------------------
+    async def _ahybrid(self, embedding: Sequence[float], query: str, k: int, kwargs: Mapping[str, Any]
+                       ) -> list[SearchResult]:
+        store = self._core(len(embedding))
+        options = {key: kwargs[key] for key in ("rrf_k", "alpha", "vector_k", "text_k") if key in kwargs}
+        return await store.search(
+            embedding, k=k, filter=kwargs.get("filter"), mode="hybrid", query_text=query,
+            search_params=kwargs.get("search_params"), **options,
+        )
+
+    def hybrid_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
+        """The `k` best Documents for `query` by vector similarity and full-text search together, fused in one
+        SQL statement, with the fused score (higher is better).
+
+        The query is embedded for the vector side and its text searched as keywords (any word may match,
+        stemmed, rarer words weigh more). Fusion is reciprocal rank fusion, score ``sum 1 / (rrf_k + rank)``
+        (``rrf_k=60``), or with ``alpha`` (the vector weight, 0..1) a weighted sum of min-max normalised scores.
+        Options: ``filter``, ``rrf_k``, ``alpha``, ``vector_k`` / ``text_k`` (candidates per side, default
+        ``max(k, 40)``), ``search_params``. The table needs its text-search column (docs/hybrid.md).
+        """
+        _check_kwargs("hybrid_search_with_score", kwargs, _HYBRID_OPTIONS)
+        embedding = self.embedding.embed_query(query)
+        return self._with_scores(run_sync(self._ahybrid(embedding, query, k, kwargs)))
+
+    async def ahybrid_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """Async `hybrid_search_with_score`, on the caller's event loop."""
+        _check_kwargs("ahybrid_search_with_score", kwargs, _HYBRID_OPTIONS)
+        embedding = await self.embedding.aembed_query(query)
+        return self._with_scores(await self._ahybrid(embedding, query, k, kwargs))
+
+    def hybrid_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """The `k` best Documents for `query` by vector and full-text search fused (see
+        `hybrid_search_with_score`); also ``as_retriever(search_type="hybrid")``."""
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, **kwargs)]
+
+    async def ahybrid_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """Async `hybrid_search`, on the caller's event loop."""
+        return [doc for doc, _ in await self.ahybrid_search_with_score(query, k, **kwargs)]
+
+    def as_retriever(self, **kwargs: Any) -> PgVecStoreRetriever:
+        """A retriever over this store: ``search_type`` "similarity" (default), "similarity_score_threshold",
+        "mmr" or "hybrid" (`hybrid_search`); ``search_kwargs`` go to the search method (``k``, ``filter``,
+        ``alpha``, ...)."""
+        tags = kwargs.pop("tags", None) or [*self._get_retriever_tags()]
+        return PgVecStoreRetriever(vectorstore=self, tags=tags, **kwargs)
+
     # -- maximal marginal relevance ------------------------------------------------------------------------
     async def _ammr(
         self, embedding: Sequence[float], k: int, fetch_k: int, lambda_mult: float, kwargs: Mapping[str, Any]
@@ -603,3 +654,24 @@ class PgVecStore(VectorStore):
         instance = cls(embedding, **kwargs)
         await instance.aadd_texts(texts, metadatas, ids=ids)
         return instance
+
+
+class PgVecStoreRetriever(VectorStoreRetriever):
+    """LangChain's vector store retriever plus ``search_type="hybrid"`` (`PgVecStore.hybrid_search`)."""
+
+    vectorstore: PgVecStore
+    allowed_search_types: ClassVar[Collection[str]] = (*VectorStoreRetriever.allowed_search_types, "hybrid")
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        if self.search_type == "hybrid":
+            return self.vectorstore.hybrid_search(query, **(self.search_kwargs | kwargs))
+        return super()._get_relevant_documents(query, run_manager=run_manager, **kwargs)
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        if self.search_type == "hybrid":
+            return await self.vectorstore.ahybrid_search(query, **(self.search_kwargs | kwargs))
+        return await super()._aget_relevant_documents(query, run_manager=run_manager, **kwargs)

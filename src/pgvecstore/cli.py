@@ -413,9 +413,9 @@ def query(
         typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"file_name": "notes.md"}\'.',
                      show_default=False),
     ] = None,
-    mode: Annotated[Mode, typer.Option("--mode", help="vector (text and hybrid are not available yet).")] = (
-        Mode.vector
-    ),
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="vector (embeddings), text (full-text) or hybrid (both, fused by RRF).")
+    ] = Mode.vector,
     ef_search: Annotated[
         int | None, typer.Option("--ef-search", min=1, max=1000, help="HNSW candidate list size for this query.")
     ] = None,
@@ -426,21 +426,15 @@ def query(
     model: ModelOption = None,
     tenant: TenantOption = None,
 ) -> None:
-    """Find the passages most similar to TEXT."""
-    if mode is not Mode.vector:
-        err.print(Text(
-            f"error: --mode {mode.value}: full-text and hybrid search are not available yet in this version of "
-            "pgvecstore; use --mode vector (the default)",
-            style="bold red",
-        ))
-        raise typer.Exit(2)
+    """Find the passages that best answer TEXT."""
     core_filter = _parse_filter(filter)
     target = Target(dsn, schema, table, model, tenant)
     embedder = _embedder(model)
     with _open_store(target, embedder.dimensions) as store:
-        vector = embedder.embed_query(text)
+        vector = None if mode is Mode.text else embedder.embed_query(text)
         params = {"ef_search": ef_search} if ef_search else None
-        results = run_sync(store.search(vector, k=k, filter=core_filter, search_params=params))
+        results = run_sync(store.search(vector, k=k, filter=core_filter, search_params=params, mode=mode.value,
+                                        query_text=None if mode is Mode.vector else text))
         empty = not results and run_sync(store.count()) == 0
     rows = _result_rows(results)
     if json_output:
@@ -467,20 +461,9 @@ def _human_bytes(size: int | None) -> str:
 def collect_stats(store: PgVectorStore) -> dict[str, Any]:
     """Rows, documents, tenants, index and sizes of the store's table.
 
-    Uses ``PgVectorStore.stats()`` when the core has it; otherwise what the public methods give (documents are
-    counted from the rows; tenants and sizes are then unknown).
+    Rows, documents and tenants count what the store may see (its tenant's rows with ``--tenant``).
     """
-    core_stats = getattr(store, "stats", None)
-    if core_stats is not None:
-        found = dict(run_sync(core_stats()))
-        found.setdefault("index_type", run_sync(store.index_info()))
-        return found
-    rows = run_sync(store.count())
-    documents: int | None = None
-    if rows <= 200_000:
-        documents = len({meta.get("document_id") for _id, _vec, meta in run_sync(store.get())} - {None})
-    return {"rows": rows, "documents": documents, "tenants": None, "index_type": run_sync(store.index_info()),
-            "table_bytes": None, "total_bytes": None}
+    return run_sync(store.stats())
 
 
 @app.command()

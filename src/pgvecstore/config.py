@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pgvecstore.sql import LOGICAL_COLUMNS, validate_identifier
+from pgvecstore.sql import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
 
 METRICS = ("cosine", "euclidean", "inner_product")
 INDEX_TYPES = ("none", "hnsw", "ivfflat")
@@ -89,6 +89,9 @@ class StoreConfig:
     connect_timeout: float = 10.0
     statement_timeout: float | None = None
     statement_cache_size: int = 100
+    text_search: bool = True
+    text_search_config: str | None = None
+    text_search_column: str | None = None
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -147,6 +150,18 @@ class StoreConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+        _check_bool("text_search", self.text_search)
+        if self.text_search_config is not None:
+            validate_text_search_config(self.text_search_config, "text_search_config")
+        if self.text_search_column is not None:
+            validate_identifier(self.text_search_column, "text_search_column")
+        tsv_column = self.resolved_text_search_column
+        if tsv_column in self.columns.values():
+            logical = next(name for name, column in self.columns.items() if column == tsv_column)
+            raise ValueError(
+                f"text_search_column={tsv_column!r} is already the column of {logical!r}; "
+                "name another column for the text-search vector"
+            )
 
     @staticmethod
     def _validated_columns(columns: object) -> dict[str, str]:
@@ -165,6 +180,11 @@ class StoreConfig:
         return result
 
     # -- derived -------------------------------------------------------------------------------------------
+    @property
+    def resolved_text_search_column(self) -> str:
+        """The generated tsvector column of full-text search: `text_search_column`, else ``<content column>_tsv``."""
+        return self.text_search_column or derived_name(self.columns["content"], "tsv")
+
     def resolved_dsn(self) -> str | None:
         """The explicit connection string, else DATABASE_URL, else None (meaning: use the embedded server)."""
         return self.connection_string or os.environ.get("DATABASE_URL") or None

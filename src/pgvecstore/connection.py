@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import numpy as np
 from pgvector import Vector
 
 from pgvecstore.config import StoreConfig, redact_dsn
-from pgvecstore.errors import ConnectionFailedError, ExtensionMissingError
+from pgvecstore.errors import ConnectionFailedError, ConnectionLostError, ExtensionMissingError
 from pgvecstore.server import embedded_dsn
 from pgvecstore.sql import TENANT_SETTING
 
 logger = logging.getLogger("pgvecstore")
 
 _EXTENSION_LOCK_KEY = "pgvecstore:create-extension"
+# Every connection of a store names itself, so its sessions can be told apart in pg_stat_activity (pool sizing,
+# leaks, pg_terminate_backend). A connection string's own ``?application_name=...`` takes precedence.
+APPLICATION_NAME = "pgvecstore"
+# Errors that mean the connection itself is gone (server restart or failover, a terminated backend, a cut network)
+# rather than that a statement failed: class 08, admin/crash shutdown, "the database system is starting up", and
+# socket errors. TimeoutError (also an OSError) is told apart by the caller: in a statement it is command_timeout.
+CONNECTION_LOST_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
 # pgvector 0.8 iterative index scans: a filtered search keeps scanning the index until it has k matches instead of
 # returning fewer rows than asked for. HNSW keeps exact order; IVFFlat only offers relaxed order, so the store
 # re-sorts its results by distance.
@@ -43,17 +57,66 @@ def _decode_vector(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
 
 
+def session_settings(dsn: str) -> dict[str, str]:
+    """Startup settings of every connection of a store: its application_name, unless the DSN names one."""
+    try:
+        query = parse_qs(urlsplit(dsn).query)
+    except ValueError:
+        query = {}
+    return {} if "application_name" in query else {"application_name": APPLICATION_NAME}
+
+
+def is_connection_lost(exc: BaseException, conn: asyncpg.Connection | None = None) -> bool:
+    """Whether `exc`, raised by a statement on `conn`, means the connection is gone rather than the statement
+    failed. A closed connection settles it (asyncpg raises several kinds of error on a dead socket)."""
+    if conn is not None:
+        try:
+            if conn.is_closed():
+                return True
+        except asyncpg.InterfaceError:  # the pool already took back and discarded the dead connection
+            return True
+    return isinstance(exc, CONNECTION_LOST_ERRORS) and not isinstance(exc, TimeoutError)
+
+
+def connect_failed(dsn: str, config: StoreConfig, exc: BaseException) -> ConnectionFailedError:
+    """The error for a connection that could not be opened: names the server (no password) and the cause."""
+    if isinstance(exc, TimeoutError):
+        cause = f"no answer within connect_timeout={config.connect_timeout:g}s"
+    else:
+        cause = f"{type(exc).__name__}: {redact_dsn(str(exc))}"
+    hint = ""
+    if isinstance(exc, TimeoutError | OSError | asyncpg.CannotConnectNowError | asyncpg.PostgresConnectionError):
+        hint = (". The server is down, restarting or unreachable; the same store reconnects on a later call once "
+                "it is back")
+    return ConnectionFailedError(f"could not connect to PostgreSQL at {redact_dsn(dsn)}: {cause}{hint}")
+
+
+def connection_lost(dsn: str, exc: BaseException, *, transaction: bool) -> ConnectionLostError:
+    """The error for a connection lost in the middle of an operation (server restart, terminated backend)."""
+    outcome = (
+        "The operation's transaction was rolled back by the server (unless the connection broke during COMMIT "
+        "itself; writes by id are safe to repeat)"
+        if transaction
+        else "The operation did not complete"
+    )
+    return ConnectionLostError(
+        f"lost the connection to PostgreSQL at {redact_dsn(dsn)} during the operation: "
+        f"{type(exc).__name__}: {redact_dsn(str(exc))}. {outcome}; the store replaces its pooled connections, "
+        "so a retry succeeds once the server is reachable"
+    )
+
+
 async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
     """One connection outside the pool (used for set-up), with a clear error when the server is unreachable."""
     try:
         return await asyncpg.connect(
-            dsn, timeout=config.connect_timeout, statement_cache_size=config.statement_cache_size
+            dsn,
+            timeout=config.connect_timeout,
+            statement_cache_size=config.statement_cache_size,
+            server_settings=session_settings(dsn),
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise ConnectionFailedError(
-            f"could not connect to PostgreSQL at {redact_dsn(dsn)}: {type(exc).__name__}: "
-            f"{redact_dsn(str(exc))}"
-        ) from None
+        raise connect_failed(dsn, config, exc) from None
 
 
 async def ensure_extension(conn: asyncpg.Connection) -> str:
@@ -69,9 +132,11 @@ async def ensure_extension(conn: asyncpg.Connection) -> str:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _EXTENSION_LOCK_KEY)
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except asyncpg.InsufficientPrivilegeError:
+        database, role = await conn.fetchrow("SELECT current_database(), current_user")
         raise ExtensionMissingError(
-            "pgvector extension not installed in this database, and this role may not create it. "
-            "Ask a database owner or superuser to run: CREATE EXTENSION IF NOT EXISTS vector;"
+            f"pgvector extension not installed in database {database!r}, and role {role!r} may not create it "
+            "(CREATE EXTENSION vector needs a superuser or, on managed services, the provider's admin role). "
+            f"Ask an administrator to run in database {database!r}: CREATE EXTENSION IF NOT EXISTS vector;"
         ) from None
     except (asyncpg.UndefinedFileError, asyncpg.FeatureNotSupportedError, asyncpg.UndefinedObjectError) as exc:
         raise ExtensionMissingError(
@@ -97,7 +162,7 @@ async def create_pool(
     to that tenant by the row-level security policy even outside the store's own transactions.
     """
     # created_at is a TIMESTAMP filled by NOW(): UTC on every connection keeps it (and date filters) unambiguous.
-    server_settings = {**ITERATIVE_SCAN_SETTINGS, "timezone": "UTC"}
+    server_settings = {**session_settings(dsn), **ITERATIVE_SCAN_SETTINGS, "timezone": "UTC"}
     if tenant is not None:
         server_settings[TENANT_SETTING] = tenant
     if config.statement_timeout is not None:
@@ -122,6 +187,4 @@ async def create_pool(
             server_settings=server_settings,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise ConnectionFailedError(
-            f"could not open a connection pool to {redact_dsn(dsn)}: {type(exc).__name__}: {redact_dsn(str(exc))}"
-        ) from None
+        raise connect_failed(dsn, config, exc) from None

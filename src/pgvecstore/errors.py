@@ -15,6 +15,10 @@ class ConnectionFailedError(PgVecStoreError, ConnectionError):
     """PostgreSQL could not be reached (the message names the server, never the password)."""
 
 
+class ConnectionLostError(ConnectionFailedError):
+    """The connection broke in the middle of an operation (server restart, failover, terminated backend)."""
+
+
 class ExtensionMissingError(PgVecStoreError, RuntimeError):
     """The pgvector extension is not installed and could not be created."""
 

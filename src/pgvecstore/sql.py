@@ -34,6 +34,13 @@ LOGICAL_COLUMNS = (
 METRIC_OPERATORS = {"cosine": "<=>", "euclidean": "<->", "inner_product": "<#>"}
 METRIC_OPCLASSES = {"cosine": "vector_cosine_ops", "euclidean": "vector_l2_ops", "inner_product": "vector_ip_ops"}
 
+# Full-text search: the text-search configuration of new text-search columns, and the most query terms a text or
+# hybrid search uses (the first distinct ones of the query text), which bounds the work of one query.
+DEFAULT_TEXT_SEARCH_CONFIG = "english"
+MAX_TEXT_QUERY_TERMS = 64
+# ts_rank normalisation: divide by 1 + log(document length), so long documents do not win by length alone.
+TEXT_RANK_NORMALIZATION = 1
+
 # The custom setting that names the tenant of a session or transaction; the row-level security policy compares
 # each row's domain with it. A fixed name (never user input), so it may appear in the policy's SQL text.
 TENANT_SETTING = "pgvecstore.domain_id"
@@ -51,6 +58,33 @@ def validate_identifier(name: object, option: str) -> str:
     if len(name.encode()) > MAX_IDENTIFIER_BYTES:
         raise ValueError(f"{option}={name!r} is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte name limit")
     return name
+
+
+def validate_text_search_config(name: object, option: str) -> str:
+    """Return `name` if it is a valid text-search configuration name (``english`` or ``schema.name``)."""
+    if not isinstance(name, str):
+        raise ValueError(f"{option} must be a string such as 'english', got {type(name).__name__}")
+    parts = name.split(".")
+    if len(parts) > 2:
+        raise ValueError(
+            f"{option}={name!r} is not a valid text-search configuration name: use 'name' or 'schema.name'"
+        )
+    for part in parts:
+        try:
+            validate_identifier(part, option)
+        except ValueError:
+            raise ValueError(
+                f"{option}={name!r} is not a valid text-search configuration name: use letters, digits and "
+                "underscores ('english', 'simple', 'myschema.my_config')"
+            ) from None
+    return name
+
+
+def quote_literal(text: str) -> str:
+    """A SQL string literal of an already validated name, for DDL that takes no parameters (quotes doubled)."""
+    if "\\" in text or "\x00" in text:
+        raise ValueError(f"refusing to render {text!r} as a SQL literal")
+    return "'" + text.replace("'", "''") + "'"
 
 
 def quote_ident(name: str) -> str:
@@ -107,6 +141,9 @@ class TableSQL:
     dimensions: int
     metric: str
     id_type: str
+    text_search: bool = True
+    text_search_column: str = "content_tsv"
+    text_search_config: str = DEFAULT_TEXT_SEARCH_CONFIG
 
     @classmethod
     def from_config(cls, config: StoreConfig) -> TableSQL:
@@ -117,6 +154,9 @@ class TableSQL:
             dimensions=config.dimensions,
             metric=config.metric,
             id_type=config.id_type,
+            text_search=config.text_search,
+            text_search_column=config.resolved_text_search_column,
+            text_search_config=config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG,
         )
 
     # -- names ---------------------------------------------------------------------------------------------
@@ -153,6 +193,11 @@ class TableSQL:
         return derived_name(self.table, f"{self.columns['document_id']}_idx")
 
     @property
+    def text_search_index_name(self) -> str:
+        """The deterministic name of the GIN index on the text-search column (found by name in the catalog)."""
+        return derived_name(self.table, f"{self.text_search_column}_gin_idx")
+
+    @property
     def policy_name(self) -> str:
         """The deterministic name of the table's tenant-isolation policy (found by name in pg_policy)."""
         return derived_name(self.table, "tenant_isolation")
@@ -179,9 +224,63 @@ class TableSQL:
             f"    {self.col('content')} TEXT,\n"
             f"    {self.col('embedding')} vector({dims}),\n"
             f"    {self.col('metadata')} JSONB DEFAULT '{{}}',\n"
-            f"    {self.col('created_at')} TIMESTAMP DEFAULT NOW()\n"
-            ")"
+            f"    {self.col('created_at')} TIMESTAMP DEFAULT NOW()"
+            + (f",\n    {self.text_search_column_definition()}" if self.text_search else "")
+            + "\n)"
         )
+
+    # -- full-text search DDL ------------------------------------------------------------------------------
+    def text_search_column_definition(self) -> str:
+        """The generated tsvector column over content. DDL takes no parameters, so the configuration name is
+        validated and rendered as a quoted literal (the generation expression must be immutable, hence the
+        two-argument to_tsvector with a constant configuration)."""
+        config = quote_literal(validate_text_search_config(self.text_search_config, "text_search_config"))
+        return (
+            f"{quote_ident(self.text_search_column)} tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector({config}::regconfig, coalesce({self.col('content')}, ''))) STORED"
+        )
+
+    def add_text_search_column(self) -> str:
+        """Add the generated column to an existing table: PostgreSQL rewrites the whole table to fill it."""
+        return f"ALTER TABLE {self.qualified_table} ADD COLUMN IF NOT EXISTS {self.text_search_column_definition()}"
+
+    def create_text_search_index(self) -> str:
+        return (
+            f"CREATE INDEX IF NOT EXISTS {quote_ident(self.text_search_index_name)} "
+            f"ON {self.qualified_table} USING gin ({quote_ident(self.text_search_column)})"
+        )
+
+    @staticmethod
+    def text_search_state() -> str:
+        """The type of the text-search column ($1 schema, $2 table, $3 column), from the catalog alone (no lock on
+        the table); no row when the column does not exist."""
+        return (
+            "SELECT format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped"
+        )
+
+    @staticmethod
+    def text_search_config_used() -> str:
+        """The text-search configuration the column ($1 schema, $2 table, $3 column) is generated with, read from
+        the deparsed expression (``to_tsvector('english'::regconfig, ...)``: built-in configurations get no
+        pg_depend entry to read instead) and canonicalised by a regconfig cast. NULL when the column is not
+        generated from a constant configuration. Deparsing takes an ACCESS SHARE lock on the table."""
+        quoted = r"""'''((?:[^'']|'''')*)''::regconfig'"""  # the pattern '((?:[^']|'')*)'::regconfig as a literal
+        return (
+            f"SELECT replace(substring(pg_get_expr(ad.adbin, ad.adrelid) FROM {quoted}), '''''', '''')"
+            "::regconfig::text FROM pg_attrdef AS ad "
+            "JOIN pg_attribute AS a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum "
+            "JOIN pg_class AS c ON c.oid = a.attrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attgenerated = 's'"
+        )
+
+    @staticmethod
+    def resolve_text_search_config() -> str:
+        """The canonical name of the text-search configuration $1 (an error when the server has none by that
+        name): a bound value cast to regconfig, never SQL text."""
+        return "SELECT $1::text::regconfig::text"
 
     def create_support_indexes(self) -> list[str]:
         """B-tree indexes that keep tenant scoping and per-document deletes from scanning the table."""
@@ -318,6 +417,156 @@ class TableSQL:
             f"ORDER BY {emb} {self.distance_operator} {query_ph} LIMIT {k_ph}"
         )
 
+    # -- text and hybrid search ----------------------------------------------------------------------------
+    # Every part below reads the table as alias "t": `where` and `scope_where` must be compiled with alias "t".
+
+    def similarity(self, distance: str) -> str:
+        """The score of a distance expression, as `search` reports it: cosine 1 - d, euclidean 1 / (1 + d),
+        inner product the raw product (pgvector's <#> is its negative)."""
+        if self.metric == "cosine":
+            return f"(1 - {distance})"
+        if self.metric == "euclidean":
+            return f"(1 / (1 + {distance}))"
+        return f"(-{distance})"
+
+    def vector_candidates(self, where: str, query_ph: str, limit_ph: str) -> str:
+        """The vector side of a hybrid search: id and distance of the `limit` nearest rows, in the plain
+        ``ORDER BY embedding <op> query LIMIT n`` form that lets the planner use the vector index.
+
+        This is the one place where the vector part of a hybrid query is built, so index-scan choices (settings
+        or an exact scan) apply to it exactly as they do to a vector search.
+        """
+        emb = f"t.{self.col('embedding')}"
+        return (
+            f"SELECT t.{self.col('id')} AS id, {emb} {self.distance_operator} {query_ph} AS distance "
+            f"FROM {self.qualified_table} AS t {where} "
+            f"ORDER BY {emb} {self.distance_operator} {query_ph} LIMIT {limit_ph}"
+        )
+
+    def text_candidates(
+        self, scope_where: str, where: str, config_ph: str, text_ph: str, max_terms_ph: str, limit_ph: str
+    ) -> list[str]:
+        """The text side of a search, as CTEs ending in ``text_candidates(id, score, rank)``: the `limit` best
+        rows by an IDF-weighted ``ts_rank``.
+
+        - Terms: the distinct lexemes of the query text under the configuration (stop words dropped, words
+          stemmed), the first `max_terms` by position. Each becomes a one-lexeme tsquery through the server's
+          own tsvector output (``array_to_tsvector(ARRAY[lexeme])::text``), so no user text is ever parsed as
+          tsquery syntax and no input can make the query fail.
+        - Matching: a row matches when it contains any term (OR, as BM25 does; an AND of every word of a
+          natural-language question matches almost nothing). The GIN index serves it.
+        - Weights: PostgreSQL's ranking has no inverse document frequency, so each term gets BM25's IDF,
+          ``ln(1 + (N - df + 0.5) / (df + 0.5))``, with df counted by the GIN index within the store's scope
+          (`scope_where`: its domain, not the user filter) and N the table's row estimate (pg_class.reltuples,
+          at least the sum of the dfs). ts_rank takes one weight per label A-D, so with up to four distinct IDFs
+          each gets a label of its own (exact weights); with more, the terms are put in four equal-width IDF
+          bands. Labels are set with setweight; each weighs its mean IDF, relative to the largest.
+        - Score: ``ts_rank(weights, labelled vector, query, 1)``, normalised by 1 + log(document length).
+        """
+        table = self.qualified_table
+        tsv = f"t.{quote_ident(self.text_search_column)}"
+        ranked = (
+            "setweight(setweight(setweight(setweight(m.tsv, 'D', w.d), 'C', w.c), 'B', w.b), 'A', w.a)"
+        )
+        bands = ", ".join(
+            f"coalesce(least(1, avg(idf) FILTER (WHERE band = {band}) / max(idf)), 0)" for band in range(4)
+        )
+        labels = ", ".join(
+            f"coalesce(array_agg(lexeme) FILTER (WHERE band = {band}), '{{}}') AS {label}"
+            for band, label in enumerate("dcba")
+        )
+        return [
+            "text_terms AS MATERIALIZED ("
+            "SELECT u.lexeme, array_to_tsvector(ARRAY[u.lexeme])::text::tsquery AS term "
+            f"FROM unnest(to_tsvector({config_ph}, {text_ph})) AS u "
+            f"ORDER BY u.positions[1], u.lexeme LIMIT {max_terms_ph})",
+            "text_query AS MATERIALIZED ("
+            "SELECT CASE WHEN count(*) > 0 THEN string_agg(term::text, ' | ')::tsquery END AS q FROM text_terms)",
+            "text_df AS MATERIALIZED ("
+            f"SELECT tt.lexeme, (SELECT count(*) FROM {table} AS t {scope_where} AND {tsv} @@ tt.term) AS df "
+            "FROM text_terms AS tt)",
+            "text_idf AS MATERIALIZED ("
+            "SELECT d.lexeme, ln(1 + (n.n - d.df + 0.5) / (d.df + 0.5)) AS idf "
+            "FROM text_df AS d, (SELECT greatest("
+            "(SELECT c.reltuples::float8 FROM pg_class AS c WHERE c.oid = "
+            f"{quote_literal(self.qualified_table)}::regclass), "
+            "(SELECT sum(df)::float8 FROM text_df)) AS n) AS n WHERE d.df > 0)",
+            "text_bands AS MATERIALIZED ("
+            "SELECT lexeme, idf, CASE WHEN max(r) OVER () <= 4 THEN (r - 1)::int "
+            "ELSE least(3, floor(4 * (idf - min(idf) OVER ()) / (max(idf) OVER () - min(idf) OVER ())))::int "
+            "END AS band FROM (SELECT lexeme, idf, dense_rank() OVER (ORDER BY idf) AS r FROM text_idf) AS ranked)",
+            f"text_weights AS MATERIALIZED (SELECT ARRAY[{bands}]::float4[] AS weights, {labels} FROM text_bands)",
+            "text_candidates AS ("
+            "SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank FROM ("
+            f"SELECT m.id, ts_rank(w.weights, {ranked}, tq.q, {TEXT_RANK_NORMALIZATION})::float8 AS score "
+            f"FROM (SELECT t.{self.col('id')} AS id, {tsv} AS tsv "
+            f"FROM {table} AS t, text_query AS tq {where} AND {tsv} @@ tq.q) AS m, "
+            "text_weights AS w, text_query AS tq "
+            f"ORDER BY score DESC, m.id LIMIT {limit_ph}) AS r)",
+        ]
+
+    def full_text_search(self, text_ctes: list[str], k_ph: str, include_metadata: bool) -> str:
+        """Rows of the text side alone (built by `text_candidates` with limit k), best first, with their rank."""
+        cols = ", ".join(self.select_columns(False, include_metadata, alias="t"))
+        return (
+            f"WITH {', '.join(text_ctes)} "
+            f"SELECT {cols}, x.score AS score FROM text_candidates AS x "
+            f"JOIN {self.qualified_table} AS t ON t.{self.col('id')} = x.id "
+            f"ORDER BY x.rank LIMIT {k_ph}"
+        )
+
+    def hybrid_search(
+        self,
+        vector_sql: str,
+        text_ctes: list[str],
+        k_ph: str,
+        include_metadata: bool,
+        *,
+        rrf_k_ph: str | None = None,
+        alpha_ph: str | None = None,
+    ) -> str:
+        """Both candidate lists in one statement, fused, best first.
+
+        `vector_sql` is `vector_candidates`; `text_ctes` is `text_candidates`. Fusion is reciprocal rank fusion,
+        ``sum 1 / (rrf_k + rank)`` over the lists a row is in, or, with `alpha_ph`, ``alpha * v + (1 - alpha) *
+        x`` where v and x are the vector similarity and text score min-max normalised within their candidate
+        lists (0 for a row missing from a list). Ties go to the better vector rank, then text rank, then id.
+        """
+        if (rrf_k_ph is None) == (alpha_ph is None):
+            raise ValueError("hybrid_search needs exactly one of rrf_k_ph and alpha_ph")
+        ctes = [
+            "vector_candidates AS ("
+            "SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance, v.id) AS rank "
+            f"FROM ({vector_sql}) AS v)",
+            *text_ctes,
+        ]
+        if alpha_ph is None:
+            ctes.append(
+                "fused AS (SELECT coalesce(v.id, x.id) AS id, v.rank AS vector_rank, x.rank AS text_rank, "
+                f"coalesce(1 / ({rrf_k_ph} + v.rank), 0) + coalesce(1 / ({rrf_k_ph} + x.rank), 0) AS score "
+                "FROM vector_candidates AS v FULL JOIN text_candidates AS x ON x.id = v.id)"
+            )
+        else:
+            normalised = (
+                "coalesce((s - min(s) OVER ()) / nullif(max(s) OVER () - min(s) OVER (), 0), 1)::float8 AS norm"
+            )
+            ctes += [
+                f"vector_norm AS (SELECT id, rank, {normalised} FROM "
+                f"(SELECT id, rank, {self.similarity('distance')}::float8 AS s FROM vector_candidates) AS z)",
+                f"text_norm AS (SELECT id, rank, {normalised} FROM "
+                "(SELECT id, rank, score AS s FROM text_candidates) AS z)",
+                "fused AS (SELECT coalesce(v.id, x.id) AS id, v.rank AS vector_rank, x.rank AS text_rank, "
+                f"{alpha_ph} * coalesce(v.norm, 0) + (1 - {alpha_ph}) * coalesce(x.norm, 0) AS score "
+                "FROM vector_norm AS v FULL JOIN text_norm AS x ON x.id = v.id)",
+            ]
+        cols = ", ".join(self.select_columns(False, include_metadata, alias="t"))
+        return (
+            f"WITH {', '.join(ctes)} "
+            f"SELECT {cols}, f.score AS score, f.vector_rank AS vector_rank, f.text_rank AS text_rank "
+            f"FROM fused AS f JOIN {self.qualified_table} AS t ON t.{self.col('id')} = f.id "
+            f"ORDER BY f.score DESC, f.vector_rank NULLS LAST, f.text_rank NULLS LAST, f.id LIMIT {k_ph}"
+        )
+
     def get_by_ids(self, where: str, include_metadata: bool) -> str:
         cols = ", ".join(self.select_columns(True, include_metadata))
         return f"SELECT {cols} FROM {self.qualified_table} {where}"
@@ -352,6 +601,16 @@ class TableSQL:
 
     def count(self, where: str) -> str:
         return f"SELECT count(*) FROM {self.qualified_table} {where}"
+
+    def stats(self, where: str, name_ph: str) -> str:
+        """Rows, documents and tenants within `where`, and the table's sizes (`name_ph`: its qualified name)."""
+        return (
+            f"SELECT count(*) AS rows, count(DISTINCT {self.col('document_id')}) AS documents, "
+            f"count(DISTINCT {self.col('domain_id')}) AS tenants, "
+            f"pg_table_size(to_regclass({name_ph})) AS table_bytes, "
+            f"pg_total_relation_size(to_regclass({name_ph})) AS total_bytes "
+            f"FROM {self.qualified_table} {where}"
+        )
 
     def count_up_to(self, limit_ph: str) -> str:
         """Row count capped at a limit, so checking an index threshold never scans a big table."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -16,15 +17,38 @@ import numpy as np
 
 from pgvecstore import indexes
 from pgvecstore.config import StoreConfig, validate_index_params, validate_search_params
-from pgvecstore.connection import connect_once, create_pool, ensure_extension, resolve_dsn
-from pgvecstore.errors import SchemaMismatchError, StoreClosedError
+from pgvecstore.connection import (
+    connect_failed,
+    connect_once,
+    connection_lost,
+    create_pool,
+    ensure_extension,
+    is_connection_lost,
+    resolve_dsn,
+)
+from pgvecstore.errors import ConnectionLostError, SchemaMismatchError, StoreClosedError
 from pgvecstore.filters import compile_filter
 from pgvecstore.rows import RowBatch, encode_metadata, iter_row_batches, normalize_id
-from pgvecstore.sql import TENANT_SETTING, Params, TableSQL, set_config_sql
+from pgvecstore.sql import (
+    DEFAULT_TEXT_SEARCH_CONFIG,
+    MAX_TEXT_QUERY_TERMS,
+    TENANT_SETTING,
+    Params,
+    TableSQL,
+    set_config_sql,
+)
 
 logger = logging.getLogger("pgvecstore")
 
 SearchResult = tuple[str, float, dict[str, Any] | None]
+
+SEARCH_MODES = ("vector", "text", "hybrid")
+# Candidates each side of a hybrid search contributes by default: at least k (so either side alone can fill the
+# result), and at least pgvector's default hnsw.ef_search (40), the list an HNSW scan builds anyway.
+DEFAULT_CANDIDATES = 40
+MAX_CANDIDATES = 10_000
+# Query text beyond this many characters is ignored (only the first MAX_TEXT_QUERY_TERMS terms count anyway).
+MAX_QUERY_TEXT_CHARS = 100_000
 
 
 class PgVectorStore:
@@ -56,6 +80,12 @@ class PgVectorStore:
         # COPY FROM into a table whose row-level security applies to the current role).
         self._tenant_scoped = False
         self._copy_direct = True
+        # Full-text search: whether the table has its text-search column (found at initialize), and the text-search
+        # configuration queries use: the one the column is generated with, read at the first text or hybrid search
+        # (reading it takes a lock on the table, which set-up must not wait for).
+        self._text_ready = False
+        self._text_config_known = False
+        self._text_config = self.config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG
 
     def __repr__(self) -> str:
         return f"PgVectorStore({self.config!r})"
@@ -96,6 +126,10 @@ class PgVectorStore:
                     if self.config.auto_create_index and self.config.index_type == "hnsw":
                         await indexes.build_index(conn, self.table, "hnsw", dict(self.config.index_params))
                         self._index_ready = True
+                except Exception as exc:
+                    if is_connection_lost(exc, conn):  # a restart during set-up: the next initialize() redoes it
+                        raise connection_lost(self._dsn, exc, transaction=True) from None
+                    raise
                 finally:
                     await conn.close()
                 self._set_up = True
@@ -103,7 +137,11 @@ class PgVectorStore:
                 self._sweep_dead_pools()
                 assert self._dsn is not None and self._vector_schema is not None
                 tenant = self.config.domain_id if self._tenant_scoped else None
-                self._pools[loop] = await create_pool(self._dsn, self.config, self._vector_schema, tenant)
+                pool = await create_pool(self._dsn, self.config, self._vector_schema, tenant)
+                if self._closed:  # close() ran while the pool was opening: it must not outlive the store
+                    await pool.close()
+                    raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+                self._pools[loop] = pool
         if self.config.auto_create_index and self.config.index_type == "ivfflat":
             await self._maybe_create_ivfflat()
 
@@ -143,11 +181,64 @@ class PgVectorStore:
                 ):
                     await conn.execute(table.create_schema())
                 if not await indexes.relation_exists(conn, table.schema, table.table):
+                    if table.text_search:
+                        await self._resolve_text_config(conn)
                     await conn.execute(table.create_table())
                     for statement in table.create_support_indexes():
                         await conn.execute(statement)
+                    if table.text_search:
+                        await conn.execute(table.create_text_search_index())
                     logger.info("pgvecstore: created table %s.%s", table.schema, table.table)
         await self._check_table(conn)
+        await self._inspect_text_search(conn)
+
+    async def _resolve_text_config(self, conn: asyncpg.Connection) -> str:
+        """The canonical name of the configured text-search configuration; a clear error when there is none."""
+        name = self.config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG
+        try:
+            async with conn.transaction():  # a savepoint when called inside the caller's transaction, which survives
+                return str(await conn.fetchval(self.table.resolve_text_search_config(), name))
+        except asyncpg.UndefinedObjectError:
+            known = await conn.fetch("SELECT cfgname FROM pg_ts_config ORDER BY 1")
+            raise ValueError(
+                f"text_search_config={name!r}: the server has no such text-search configuration; "
+                f"it has {', '.join(row[0] for row in known)}"
+            ) from None
+
+    async def _inspect_text_search(self, conn: asyncpg.Connection) -> None:
+        """Find the table's text-search column by name in the catalog (no lock on the table).
+
+        A table without it is fine (vector search needs none; `enable_text_search` adds it); a column of that name
+        that is not a tsvector is an error. An explicit ``text_search_config`` must exist on the server.
+        """
+        table = self.table
+        kind = await conn.fetchval(table.text_search_state(), table.schema, table.table, table.text_search_column)
+        if kind is not None and kind != "tsvector":
+            raise SchemaMismatchError(
+                f"column {table.text_search_column!r} of {table.schema}.{table.table} is {kind}, but this store "
+                "uses it for full-text search (tsvector); name another column with the 'text_search_column' option"
+            )
+        if self.config.text_search_config is not None and not self._text_config_known:
+            self._text_config = await self._resolve_text_config(conn)
+        self._text_ready = kind is not None
+
+    async def _settle_text_config(self, conn: asyncpg.Connection) -> None:
+        """Use the configuration the text-search column is generated with; an explicit, different
+        ``text_search_config`` is an error (queries would stem words differently from the column)."""
+        table = self.table
+        used = await conn.fetchval(
+            table.text_search_config_used(), table.schema, table.table, table.text_search_column
+        )
+        if used is not None:
+            if self.config.text_search_config is not None and used != self._text_config:
+                raise SchemaMismatchError(
+                    f"column {table.text_search_column!r} of {table.schema}.{table.table} is generated with "
+                    f"text-search configuration {used!r}, but this store has "
+                    f"text_search_config={self.config.text_search_config!r}; set text_search_config={used!r} "
+                    "(or leave it unset to use the column's)"
+                )
+            self._text_config = used
+        self._text_config_known = True
 
     async def _prepare_row_security(self, conn: asyncpg.Connection) -> None:
         """With ``row_level_security=True``, enable row-level security and the tenant policy (once, under the
@@ -219,7 +310,9 @@ class PgVectorStore:
         pool = self._pools.get(asyncio.get_running_loop())
         if pool is None:
             await self.initialize()
-            pool = self._pools[asyncio.get_running_loop()]
+            pool = self._pools.get(asyncio.get_running_loop())
+            if pool is None:  # close() ran while this call was initialising the store
+                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
         return pool
 
     async def get_pool(self) -> asyncpg.Pool:
@@ -240,21 +333,66 @@ class PgVectorStore:
         Plain (no transaction, no extra round trip) unless the operation needs a transaction or settings; with
         row-level security in force, always inside a transaction that first sets the tenant, together with any
         other `settings`, in one ``set_config`` statement (transaction-local, so nothing outlives the operation).
+
+        A server that cannot be reached, or a connection lost mid-operation (restart, failover, terminated
+        backend), raises `ConnectionFailedError`; after a loss the pool replaces all its connections, since the
+        other idle ones are most likely dead too, so the next call works once the server is back.
         """
         pool = await self._ready_pool()
         configs = dict(settings or {})
         if self._tenant_scoped:
             assert self.config.domain_id is not None
             configs[TENANT_SETTING] = self.config.domain_id
-        async with pool.acquire() as conn:
+        assert self._dsn is not None
+        try:
+            conn = await pool.acquire()
+        except asyncpg.InterfaceError:
+            if self._closed:  # close() ran while this call was on its way to the pool
+                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect") from None
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise connect_failed(self._dsn, self.config, exc) from None
+        try:
+            if self._closed:  # close() ran while this call waited in the pool's queue: the pool is closing it
+                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
             if not configs and not transaction:
                 yield conn
-                return
-            async with conn.transaction():
-                if configs:
-                    values = [item for pair in configs.items() for item in pair]
-                    await conn.execute(set_config_sql(len(configs)), *values)
-                yield conn
+            else:
+                async with conn.transaction():
+                    if configs:
+                        values = [item for pair in configs.items() for item in pair]
+                        await conn.execute(set_config_sql(len(configs)), *values)
+                    yield conn
+        except Exception as exc:
+            lost = is_connection_lost(exc, conn)
+            if self._closed and (lost or isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError)):
+                raise StoreClosedError("this store was closed while the call was running") from None
+            if not lost:
+                raise
+            await pool.expire_connections()
+            raise connection_lost(self._dsn, exc, transaction=transaction or bool(configs)) from None
+        finally:
+            try:
+                await pool.release(conn)
+            except Exception:
+                # asyncpg resets a connection as it goes back to the pool; when the server ended the session just
+                # after the operation finished (a shutdown), the reset fails and asyncpg discards the connection.
+                # The operation itself completed, so its result stands; the pool renews its other connections.
+                logger.debug("pgvecstore: a connection could not be reset on release; discarded", exc_info=True)
+                await pool.expire_connections()
+
+    async def _read(self, method: str, sql: str, values: Sequence[Any],
+                    settings: Mapping[str, str] | None = None) -> Any:
+        """Run one read statement; retried once on a fresh connection when its pooled connection turned out to be
+        dead (a restart the pool had not noticed). Reads are idempotent, so the retry cannot change anything."""
+        for attempt in (1, 2):
+            try:
+                async with self._connection(settings=settings) as conn:
+                    return await getattr(conn, method)(sql, *values)
+            except ConnectionLostError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _where(self, params: Params, filter: Mapping[str, Any] | None = None, alias: str = "") -> str:
         """WHERE clause for this store's domain and a user filter (both as bound parameters)."""
@@ -430,30 +568,105 @@ class PgVectorStore:
     # -- reads ---------------------------------------------------------------------------------------------
     async def search(
         self,
-        query: np.ndarray | Sequence[float],
+        query: np.ndarray | Sequence[float] | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
         include_metadata: bool = True,
         *,
+        mode: str = "vector",
+        query_text: str | None = None,
+        rrf_k: float = 60,
+        alpha: float | None = None,
+        vector_k: int | None = None,
+        text_k: int | None = None,
         search_params: Mapping[str, int] | None = None,
     ) -> list[SearchResult]:
-        """The `k` nearest rows to `query`, best first, as ``(id, score, metadata)``.
+        """The `k` best rows, best first, as ``(id, score, metadata)``.
 
-        Scores are similarities: cosine ``1 - distance``, euclidean ``1 / (1 + distance)``, inner product the raw
-        product. `search_params` (``ef_search``, ``probes``) override the store's for this call.
+        - ``mode="vector"`` (default): the nearest rows to the vector `query`. Scores are similarities: cosine
+          ``1 - distance``, euclidean ``1 / (1 + distance)``, inner product the raw product.
+        - ``mode="text"``: full-text search for `query_text` (no vector). A row matches when it contains any
+          term of the text; the score is an IDF-weighted, length-normalised ``ts_rank`` (higher is better,
+          comparable within one query only).
+        - ``mode="hybrid"``: both, in one SQL statement. Each side finds its candidates (``vector_k`` and
+          ``text_k``, default ``max(k, 40)`` each) and the lists are fused: by reciprocal rank fusion, score
+          ``sum 1 / (rrf_k + rank)`` over the lists a row is in (`rrf_k` default 60); or, when `alpha` is given,
+          by ``alpha * v + (1 - alpha) * x`` with v and x the vector similarity and text score min-max
+          normalised within their candidate lists (0 when the row is not in a list): alpha is the vector weight.
+
+        `filter` and the store's domain apply to both sides. `search_params` (``ef_search``, ``probes``)
+        override the store's for the vector side of this call. Text and hybrid search need the table's
+        text-search column (`enable_text_search`). See docs/hybrid.md.
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        vector = self._query_vector(query)
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {mode!r}")
+        _check_hybrid_options(mode, query_text, rrf_k, alpha, vector_k, text_k)
         settings = dict(self.config.search_params)
         if search_params:
             settings.update(validate_search_params(search_params))
+        if mode == "vector":
+            if query is None:
+                raise ValueError("search needs a query vector (or mode='text' with query_text)")
+            return await self._vector_search(self._query_vector(query), int(k), filter, include_metadata, settings)
+        if mode == "text":
+            if query is not None:
+                raise ValueError(
+                    "mode='text' searches by query_text alone; pass no query vector, or use mode='hybrid'"
+                )
+        elif query is None:
+            raise ValueError("mode='hybrid' needs a query vector as well as query_text")
+        vector = self._query_vector(query) if query is not None else None
+        await self._require_text_search()
+        text = _clean_query_text(query_text)
+        params = Params()
+        where = self._where(params, filter, alias="t")
+        scope_where = self._where(params, alias="t")
+        k = int(k)
+        depth = max(k, DEFAULT_CANDIDATES)
+        text_ctes = self.table.text_candidates(
+            scope_where,
+            where,
+            params.add(self._text_config, "text::regconfig"),
+            params.add(text, "text"),
+            params.add(MAX_TEXT_QUERY_TERMS),
+            params.add(k if mode == "text" else int(text_k or depth)),
+        )
+        k_ph = params.add(k)
+        if vector is None:
+            sql = self.table.full_text_search(text_ctes, k_ph, include_metadata)
+            settings_used: Mapping[str, str] | None = None
+        else:
+            vector_sql = self.table.vector_candidates(where, params.add(vector), params.add(int(vector_k or depth)))
+            if alpha is None:
+                sql = self.table.hybrid_search(
+                    vector_sql, text_ctes, k_ph, include_metadata, rrf_k_ph=params.add(float(rrf_k), "float8")
+                )
+            else:
+                sql = self.table.hybrid_search(
+                    vector_sql, text_ctes, k_ph, include_metadata, alpha_ph=params.add(float(alpha), "float8")
+                )
+            settings_used = _search_settings(settings)
+        rows = await self._read("fetch", sql, params.values, settings_used)
+        return [
+            (row[0], float(row["score"]), _row_metadata(row, 1) if include_metadata else None) for row in rows
+        ]
+
+    async def _vector_search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        include_metadata: bool,
+        settings: Mapping[str, int],
+    ) -> list[SearchResult]:
+        """Vector search: the `k` nearest rows to `vector`, best first."""
         params = Params()
         query_ph = params.add(vector)
-        k_ph = params.add(int(k))
+        k_ph = params.add(k)
         sql = self.table.search(self._where(params, filter), query_ph, k_ph, include_metadata)
-        async with self._connection(settings=_search_settings(settings)) as conn:
-            rows = await conn.fetch(sql, *params.values)
+        rows = await self._read("fetch", sql, params.values, _search_settings(settings))
         # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
         rows = sorted(rows, key=lambda row: row["distance"])
         return [
@@ -496,8 +709,7 @@ class PgVectorStore:
         id_ph = params.add(sorted(set(id_list)), f"{self.table.id_cast}[]")
         where = self._where(params)
         sql = self.table.get_by_ids(f"{where} AND {self.table.col('id')} = ANY({id_ph})", include_metadata)
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql, *params.values)
+        rows = await self._read("fetch", sql, params.values)
         found = {row[0]: (row[1], _row_metadata(row, 2) if include_metadata else None) for row in rows}
         return [found.get(i, (None, None)) for i in id_list]
 
@@ -525,8 +737,7 @@ class PgVectorStore:
             where += f" AND {self.table.col('id')} = ANY({params.add(id_list, f'{self.table.id_cast}[]')})"
         limit_ph = params.add(limit) if limit is not None else None
         sql = self.table.select_rows(where, include_vectors, limit_ph)
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql, *params.values)
+        rows = await self._read("fetch", sql, params.values)
         start = 2 if include_vectors else 1
         return [(row[0], row[1] if include_vectors else None, _row_metadata(row, start)) for row in rows]
 
@@ -534,8 +745,74 @@ class PgVectorStore:
         """Number of rows (in the store's domain) that match `filter`."""
         params = Params()
         sql = self.table.count(self._where(params, filter))
-        async with self._connection() as conn:
-            return int(await conn.fetchval(sql, *params.values))
+        return int(await self._read("fetchval", sql, params.values))
+
+    async def stats(self) -> dict[str, Any]:
+        """What the store's table holds: rows, documents and tenants in scope, vector index, sizes in bytes."""
+        params = Params()
+        sql = self.table.stats(self._where(params), params.add(self.table.qualified_table, "text"))
+        row = await self._read("fetchrow", sql, params.values)
+        return {**dict(row), "index_type": await self.index_info()}
+
+    # -- full-text search ----------------------------------------------------------------------------------
+    async def enable_text_search(self) -> bool:
+        """Add full-text search to an existing table: the generated tsvector column over content and its GIN
+        index. Returns True when this call added either, False when both were there.
+
+        Tables created with ``text_search=True`` (the default) have both already. Adding a generated column
+        makes PostgreSQL rewrite the whole table under an ACCESS EXCLUSIVE lock (reads and writes wait), and the
+        GIN index build reads it again: run it in a maintenance window on a big table. Runs once, under the
+        table's advisory lock (concurrent callers wait and then find the column by name), without the session's
+        statement_timeout, as the table's owner.
+        """
+        pool = await self._ready_pool()
+        table = self.table
+        changed = False
+        async with pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    await indexes.lock_table(conn, table)
+                    await conn.execute("SELECT set_config('statement_timeout', '0', true)")
+                    kind = await conn.fetchval(
+                        table.text_search_state(), table.schema, table.table, table.text_search_column
+                    )
+                    if kind is None:
+                        await self._resolve_text_config(conn)
+                        logger.info(
+                            "pgvecstore: adding text-search column %s to %s.%s (rewrites the table)",
+                            table.text_search_column, table.schema, table.table,
+                        )
+                        await conn.execute(table.add_text_search_column())
+                        changed = True
+                    if not await indexes.relation_exists(conn, table.schema, table.text_search_index_name):
+                        await conn.execute(table.create_text_search_index())
+                        changed = True
+            except asyncpg.InsufficientPrivilegeError:
+                raise SchemaMismatchError(
+                    f"enable_text_search: this role may not alter table {table.schema}.{table.table}; "
+                    "run it as the table's owner (see docs/hybrid.md)"
+                ) from None
+            await self._inspect_text_search(conn)
+        return changed
+
+    async def _require_text_search(self) -> None:
+        """Text and hybrid search need the text-search column: look again (another store may have added it since
+        this one started), else say how to add it. The first time, settle the text-search configuration."""
+        if self._text_ready and self._text_config_known:
+            return
+        pool = await self._ready_pool()
+        async with pool.acquire() as conn:
+            if not self._text_ready:
+                await self._inspect_text_search(conn)
+            if self._text_ready:
+                await self._settle_text_config(conn)
+        if not self._text_ready:
+            table = self.table
+            raise SchemaMismatchError(
+                f"table {table.schema}.{table.table} has no text-search column {table.text_search_column!r}, "
+                "which text and hybrid search need. Add it with 'await store.enable_text_search()' (as the table "
+                "owner; it rewrites the table) or create new tables with text_search=True (see docs/hybrid.md)"
+            )
 
     # -- indexes -------------------------------------------------------------------------------------------
     async def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
@@ -613,6 +890,44 @@ def _config_dict(config: StoreConfig) -> dict[str, Any]:
     from dataclasses import fields
 
     return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def _check_hybrid_options(
+    mode: str,
+    query_text: object,
+    rrf_k: object,
+    alpha: object,
+    vector_k: object,
+    text_k: object,
+) -> None:
+    """Validate the text and hybrid options of `search`, naming the option; reject ones the mode does not use."""
+    if mode == "vector":
+        if query_text is not None:
+            raise ValueError("query_text is used by mode='text' and mode='hybrid'; pass mode='hybrid' to use both")
+    elif not isinstance(query_text, str):
+        got = "none" if query_text is None else type(query_text).__name__
+        raise ValueError(f"mode={mode!r} needs query_text, a string; got {got}")
+    if isinstance(rrf_k, bool) or not isinstance(rrf_k, int | float) or not math.isfinite(rrf_k) or rrf_k < 0:
+        raise ValueError(f"rrf_k must be a non-negative number, got {rrf_k!r}")
+    if alpha is not None:
+        if mode != "hybrid":
+            raise ValueError("alpha (the vector weight of weighted fusion) is used by mode='hybrid' only")
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be a number between 0 and 1 (the weight of the vector side), got {alpha!r}")
+    for name, value in (("vector_k", vector_k), ("text_k", text_k)):
+        if value is None:
+            continue
+        if mode != "hybrid":
+            raise ValueError(f"{name} (candidates of one side of a hybrid search) is used by mode='hybrid' only")
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= value <= MAX_CANDIDATES:
+            raise ValueError(f"{name} must be an integer between 1 and {MAX_CANDIDATES}, got {value!r}")
+
+
+def _clean_query_text(text: str) -> str:
+    """User text as PostgreSQL accepts it: NUL characters (which text values cannot hold) become spaces, lone
+    surrogates '?', and text past MAX_QUERY_TEXT_CHARS is dropped. Nothing else is changed or parsed here."""
+    text = text[:MAX_QUERY_TEXT_CHARS].replace("\x00", " ")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _search_settings(settings: Mapping[str, int]) -> dict[str, str]:

@@ -95,9 +95,16 @@ class SyncPgVectorStore:
                     metadata: Iterable[Mapping[str, Any] | None] | None = None, **columns: Any) -> list[str]:
         return run_sync(self.store.add_vectors(vectors, ids, metadata, **columns))
 
-    def search(self, query: np.ndarray | Sequence[float], k: int = 10, filter: Mapping[str, Any] | None = None,
-               include_metadata: bool = True, **options: Any) -> list[SearchResult]:
+    def search(self, query: np.ndarray | Sequence[float] | None = None, k: int = 10,
+               filter: Mapping[str, Any] | None = None, include_metadata: bool = True,
+               **options: Any) -> list[SearchResult]:
         return run_sync(self.store.search(query, k, filter, include_metadata, **options))
+
+    def enable_text_search(self) -> bool:
+        return run_sync(self.store.enable_text_search())
+
+    def stats(self) -> dict[str, Any]:
+        return run_sync(self.store.stats())
 
     def get_vectors(self, ids: Sequence[Any], include_metadata: bool = True
                     ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:

@@ -107,6 +107,10 @@ def test_ingest_a_folder_query_it_and_reingest_a_changed_file(docs: Path, pg_dsn
     assert top[0]["document_id"] == (docs / "sub" / "bicycles.md").resolve().as_posix()
     assert "Dunlop" in top[0]["content"]
     assert [row["rank"] for row in top] == [1, 2, 3]
+    bicycles = (docs / "sub" / "bicycles.md").resolve().as_posix()
+    assert query_json("Dunlop pneumatic", "--mode", "text", "-k", "1", *target)[0]["document_id"] == bicycles
+    assert query_json("Who patented the pneumatic tyre?", "--mode", "hybrid", "-k", "1",
+                      *target)[0]["document_id"] == bicycles
 
     # Ingesting again with nothing changed embeds nothing.
     assert "unchanged, skipped         4" in ok(run("ingest", str(docs), *target))
@@ -134,6 +138,7 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
     acme = json.loads(ok(run("stats", "--json", "--tenant", "acme", *target, env=env)))
     everyone = json.loads(ok(run("stats", "--json", *target, env=env)))
     assert acme["rows"] == 12 and everyone["rows"] == 24
+    assert acme["tenants"] == 1 and everyone["tenants"] == 2 and everyone["documents"] == 2
 
     assert "built a hnsw index" in ok(run("index", "create", "--m", "8", *target, env=env))
     assert "already has a hnsw index" in ok(run("index", "create", *target, env=env))
@@ -147,10 +152,8 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
 
 
 def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str) -> None:
-    hybrid = run("query", "anything", "--mode", "hybrid", "--dsn", pg_dsn, "--schema", schema)
-    assert hybrid.returncode == 2 and "hybrid search are not available yet" in hybrid.stderr
-    text_mode = run("query", "anything", "--mode", "text", "--dsn", pg_dsn, "--schema", schema)
-    assert text_mode.returncode == 2 and "not available yet" in text_mode.stderr
+    bad_mode = run("query", "anything", "--mode", "sparse", "--dsn", pg_dsn, "--schema", schema)
+    assert bad_mode.returncode == 2 and "--mode" in bad_mode.stderr
     bad_json = run("query", "anything", "--filter", "{oops", "--dsn", pg_dsn, "--schema", schema)
     assert bad_json.returncode == 2 and "--filter" in bad_json.stderr
     missing = run("ingest", str(tmp_path / "nowhere"), "--dsn", pg_dsn, "--schema", schema)

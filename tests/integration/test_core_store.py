@@ -121,6 +121,7 @@ async def test_column_mappings_with_text_ids(make_store: StoreMaker, admin: asyn
         "source_file": "character varying",
         "segment_num": "integer",
         "indexed_at": "timestamp without time zone",
+        "description_tsv": "tsvector",  # generated from the content column for full-text search
     }
     ids = await store.add_vectors(
         rng_vectors(3, 8),

@@ -512,9 +512,10 @@ async def test_reserved_and_mixed_case_names_are_quoted_not_interpreted(
         "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0", f'"{schema}"."Select"')}
     assert {"from", "Where", "user", "table", "order"} <= columns
     after = await catalog_counts(admin)
-    # Exactly one schema and one table (with its TOAST table, primary key and support indexes) appeared.
+    # Exactly one schema and one table (with its TOAST table, primary key, support indexes and the full-text GIN
+    # index) appeared.
     assert after["schemas"] == before["schemas"] + 1
-    assert after["relations"] - before["relations"] == 6
+    assert after["relations"] - before["relations"] == 7
 
 
 # -- hostile domains --------------------------------------------------------------------------------------------

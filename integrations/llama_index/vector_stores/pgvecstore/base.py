@@ -24,12 +24,8 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.store import PgVectorStore
 from pgvecstore.sync import run_sync
 
-_HYBRID_MODES = {
-    VectorStoreQueryMode.HYBRID,
-    VectorStoreQueryMode.TEXT_SEARCH,
-    VectorStoreQueryMode.SPARSE,
-    VectorStoreQueryMode.SEMANTIC_HYBRID,
-}
+# Modes served by the core's full-text search: the keyword side alone, or fused with the vector side.
+_TEXT_MODES = {VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE}
 
 
 DEFAULT_TABLE = "llamaindex_embeddings"
@@ -219,22 +215,27 @@ class PgVecStore(BasePydanticVectorStore):
         return [row_id for row_id, _score, _meta in results]
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Nearest nodes to ``query.query_embedding``, restricted by filters, doc_ids and node_ids (empty lists
-        restrict nothing, as in LlamaIndex's own retriever).
+        """Nodes for a query, restricted by filters, doc_ids and node_ids (empty lists restrict nothing, as in
+        LlamaIndex's own retriever).
 
-        Modes: DEFAULT and MMR (``query.mmr_threshold`` or keyword ``mmr_threshold``, which is how a retriever's
-        ``vector_store_kwargs`` arrive; candidates: ``mmr_prefetch_k`` or ``similarity_top_k *
-        mmr_prefetch_factor``). Keyword ``search_params`` (``ef_search``, ``probes``) tunes the index scan.
-        Similarities are the core's scores (cosine similarity for the cosine metric), also in MMR mode.
+        Modes: DEFAULT and MMR search ``query.query_embedding`` (MMR: ``query.mmr_threshold`` or keyword
+        ``mmr_threshold``, which is how a retriever's ``vector_store_kwargs`` arrive; candidates: ``mmr_prefetch_k``
+        or ``similarity_top_k * mmr_prefetch_factor``). TEXT_SEARCH and SPARSE are the core's full-text search
+        for ``query.query_str`` (``sparse_top_k`` nodes, else ``similarity_top_k``). HYBRID runs both sides in
+        one SQL statement and fuses them (see `_ahybrid`). Keyword ``search_params`` (``ef_search``, ``probes``)
+        tunes the index scan. Similarities are the core's scores: cosine similarity for the cosine metric in
+        DEFAULT and MMR, the text rank in TEXT_SEARCH/SPARSE, the fused score in HYBRID.
         """
         mode = query.mode
-        if mode in _HYBRID_MODES:
+        supported = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, VectorStoreQueryMode.HYBRID,
+                     *_TEXT_MODES)
+        if mode not in supported:
             raise NotImplementedError(
-                f"query mode {mode.value!r} needs hybrid search, which this version of PgVecStore does not have "
-                "yet; use mode 'default' or 'mmr'"
+                f"query mode {mode.value!r} is not supported; use 'default', 'mmr', 'hybrid', 'text_search' or "
+                "'sparse'"
             )
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise NotImplementedError(f"query mode {mode.value!r} is not supported; use 'default' or 'mmr'")
+        if mode in _TEXT_MODES or mode == VectorStoreQueryMode.HYBRID:
+            return await self._atext_query(query, kwargs)
         if query.query_embedding is None:
             raise ValueError(
                 "VectorStoreQuery.query_embedding is required: PgVecStore searches by vector "
@@ -272,6 +273,65 @@ class PgVecStore(BasePydanticVectorStore):
             nodes=nodes,
             similarities=[score for _id, score, _meta in results],
             ids=[row_id for row_id, _score, _meta in results],
+        )
+
+    async def _atext_query(self, query: VectorStoreQuery, kwargs: Mapping[str, Any]) -> VectorStoreQueryResult:
+        """TEXT_SEARCH / SPARSE: the keyword side alone. HYBRID: vector and keyword sides fused.
+
+        HYBRID honours LlamaIndex's fields: ``alpha`` (the vector weight; None: reciprocal rank fusion, keyword
+        ``rrf_k``, default 60), ``sparse_top_k`` (keyword candidates) and ``hybrid_top_k`` (nodes returned). With
+        ``hybrid_top_k``, ``similarity_top_k`` is the number of vector candidates; without it, it is the number
+        of nodes returned and each side contributes the core's default ``max(k, 40)`` candidates.
+        """
+        mode = query.mode
+        if not isinstance(query.query_str, str):
+            raise ValueError(
+                f"VectorStoreQuery.query_str is required in mode {mode.value!r}: it is the text searched by keyword"
+            )
+        for name in ("similarity_top_k", "sparse_top_k", "hybrid_top_k"):
+            value = getattr(query, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        core_filter = self._core_filter(query)
+        if mode in _TEXT_MODES:
+            k = query.sparse_top_k or query.similarity_top_k
+            if not k:
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            results = await self._store.search(k=k, filter=core_filter, mode="text", query_text=query.query_str)
+        else:
+            if query.query_embedding is None:
+                raise ValueError(
+                    "VectorStoreQuery.query_embedding is required in mode 'hybrid' (give the index or retriever an "
+                    "embed_model)"
+                )
+            if query.hybrid_top_k is not None:
+                k, vector_k = query.hybrid_top_k, query.similarity_top_k or None
+            else:
+                k, vector_k = query.similarity_top_k, None
+            if not k:
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            options: dict[str, Any] = {"vector_k": vector_k, "text_k": query.sparse_top_k or None, "alpha": query.alpha}
+            if "rrf_k" in kwargs:
+                options["rrf_k"] = kwargs["rrf_k"]
+            results = await self._store.search(
+                query.query_embedding, k=k, filter=core_filter, mode="hybrid", query_text=query.query_str,
+                search_params=kwargs.get("search_params"), **options,
+            )
+        return VectorStoreQueryResult(
+            nodes=[row_to_node(row_id, meta) for row_id, _score, meta in results],
+            similarities=[score for _id, score, _meta in results],
+            ids=[row_id for row_id, _score, _meta in results],
+        )
+
+    @staticmethod
+    def _core_filter(query: VectorStoreQuery) -> dict[str, Any] | None:
+        """The core filter of a query's filters, doc_ids and node_ids (empty lists restrict nothing)."""
+        return and_filters(
+            [
+                metadata_filters_to_dict(query.filters),
+                in_filter("document_id", query.doc_ids) if query.doc_ids else None,
+                in_filter("id", query.node_ids) if query.node_ids else None,
+            ]
         )
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
