@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgvecstore.search_tuning import validate_search_options
 from pgvecstore.sql import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
 
 METRICS = ("cosine", "euclidean", "inner_product")
@@ -21,7 +22,6 @@ INDEX_PARAM_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "hnsw": {"m": (2, 100), "ef_construction": (4, 1000)},
     "ivfflat": {"lists": (1, 32768)},
 }
-SEARCH_PARAM_RANGES: dict[str, tuple[int, int]] = {"ef_search": (1, 1000), "probes": (1, 32768)}
 HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
 
 
@@ -81,7 +81,7 @@ class StoreConfig:
     auto_create_index: bool = False
     min_rows_for_index: int = 1000
     index_params: Mapping[str, int] = field(default_factory=dict)
-    search_params: Mapping[str, int] = field(default_factory=dict)
+    search_params: Mapping[str, Any] = field(default_factory=dict)
     domain_id: str | None = None
     row_level_security: bool = False
     batch_size: int = 5000
@@ -219,17 +219,7 @@ def validate_index_params(index_type: str, params: object) -> dict[str, int]:
     return result
 
 
-def validate_search_params(params: object) -> dict[str, int]:
-    """Check query-time parameters (ef_search for HNSW, probes for IVFFlat)."""
-    if params is None:
-        return {}
-    if not isinstance(params, Mapping):
-        raise ValueError(f"search_params must be a mapping, got {params!r}")
-    result: dict[str, int] = {}
-    for name, value in params.items():
-        if name not in SEARCH_PARAM_RANGES:
-            hint = _suggest(str(name), list(SEARCH_PARAM_RANGES))
-            raise ValueError(f"search_params: unknown parameter {name!r}{hint}")
-        low, high = SEARCH_PARAM_RANGES[name]
-        result[name] = _check_int(f"search_params.{name}", value, low, high)
-    return result
+def validate_search_params(params: object) -> dict[str, Any]:
+    """Check query-time parameters: ``ef_search``, ``probes`` and the filtered-search knobs of
+    `pgvecstore.search_tuning.SearchOptions`; an unknown name or a bad value names the option."""
+    return validate_search_options(params)

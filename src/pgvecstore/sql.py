@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgvecstore.search_tuning import estimate_sql
+
 if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
 
@@ -598,6 +600,11 @@ class TableSQL:
 
     def delete(self, where: str) -> str:
         return f"DELETE FROM {self.qualified_table} {where}"
+
+    def estimate_rows(self, where: str) -> str:
+        """``EXPLAIN`` (planned, never run) whose plan holds the planner's estimates of the rows matching `where`
+        and of all the table's rows (read by `search_tuning.parse_estimate`)."""
+        return estimate_sql(f"SELECT 1 FROM {self.qualified_table} {where}", f"SELECT 1 FROM {self.qualified_table}")
 
     def count(self, where: str) -> str:
         return f"SELECT count(*) FROM {self.qualified_table} {where}"

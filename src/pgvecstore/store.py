@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from pgvecstore import indexes
-from pgvecstore.config import StoreConfig, validate_index_params, validate_search_params
+from pgvecstore import indexes, search_tuning
+from pgvecstore.config import StoreConfig, validate_index_params
 from pgvecstore.connection import (
     connect_failed,
     connect_once,
@@ -579,7 +579,7 @@ class PgVectorStore:
         alpha: float | None = None,
         vector_k: int | None = None,
         text_k: int | None = None,
-        search_params: Mapping[str, int] | None = None,
+        search_params: Mapping[str, Any] | None = None,
     ) -> list[SearchResult]:
         """The `k` best rows, best first, as ``(id, score, metadata)``.
 
@@ -594,22 +594,24 @@ class PgVectorStore:
           by ``alpha * v + (1 - alpha) * x`` with v and x the vector similarity and text score min-max
           normalised within their candidate lists (0 when the row is not in a list): alpha is the vector weight.
 
-        `filter` and the store's domain apply to both sides. `search_params` (``ef_search``, ``probes``)
-        override the store's for the vector side of this call. Text and hybrid search need the table's
-        text-search column (`enable_text_search`). See docs/hybrid.md.
+        `filter` and the store's domain apply to both sides. `search_params` override the store's for the
+        vector side of this call: ``ef_search`` and ``probes``, and the filtered-search knobs
+        ``filtered_ef_search``, ``max_scan_tuples``, ``scan_mem_multiplier``, ``max_probes``,
+        ``exact_selectivity`` and ``retry_exact`` (see `pgvecstore.search_tuning.SearchOptions`). A filtered
+        vector search returns `k` rows whenever `k` rows match: it scans the index iteratively, and reads the
+        matching rows exactly when the planner estimates the filter to match few of them. Text and hybrid
+        search need the table's text-search column (`enable_text_search`). See docs/hybrid.md.
         """
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {mode!r}")
         _check_hybrid_options(mode, query_text, rrf_k, alpha, vector_k, text_k)
-        settings = dict(self.config.search_params)
-        if search_params:
-            settings.update(validate_search_params(search_params))
+        options = search_tuning.SearchOptions.from_params(self.config.search_params, search_params)
         if mode == "vector":
             if query is None:
                 raise ValueError("search needs a query vector (or mode='text' with query_text)")
-            return await self._vector_search(self._query_vector(query), int(k), filter, include_metadata, settings)
+            return await self._vector_search(self._query_vector(query), int(k), filter, include_metadata, options)
         if mode == "text":
             if query is not None:
                 raise ValueError(
@@ -647,7 +649,9 @@ class PgVectorStore:
                 sql = self.table.hybrid_search(
                     vector_sql, text_ctes, k_ph, include_metadata, alpha_ph=params.add(float(alpha), "float8")
                 )
-            settings_used = _search_settings(settings)
+            settings_used = search_tuning.search_settings(
+                options, filtered=where != "WHERE TRUE", k=int(vector_k or depth)
+            )
         rows = await self._read("fetch", sql, params.values, settings_used)
         return [
             (row[0], float(row["score"]), _row_metadata(row, 1) if include_metadata else None) for row in rows
@@ -659,19 +663,61 @@ class PgVectorStore:
         k: int,
         filter: Mapping[str, Any] | None,
         include_metadata: bool,
-        settings: Mapping[str, int],
+        options: search_tuning.SearchOptions,
     ) -> list[SearchResult]:
-        """Vector search: the `k` nearest rows to `vector`, best first."""
+        """Vector search: the `k` nearest rows to `vector`, best first (filtered: see `_filtered_search`)."""
         params = Params()
         query_ph = params.add(vector)
         k_ph = params.add(k)
-        sql = self.table.search(self._where(params, filter), query_ph, k_ph, include_metadata)
-        rows = await self._read("fetch", sql, params.values, _search_settings(settings))
+        where = self._where(params, filter)
+        sql = self.table.search(where, query_ph, k_ph, include_metadata)
+        if where == "WHERE TRUE":
+            settings = search_tuning.search_settings(options, filtered=False, k=k)
+            rows = await self._read("fetch", sql, params.values, settings)
+        else:
+            rows = await self._filtered_search(sql, params.values, filter, k, options)
         # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
         rows = sorted(rows, key=lambda row: row["distance"])
         return [
             (row[0], self._score(row["distance"]), _row_metadata(row, 1) if include_metadata else None) for row in rows
         ]
+
+    async def _filtered_search(
+        self,
+        sql: str,
+        values: Sequence[Any],
+        filter: Mapping[str, Any] | None,
+        k: int,
+        options: search_tuning.SearchOptions,
+    ) -> list[asyncpg.Record]:
+        """A filtered vector search (a filter or the store's domain), in one transaction: the planner's estimate
+        of the filter's share (``EXPLAIN``, nothing read); then the index scan with `search_tuning`'s settings
+        or, when the filter is very selective, an exact scan; and the exact scan again when the index scan found
+        fewer than `k` rows, so `k` rows come back whenever `k` rows match. Retried once on a fresh connection
+        when its pooled connection turned out to be dead, as `_read` does."""
+        estimate: Params | None = None
+        if search_tuning.wants_estimate(options, filtered=True):
+            estimate = Params()
+            estimate_sql = self.table.estimate_rows(self._where(estimate, filter))
+        settings = search_tuning.search_settings(options, filtered=True, k=k)
+        for attempt in (1, 2):
+            try:
+                async with self._connection(transaction=True) as conn:
+                    exact = False
+                    if estimate is not None:
+                        plan = await conn.fetchval(estimate_sql, *estimate.values)
+                        matching, total = search_tuning.parse_estimate(plan)
+                        exact = search_tuning.use_exact_scan(options, matching, total, k)
+                    await _set_local(conn, search_tuning.EXACT_SCAN_SETTINGS if exact else settings)
+                    rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
+                    if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
+                        await _set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+                        rows = await conn.fetch(sql, *values)
+                    return rows
+            except ConnectionLostError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _query_vector(self, query: Any) -> np.ndarray:
         try:
@@ -930,10 +976,11 @@ def _clean_query_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def _search_settings(settings: Mapping[str, int]) -> dict[str, str]:
-    """The server settings of validated query-time index parameters (set per transaction, as bound values)."""
-    names = {"ef_search": "hnsw.ef_search", "probes": "ivfflat.probes"}
-    return {names[key]: str(int(value)) for key, value in settings.items()}
+async def _set_local(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:
+    """Set `settings` for the rest of the current transaction, in one statement of bound values."""
+    if settings:
+        values = [item for pair in settings.items() for item in pair]
+        await conn.execute(set_config_sql(len(settings)), *values)
 
 
 def _row_metadata(row: asyncpg.Record, start: int) -> dict[str, Any]:

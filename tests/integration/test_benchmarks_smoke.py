@@ -1,14 +1,19 @@
 """The benchmark scripts still run: each is started as a user would start it, at a tiny size, on the test server.
 
-No timing is asserted; only that the script exits 0 and prints its table with every method in it.
+No timing is asserted; only that each script exits 0 and writes its tables and charts with every method in it.
+`run_all.py --tiny` runs all five scenarios; the peers (langchain-postgres, llama-index-vector-stores-postgres)
+need their own virtualenv and are tested when one is found.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -57,3 +62,73 @@ def test_ingest_benchmark_starts_its_own_embedded_server_without_a_dsn() -> None
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stdout
     assert "| core `add_vectors`, generated ids | 50 |" in result.stdout
+
+
+PEER_PYTHON_ENV = "PGVECSTORE_PEER_PYTHON"
+
+
+def _peer_python() -> str | None:
+    """A Python with langchain-postgres and llama-index-vector-stores-postgres: $PGVECSTORE_PEER_PYTHON, else the
+    virtualenv run_all.py creates, else none (the peers then go untested here)."""
+    candidates = [os.environ.get(PEER_PYTHON_ENV), str(Path.home() / ".cache/pgvecstore-bench/peers-venv/bin/python")]
+    probe = "import langchain_postgres, llama_index.vector_stores.postgres"
+    for python in filter(None, candidates):
+        if Path(python).exists() and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def test_run_all_runs_every_scenario_at_a_tiny_size(pg_dsn: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = run_script("run_all.py", "--tiny", "--no-peers", "--dsn", pg_dsn, "--results-dir", str(results))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (results / "README.md").read_text()
+    assert report.strip() in result.stdout
+    for section in ("## Targets", "## 1. Ingest", "## 2. Search", "## 3. Recall", "## 4. Filtered search",
+                    "## 5. Index build"):
+        assert section in report
+    assert "Machine: " in report and "CPUs" in report and "RAM" in report
+    for name in ("1_ingest", "2_search", "3_recall", "4_filtered", "5_index_build"):
+        assert (results / f"{name}.md").read_text().startswith("## ")
+        assert (results / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name}.png)" in report
+    for method in ("raw asyncpg binary COPY", "core `add_vectors`", "LangChain adapter", "LlamaIndex adapter",
+                   "raw SQL (asyncpg)", "core `search`", "core tuned (`search_tuning` defaults)",
+                   "pgvector defaults (plain `CREATE INDEX`)", "core `create_index('hnsw')`", "IVFFlat", "SciFact"):
+        assert method in report, method
+    assert "Streamed ingest through the core" in report
+    data = json.loads((results / "results.json").read_text())
+    assert set(data["sections"]) == {"ingest", "search", "recall", "filtered", "index_build"}
+    for row in data["sections"]["filtered"]["results"]:
+        assert row["full"] == 1.0  # even at this size every filtered search gets its k rows (or all that match)
+
+
+def test_run_all_rejects_a_bad_size() -> None:
+    result = run_script("run_all.py", "--rows-small", "0", "--no-peers")
+    assert result.returncode == 2
+    assert "--rows-small must be at least 1" in result.stderr
+
+
+def test_ingest_stream_reports_its_peak_memory(pg_dsn: str) -> None:
+    result = run_script("ingest_stream.py", "--dsn", pg_dsn, "--rows", "2000", "--dims", "8")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["landed"] == record["ids_returned"] == 2000
+    assert record["peak_rss_after_mib"] >= record["peak_rss_before_mib"] > 0
+
+
+@pytest.mark.parametrize("lib", ["langchain", "llamaindex"])
+def test_peer_benchmark_runs_in_the_peers_environment(pg_dsn: str, lib: str) -> None:
+    python = _peer_python()
+    if python is None:
+        pytest.skip(f"no Python with the peers (set {PEER_PYTHON_ENV}, or run benchmarks/run_all.py once)")
+    result = subprocess.run(
+        [python, str(BENCHMARKS / "peers.py"), "--lib", lib, "--dsn", pg_dsn, "--rows", "60", "--dims", "8",
+         "--queries", "4", "--clients", "2", "--batch", "25"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["kind"] for r in records] == ["ingest", "search", "search", "build", "search", "search"]
+    assert records[0]["landed"] == 60
+    assert all(r["returned"] == 10 for r in records if r["kind"] == "search")
