@@ -30,18 +30,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SELECTIVITY_GROUPS, Latencies, measure_queries
+from pgvecstore.connection import set_local
 from pgvecstore.filters import compile_filter
 from pgvecstore.search_tuning import (
     EXACT_SCAN_SETTINGS,
     SearchOptions,
-    estimate_sql,
     parse_estimate,
     search_settings,
     should_retry_exact,
     use_exact_scan,
     wants_estimate,
 )
-from pgvecstore.sql import Params, TableSQL, set_config_sql
+from pgvecstore.sql import Params, TableSQL
 
 METHODS = {
     "default": "pgvector defaults (no iterative scan, ef_search 40)",
@@ -59,9 +59,7 @@ def _where(table: TableSQL, params: Params, filter: Mapping[str, Any] | None) ->
 
 async def _fetch(conn: asyncpg.Connection, sql: str, values: list[Any], settings: Mapping[str, str]) -> list[Any]:
     async with conn.transaction():
-        if settings:
-            flat = [item for pair in settings.items() for item in pair]
-            await conn.execute(set_config_sql(len(settings)), *flat)
+        await set_local(conn, settings)
         return await conn.fetch(sql, *values)
 
 
@@ -83,10 +81,7 @@ async def tuned_search(
     if wants_estimate(options, filtered=filtered):
         estimate = Params()
         where = _where(table, estimate, filter)
-        plan = await conn.fetchval(
-            estimate_sql(f"SELECT 1 FROM {table.qualified_table} {where}", f"SELECT 1 FROM {table.qualified_table}"),
-            *estimate.values,
-        )
+        plan = await conn.fetchval(table.estimate_rows(where), *estimate.values)
         matching, total = parse_estimate(plan)
         exact = use_exact_scan(options, matching, total, k)
     settings = EXACT_SCAN_SETTINGS if exact else search_settings(options, filtered=filtered, k=k)

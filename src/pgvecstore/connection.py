@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +14,7 @@ from pgvector import Vector
 from pgvecstore.config import StoreConfig, redact_dsn
 from pgvecstore.errors import ConnectionFailedError, ConnectionLostError, ExtensionMissingError
 from pgvecstore.server import embedded_dsn
-from pgvecstore.sql import TENANT_SETTING
+from pgvecstore.sql import TENANT_SETTING, set_config_sql
 
 logger = logging.getLogger("pgvecstore")
 
@@ -188,3 +189,10 @@ async def create_pool(
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connect_failed(dsn, config, exc) from None
+
+
+async def set_local(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:
+    """Set `settings` until the current transaction ends, in one statement of bound names and values."""
+    if settings:
+        values = [item for pair in settings.items() for item in pair]
+        await conn.execute(set_config_sql(len(settings)), *values)

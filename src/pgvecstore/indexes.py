@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import asyncpg
 
 from pgvecstore.config import HNSW_DEFAULTS, validate_index_params
+from pgvecstore.connection import set_local
 from pgvecstore.sql import TableSQL
 
 logger = logging.getLogger("pgvecstore")
@@ -105,11 +106,6 @@ def build_settings(
     return settings
 
 
-async def _apply_settings(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:
-    for name, value in settings.items():
-        await conn.execute("SELECT set_config($1, $2, true)", name, value)
-
-
 async def build_index(
     conn: asyncpg.Connection, table: TableSQL, index_type: str, params: dict[str, int] | None = None
 ) -> bool:
@@ -149,7 +145,7 @@ async def build_index(
         create = table.create_vector_index(index_type, chosen)
         try:
             async with conn.transaction():  # a savepoint: a failed parallel build can be retried
-                await _apply_settings(conn, settings)
+                await set_local(conn, settings)
                 await conn.execute(create)
         except (asyncpg.DiskFullError, asyncpg.OutOfMemoryError) as exc:
             # A parallel build keeps its graph in shared memory; a small /dev/shm (containers) refuses it.
@@ -157,7 +153,7 @@ async def build_index(
                 "pgvecstore: parallel %s index build failed (%s); building without parallel workers",
                 index_type, exc,
             )
-            await _apply_settings(conn, {**settings, "max_parallel_maintenance_workers": "0"})
+            await set_local(conn, {**settings, "max_parallel_maintenance_workers": "0"})
             await conn.execute(create)
         return True
 

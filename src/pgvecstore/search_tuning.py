@@ -11,7 +11,8 @@ top 10, and takes about as long as reading every matching row exactly (which fin
 50% filter it is 15-20 times faster than the exact scan and, with a candidate list of 200, finds 0.95-0.97 of them
 (the index's own recall at that list size). So a filtered search:
 
-1. asks the planner how many rows the filter matches (`estimate_sql`: ``EXPLAIN``, planning only, no rows read);
+1. asks the planner how many rows the filter matches (`TableSQL.estimate_rows`: ``EXPLAIN``, planning only,
+   no rows read);
 2. if the estimated share is at most ``exact_selectivity`` (3%: the planner's estimate of a metadata equality
    comes from a 100-value sample, so a 1% filter can be estimated at up to 3%), runs the query with index scans
    disabled for its transaction (`EXACT_SCAN_SETTINGS`): PostgreSQL reads the matching rows (by a b-tree where
@@ -160,15 +161,8 @@ def wants_estimate(options: SearchOptions, *, filtered: bool) -> bool:
     return filtered and options.exact_selectivity > 0
 
 
-def estimate_sql(filtered_select: str, all_select: str) -> str:
-    """One ``EXPLAIN`` (planned, never run) whose plan holds the planner's row estimates of the filtered rows and
-    of the whole table: `filtered_select` is ``SELECT 1 FROM <table> WHERE <filter>``, `all_select`
-    ``SELECT 1 FROM <table>``, both built by `TableSQL` with bound parameters."""
-    return f"EXPLAIN (FORMAT JSON) {filtered_select} UNION ALL {all_select}"
-
-
 def parse_estimate(plan: str | list[Any]) -> tuple[float, float]:
-    """``(matching rows, table rows)`` from the JSON plan of `estimate_sql` (the two branches of its Append)."""
+    """``(matching rows, table rows)`` from the JSON plan of `TableSQL.estimate_rows` (its Append's two branches)."""
     document = json.loads(plan) if isinstance(plan, str) else plan
     top = document[0]["Plan"]
     branches = top.get("Plans") or []

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pgvecstore.search_tuning import estimate_sql
-
 if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
 
@@ -604,7 +602,10 @@ class TableSQL:
     def estimate_rows(self, where: str) -> str:
         """``EXPLAIN`` (planned, never run) whose plan holds the planner's estimates of the rows matching `where`
         and of all the table's rows (read by `search_tuning.parse_estimate`)."""
-        return estimate_sql(f"SELECT 1 FROM {self.qualified_table} {where}", f"SELECT 1 FROM {self.qualified_table}")
+        return (
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.qualified_table} {where} "
+            f"UNION ALL SELECT 1 FROM {self.qualified_table}"
+        )
 
     def count(self, where: str) -> str:
         return f"SELECT count(*) FROM {self.qualified_table} {where}"

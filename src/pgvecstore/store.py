@@ -25,6 +25,7 @@ from pgvecstore.connection import (
     ensure_extension,
     is_connection_lost,
     resolve_dsn,
+    set_local,
 )
 from pgvecstore.errors import ConnectionLostError, SchemaMismatchError, StoreClosedError
 from pgvecstore.filters import compile_filter
@@ -35,7 +36,6 @@ from pgvecstore.sql import (
     TENANT_SETTING,
     Params,
     TableSQL,
-    set_config_sql,
 )
 
 logger = logging.getLogger("pgvecstore")
@@ -359,9 +359,7 @@ class PgVectorStore:
                 yield conn
             else:
                 async with conn.transaction():
-                    if configs:
-                        values = [item for pair in configs.items() for item in pair]
-                        await conn.execute(set_config_sql(len(configs)), *values)
+                    await set_local(conn, configs)
                     yield conn
         except Exception as exc:
             lost = is_connection_lost(exc, conn)
@@ -708,10 +706,10 @@ class PgVectorStore:
                         plan = await conn.fetchval(estimate_sql, *estimate.values)
                         matching, total = search_tuning.parse_estimate(plan)
                         exact = search_tuning.use_exact_scan(options, matching, total, k)
-                    await _set_local(conn, search_tuning.EXACT_SCAN_SETTINGS if exact else settings)
+                    await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS if exact else settings)
                     rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
                     if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
-                        await _set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+                        await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
                         rows = await conn.fetch(sql, *values)
                     return rows
             except ConnectionLostError:
@@ -818,7 +816,7 @@ class PgVectorStore:
             try:
                 async with conn.transaction():
                     await indexes.lock_table(conn, table)
-                    await conn.execute("SELECT set_config('statement_timeout', '0', true)")
+                    await set_local(conn, {"statement_timeout": "0"})
                     kind = await conn.fetchval(
                         table.text_search_state(), table.schema, table.table, table.text_search_column
                     )
@@ -974,13 +972,6 @@ def _clean_query_text(text: str) -> str:
     surrogates '?', and text past MAX_QUERY_TEXT_CHARS is dropped. Nothing else is changed or parsed here."""
     text = text[:MAX_QUERY_TEXT_CHARS].replace("\x00", " ")
     return text.encode("utf-8", "replace").decode("utf-8")
-
-
-async def _set_local(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:
-    """Set `settings` for the rest of the current transaction, in one statement of bound values."""
-    if settings:
-        values = [item for pair in settings.items() for item in pair]
-        await conn.execute(set_config_sql(len(settings)), *values)
 
 
 def _row_metadata(row: asyncpg.Record, start: int) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from pgvecstore.indexes import BUILD_MEMORY_CAP, BUILD_MEMORY_FLOOR, build_setti
 from pgvecstore.search_tuning import (
     EXACT_SCAN_SETTINGS,
     SearchOptions,
-    estimate_sql,
     parse_estimate,
     search_settings,
     should_retry_exact,
@@ -176,9 +175,7 @@ async def test_planner_estimate_parses_and_orders_selectivities(
     for key in ("g2", "g1000"):
         params = Params()
         where = f"WHERE {compile_filter({key: 1}, store.table, params)}"
-        qualified = store.table.qualified_table
-        plan = await admin.fetchval(estimate_sql(f"SELECT 1 FROM {qualified} {where}", f"SELECT 1 FROM {qualified}"),
-                                    *params.values)
+        plan = await admin.fetchval(store.table.estimate_rows(where), *params.values)
         matching, total = parse_estimate(plan)
         assert total == pytest.approx(ROWS, rel=0.05)
         shares[key] = matching / total
