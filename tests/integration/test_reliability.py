@@ -156,7 +156,8 @@ async def test_stale_pooled_connections_are_replaced(
     private_server: PrivateServer, private_store: Callable[..., PgVectorStore]
 ) -> None:
     """A restart the client did not notice (its event loop was blocked, like a half-open connection after a
-    failover) leaves dead connections in the pool: at most one call fails, clearly, and the pool heals."""
+    failover) leaves dead connections in the pool: a read retries once on a fresh connection, so no call fails,
+    and the pool heals."""
     store = private_store(pool_min_size=4, pool_max_size=4)
     data = vectors(20)
     ids = await store.add_vectors(data)
@@ -170,9 +171,7 @@ async def test_stale_pooled_connections_are_replaced(
             break
         except ConnectionFailedError as exc:
             failures.append(str(exc))
-    print(f"\nafter an unnoticed restart: {len(failures)} call(s) failed before the pool healed")
-    assert len(failures) <= 1, failures
-    assert all("lost the connection to PostgreSQL" in message for message in failures)
+    assert failures == [], failures  # the read was retried on a fresh connection (PgVectorStore._read)
     # Every later call works: the other dead connections were replaced, not handed out one by one.
     for _ in range(8):
         assert await store.count() == 20
