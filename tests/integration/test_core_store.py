@@ -523,3 +523,12 @@ async def test_sync_store_works_inside_a_running_event_loop(pg_dsn: str, schema:
         assert await store.store.count() == 2
     finally:
         store.close()
+
+
+async def test_store_sessions_run_in_utc_whatever_the_connection_asks(make_store: StoreMaker, pg_dsn: str) -> None:
+    """created_at is a TIMESTAMP filled by NOW(): every store session runs in UTC so dates compare unambiguously."""
+    dsn = pg_dsn + ("&" if "?" in pg_dsn else "?") + "options=-c%20timezone%3DAmerica/New_York"
+    store = make_store(dimensions=2, connection_string=dsn)
+    await store.initialize()
+    pool = await store.get_pool()
+    assert await pool.fetchval("SHOW timezone") == "UTC"
