@@ -152,6 +152,32 @@ async def ensure_extension(conn: asyncpg.Connection) -> str:
     return str(found)
 
 
+class StoreConnection(asyncpg.Connection):
+    """A pooled connection that remembers whether only the store used it since it left the pool.
+
+    The store's operations keep no session state (their settings are transaction-local), so such a connection
+    goes back without asyncpg's reset round trip (``RESET ALL`` and friends, about 0.15 ms: a fifth of an HNSW
+    search). A connection that SQL of the user's own borrowed (`PgVectorStore.get_pool`) gets the full reset.
+    """
+
+    _store_only = False
+
+    def mark_store_only(self) -> None:
+        """Called by the store right after it acquires this connection for one of its own operations."""
+        self._store_only = True
+
+
+async def reset_connection(conn: asyncpg.Connection) -> None:
+    """Pool reset: nothing after the store's own operations (asyncpg has rolled back any open transaction
+    already), asyncpg's default reset query after anyone else's."""
+    if getattr(conn, "_store_only", False):
+        conn._store_only = False  # type: ignore[attr-defined]
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
 async def create_pool(
     dsn: str, config: StoreConfig, vector_schema: str, tenant: str | None = None
 ) -> asyncpg.Pool:
@@ -186,6 +212,8 @@ async def create_pool(
             # 0 turns off asyncpg's prepared-statement cache, as PgBouncer's transaction mode requires.
             statement_cache_size=config.statement_cache_size,
             server_settings=server_settings,
+            connection_class=StoreConnection,
+            reset=reset_connection,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise connect_failed(dsn, config, exc) from None

@@ -86,6 +86,8 @@ class PgVectorStore:
         self._text_ready = False
         self._text_config_known = False
         self._text_config = self.config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG
+        # SQL of an unfiltered vector search, by include_metadata.
+        self._plain_search_sql: dict[bool, str] = {}
 
     def __repr__(self) -> str:
         return f"PgVectorStore({self.config!r})"
@@ -355,6 +357,7 @@ class PgVectorStore:
         try:
             if self._closed:  # close() ran while this call waited in the pool's queue: the pool is closing it
                 raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+            conn.mark_store_only()
             if not configs and not transaction:
                 yield conn
             else:
@@ -668,7 +671,12 @@ class PgVectorStore:
         query_ph = params.add(vector)
         k_ph = params.add(k)
         where = self._where(params, filter)
-        sql = self.table.search(where, query_ph, k_ph, include_metadata)
+        if filter is None:  # the same text every time: built once (a search's own Python time counts at HNSW speed)
+            sql = self._plain_search_sql.get(include_metadata) or self._plain_search_sql.setdefault(
+                include_metadata, self.table.search(where, query_ph, k_ph, include_metadata)
+            )
+        else:
+            sql = self.table.search(where, query_ph, k_ph, include_metadata)
         if where == "WHERE TRUE":
             settings = search_tuning.search_settings(options, filtered=False, k=k)
             rows = await self._read("fetch", sql, params.values, settings)

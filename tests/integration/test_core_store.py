@@ -532,3 +532,26 @@ async def test_store_sessions_run_in_utc_whatever_the_connection_asks(make_store
     await store.initialize()
     pool = await store.get_pool()
     assert await pool.fetchval("SHOW timezone") == "UTC"
+
+
+async def test_session_settings_made_through_get_pool_never_reach_the_stores_searches(make_store: StoreMaker) -> None:
+    """The store skips the pool's reset after its own operations (they keep no session state); a connection that
+    the user's SQL borrowed through get_pool() is still reset before the store uses it again."""
+    store = make_store(dimensions=8, pool_min_size=1, pool_max_size=1)
+    data = np.random.default_rng(4).standard_normal((500, 8)).astype(np.float32)
+    await store.add_vectors(data)
+    await store.create_index("hnsw", {"m": 4, "ef_construction": 8})
+    pool = await store.get_pool()
+    async with pool.acquire() as conn:  # the pool's only connection
+        await conn.execute("SET hnsw.ef_search = 1; SET hnsw.iterative_scan = off; SET application_name = 'mine'")
+        assert await conn.fetchval("SHOW hnsw.ef_search") == "1"
+    # With these settings still in force, an HNSW search would return a single row.
+    assert len(await store.search(data[0], k=10)) == 10
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW application_name") == "pgvecstore"
+        assert await conn.fetchval("SHOW hnsw.ef_search") == "40"
+    # Many store operations in a row leave the session as they found it.
+    for row in data[:20]:
+        await store.search(row, k=3)
+    await store.count()
+    assert await pool.fetchval("SHOW hnsw.iterative_scan") == "strict_order"
