@@ -21,6 +21,7 @@ from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from pgvecstore import PgVectorStore, StoreConfig
+from pgvecstore.rows import float32_block
 from pgvecstore.store import SearchResult
 from pgvecstore.sync import run_sync
 
@@ -29,6 +30,8 @@ _COLUMN_KEYS = ("content", "document_id", "chunk_index")
 # Stored in each row's metadata by this adapter: the user's own values of the column keys (often empty), so the
 # original metadata comes back exactly, with its types, and the column values the adapter derived do not leak in.
 RESERVED_KEY = "_lc_columns"
+_SPECIAL_KEYS = frozenset((*_COLUMN_KEYS, RESERVED_KEY))
+_is_str = str.__instancecheck__
 _SEARCH_OPTIONS = ("filter", "search_params")
 # Options of hybrid_search beyond those of similarity search: the core's fusion settings.
 _HYBRID_OPTIONS = (*_SEARCH_OPTIONS, "rrf_k", "alpha", "vector_k", "text_k")
@@ -93,17 +96,21 @@ def _chunk_indexes(metadatas: Sequence[Mapping[str, Any]], document_ids: Sequenc
     pending: dict[str, list[int]] = {}
     for position, (meta, doc) in enumerate(zip(metadatas, document_ids, strict=True)):
         explicit = meta.get("chunk_index")
-        if not isinstance(explicit, bool) and isinstance(explicit, int | np.integer):
+        if explicit is not None and not isinstance(explicit, bool) and isinstance(explicit, int | np.integer):
             result[position] = int(explicit)
         elif doc is not None:
             pending.setdefault(doc, []).append(position)
+
+    def order(position: int) -> tuple[int, float, int]:
+        start = metadatas[position].get("start_index")
+        return (0, float(start), position) if _is_number(start) else (1, 0.0, position)
+
+    sortable = bool(pending) and any("start_index" in meta for meta in metadatas)
     for positions in pending.values():
-
-        def order(position: int) -> tuple[int, float, int]:
-            start = metadatas[position].get("start_index")
-            return (0, float(start), position) if _is_number(start) else (1, 0.0, position)
-
-        for rank, position in enumerate(sorted(positions, key=order)):
+        # Positions are in call order already: sort only a document whose rows carry a start_index.
+        if sortable and any(_is_number(metadatas[p].get("start_index")) for p in positions):
+            positions = sorted(positions, key=order)
+        for rank, position in enumerate(positions):
             result[position] = rank
     return result
 
@@ -259,20 +266,30 @@ class PgVecStore(VectorStore):
             metas = [m if m is not None else {} for m in metadatas]
             if len(metas) != len(texts):
                 raise ValueError(f"metadatas has {len(metas)} entries but there are {len(texts)} texts")
-        stored: list[dict[str, Any]] = []
-        for position, (text, meta) in enumerate(zip(texts, metas, strict=True)):
-            if not isinstance(text, str):
-                raise ValueError(f"text at position {position} must be a string, got {type(text).__name__}")
-            if not isinstance(meta, Mapping):
-                raise ValueError(f"metadata at position {position} must be a dict, got {type(meta).__name__}")
-            if RESERVED_KEY in meta:
-                raise ValueError(f"metadata at position {position} uses the key {RESERVED_KEY!r}, reserved by "
-                                 "PgVecStore to restore metadata exactly")
-            row = {key: value for key, value in meta.items() if key not in _COLUMN_KEYS}
-            row[RESERVED_KEY] = {key: meta[key] for key in _COLUMN_KEYS if key in meta}
-            stored.append(row)
+        stored: list[dict[str, Any]]
+        if all(map(_is_str, texts)) and all(type(m) is dict and m.keys().isdisjoint(_SPECIAL_KEYS) for m in metas):
+            # The common case, checked in one pass: plain dicts without the column keys or the reserved key.
+            stored = [{**m, RESERVED_KEY: {}} for m in metas]
+        else:
+            stored = [PgVecStore._stored_metadata(position, text, meta)
+                      for position, (text, meta) in enumerate(zip(texts, metas, strict=True))]
         document_ids = [_document_id_of(meta) for meta in metas]
         return list(texts), stored, document_ids, _chunk_indexes(metas, document_ids)
+
+    @staticmethod
+    def _stored_metadata(position: int, text: object, meta: object) -> dict[str, Any]:
+        """The metadata stored for one row: its keys but the column keys, plus their own values under
+        `RESERVED_KEY` (so they come back exactly); a ValueError names the position of a bad text or metadata."""
+        if not isinstance(text, str):
+            raise ValueError(f"text at position {position} must be a string, got {type(text).__name__}")
+        if not isinstance(meta, Mapping):
+            raise ValueError(f"metadata at position {position} must be a dict, got {type(meta).__name__}")
+        if RESERVED_KEY in meta:
+            raise ValueError(f"metadata at position {position} uses the key {RESERVED_KEY!r}, reserved by "
+                             "PgVecStore to restore metadata exactly")
+        row = {key: value for key, value in meta.items() if key not in _COLUMN_KEYS}
+        row[RESERVED_KEY] = {key: meta[key] for key in _COLUMN_KEYS if key in meta}
+        return row
 
     @staticmethod
     def _document(row_id: str, metadata: Mapping[str, Any] | None) -> Document:
@@ -296,7 +313,7 @@ class PgVecStore(VectorStore):
 
     # -- writes --------------------------------------------------------------------------------------------
     def _as_vectors(self, texts: list[str], vectors: list[list[float]]) -> np.ndarray:
-        array = np.asarray(vectors, dtype=np.float32)
+        array = float32_block(vectors)  # np.asarray(vectors, dtype=np.float32), faster for lists of floats
         if array.ndim != 2 or array.shape[0] != len(texts):
             raise ValueError(
                 f"{type(self.embedding).__name__} returned {len(vectors)} vectors for {len(texts)} texts"

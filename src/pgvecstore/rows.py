@@ -6,10 +6,12 @@ JSON or text PostgreSQL cannot store is a `ValueError` that names the position o
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
 import re
+import struct
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
@@ -153,10 +155,36 @@ def check_vectors(block: np.ndarray, dimensions: int, offset: int) -> np.ndarray
     return block
 
 
+def float32_block(items: Any) -> np.ndarray:
+    """``np.asarray(items, dtype=np.float32)``, about twice as fast for a list of equal-length lists of floats.
+
+    Embedding APIs (LangChain, LlamaIndex) hand vectors over as lists of Python floats; numpy converts those one
+    element at a time through its generic path. Packing each list with `struct` gives the same float32 values
+    (the same C cast from double). Anything else, and anything `struct` refuses (a value beyond the float32 range,
+    a string, rows of different lengths), goes to ``np.asarray``, so results and errors are numpy's own.
+    """
+    if type(items) is list and items and all(type(row) is list for row in items):
+        width = len(items[0])
+        if width:
+            try:
+                pack = _float32_packer(width)
+                data = bytearray(b"".join([pack(*row) for row in items]))
+            except Exception:  # numpy then converts (or raises) exactly as before
+                pass
+            else:
+                return np.frombuffer(data, dtype=np.float32).reshape(len(items), width)
+    return np.asarray(items, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _float32_packer(width: int) -> Callable[..., bytes]:
+    return struct.Struct(f"={width}f").pack
+
+
 def as_vector_block(items: Sequence[Any], dimensions: int, offset: int) -> np.ndarray:
     """Stack a list of vectors into a float32 (n, d) block, naming the first one that does not fit."""
     try:
-        block = np.asarray(items, dtype=np.float32)
+        block = float32_block(items)
     except (ValueError, TypeError):
         block = None
     if block is None or block.ndim != 2:

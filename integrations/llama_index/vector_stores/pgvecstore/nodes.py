@@ -7,7 +7,7 @@ written: metadata types and key order, relationships, character offsets, exclude
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,37 +51,66 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
         if not isinstance(node, BaseNode):
             raise ValueError(f"node at position {position} must be a llama_index BaseNode, got {type(node).__name__}")
         last[node.node_id] = position
-    kept = [nodes[i] for i in sorted(last.values())]
-    chunks = chunk_indexes(kept)
-    rows = NodeRows()
-    for node, chunk in zip(kept, chunks, strict=True):
-        if node.embedding is None:
+    kept = list(nodes) if len(last) == len(nodes) else [nodes[i] for i in sorted(last.values())]
+    document_ids = [node.ref_doc_id for node in kept]
+    chunks = chunk_indexes(kept, document_ids)
+    rows = NodeRows(document_ids=document_ids, chunk_indexes=chunks)
+    none = MetadataMode.NONE
+    for node in kept:
+        embedding = node.embedding
+        if embedding is None:
             raise ValueError(
                 f"node {node.node_id!r} has no embedding; embed nodes before adding them "
                 "(VectorStoreIndex and IngestionPipeline do this with an embed_model)"
             )
         rows.ids.append(node.node_id)
-        rows.vectors.append(node.embedding)
-        rows.contents.append(node.get_content(metadata_mode=MetadataMode.NONE))
+        rows.vectors.append(embedding)
+        rows.contents.append(node.get_content(metadata_mode=none))
         rows.metadata.append(node_metadata(node))
-        rows.document_ids.append(node.ref_doc_id)
-        rows.chunk_indexes.append(chunk)
     return rows
 
 
+# What the serialised node leaves out: the vector (kept once, in the vector column) and, for node classes whose
+# text lives in `text`, the text (kept once, in the content column); reading back restores both.
+_WITHOUT_EMBEDDING = frozenset({"embedding"})
+_WITHOUT_EMBEDDING_AND_TEXT = frozenset({"embedding", "text"})
+# Metadata values that pydantic's JSON mode passes through unchanged (floats only when finite: it turns NaN and
+# infinity into null).
+_PLAIN_VALUES = frozenset({str, int, bool, type(None), float})
+_STR_ONLY = frozenset({str})
+
+
+def _plain_json(metadata: Any) -> bool:
+    """Whether `metadata` is a dict of str keys and scalar values that JSON mode would leave exactly as they are."""
+    if type(metadata) is not dict:
+        return False
+    types = set(map(type, metadata.values()))
+    if not types <= _PLAIN_VALUES or not set(map(type, metadata)) <= _STR_ONLY:
+        return False
+    return float not in types or all(math.isfinite(v) for v in metadata.values() if type(v) is float)
+
+
 def node_metadata(node: BaseNode) -> dict[str, Any]:
-    """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node."""
-    node_dict = node.model_dump(mode="json")
-    user_metadata: dict[str, Any] = dict(node_dict.get("metadata") or {})
+    """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node.
+
+    The node is serialised by pydantic straight to JSON text (``model_dump_json``), leaving out the embedding and
+    the text rather than dumping them and blanking them afterwards: most of a node's serialisation cost is its
+    embedding. The top-level metadata is the node's own dict when it holds plain JSON values (what pydantic's
+    JSON mode would return for it anyway), else its JSON-mode dump.
+    """
+    node_type = node.class_name()
+    exclude = _WITHOUT_EMBEDDING_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _WITHOUT_EMBEDDING
+    node_json = node.model_dump_json(exclude=exclude)
+    user_metadata = node.metadata
+    if not _plain_json(user_metadata):
+        user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
     clash = RESERVED_KEYS.intersection(user_metadata)
     if clash:
         raise ValueError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
-    node_type = node.class_name()
-    if node_type in _TEXT_FIELD_TYPES and "text" in node_dict:
-        node_dict["text"] = ""  # kept once, in the content column
-    node_dict["embedding"] = None  # kept once, in the vector column
+    if COLUMN_KEYS.isdisjoint(user_metadata):
+        return {**user_metadata, NODE_CONTENT_KEY: node_json, NODE_TYPE_KEY: node_type}
     stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
-    stored[NODE_CONTENT_KEY] = json.dumps(node_dict, ensure_ascii=False)
+    stored[NODE_CONTENT_KEY] = node_json
     stored[NODE_TYPE_KEY] = node_type
     return stored
 
@@ -110,14 +139,17 @@ def row_to_node(row_id: str, metadata: Mapping[str, Any] | None, embedding: Sequ
     return node
 
 
-def chunk_indexes(nodes: Sequence[BaseNode]) -> list[int | None]:
+def chunk_indexes(nodes: Sequence[BaseNode], ref_doc_ids: Sequence[str | None] | None = None) -> list[int | None]:
     """Each node's position in its document among the nodes given: by ``start_char_idx`` when every node of the
     document has one, else along PREVIOUS/NEXT relationships, else in call order. None for nodes without a source.
+    `ref_doc_ids` are the nodes' ``ref_doc_id`` when the caller has them already.
     """
+    if ref_doc_ids is None:
+        ref_doc_ids = [node.ref_doc_id for node in nodes]
     groups: dict[str, list[int]] = {}
-    for position, node in enumerate(nodes):
-        if node.ref_doc_id is not None:
-            groups.setdefault(node.ref_doc_id, []).append(position)
+    for position, ref_doc_id in enumerate(ref_doc_ids):
+        if ref_doc_id is not None:
+            groups.setdefault(ref_doc_id, []).append(position)
     result: list[int | None] = [None] * len(nodes)
     for positions in groups.values():
         members = [nodes[p] for p in positions]
