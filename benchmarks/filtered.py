@@ -7,13 +7,14 @@ Filters ``{"g2": v}``, ``{"g10": v}``, ``{"g100": v}``, ``{"g1000": v}`` match 5
   the filter keeps those that match: fewer than k rows once the filter is selective.
 - iterative scan only: ``hnsw.iterative_scan = strict_order`` with pgvector's other defaults (what the store's
   connections do without `pgvecstore.search_tuning`).
-- tuned: `pgvecstore.search_tuning` as `tuned_search` applies it: planner estimate, exact scan for very selective
-  filters, wider candidate list for the index scan, exact re-run when the index scan comes back short.
+- tuned: `PgVectorStore.search` itself with its default search options (`pgvecstore.search_tuning`): planner
+  estimate, exact scan for very selective filters, a candidate list sized by the estimate for the index scan,
+  exact re-run when the index scan comes back short. The share of its searches that ended in an exact scan
+  comes from `search_tuning.record_paths`.
 - exact scan: index scans disabled; reads and sorts every matching row (the reference of speed, not of recall,
   which comes from numpy).
 
-`tuned_search` is the prototype of `PgVectorStore.search`'s wiring of `search_tuning` (same SQL builders, same
-decisions); once the store does it, `store.search` gives the same results.
+The reference lines are raw SQL built by the store's own `TableSQL`, with the settings each names.
 """
 
 from __future__ import annotations
@@ -30,24 +31,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SELECTIVITY_GROUPS, Latencies, measure_queries
+from pgvecstore import PgVectorStore
 from pgvecstore.connection import set_local
 from pgvecstore.filters import compile_filter
-from pgvecstore.search_tuning import (
-    EXACT_SCAN_SETTINGS,
-    SearchOptions,
-    parse_estimate,
-    search_settings,
-    should_retry_exact,
-    use_exact_scan,
-    wants_estimate,
-)
+from pgvecstore.search_tuning import EXACT_SCAN_SETTINGS, record_paths
 from pgvecstore.sql import Params, TableSQL
 
 METHODS = {
     "default": "pgvector defaults (no iterative scan, ef_search 40)",
     "iterative": "iterative scan only (strict_order, ef_search 40)",
-    "tuned": "core tuned (`search_tuning` defaults)",
+    "tuned": "core tuned (`search_tuning` defaults): `store.search`",
     "exact": "exact scan (index scans off)",
+}
+# Transaction-local settings of the raw-SQL reference methods.
+REFERENCE_SETTINGS: dict[str, dict[str, str]] = {
+    "default": {"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"},
+    "iterative": {"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "40"},
+    "exact": EXACT_SCAN_SETTINGS,
 }
 SELECTIVITY_LABEL = {"g2": "50%", "g10": "10%", "g100": "1%", "g1000": "0.1%"}
 
@@ -57,93 +57,57 @@ def _where(table: TableSQL, params: Params, filter: Mapping[str, Any] | None) ->
     return "WHERE TRUE" if compiled == "TRUE" else f"WHERE ({compiled})"
 
 
-async def _fetch(conn: asyncpg.Connection, sql: str, values: list[Any], settings: Mapping[str, str]) -> list[Any]:
-    async with conn.transaction():
-        await set_local(conn, settings)
-        return await conn.fetch(sql, *values)
-
-
-async def tuned_search(
-    conn: asyncpg.Connection,
-    table: TableSQL,
-    query: np.ndarray,
-    k: int,
-    filter: Mapping[str, Any] | None,
-    options: SearchOptions,
-) -> tuple[list[Any], str]:
-    """Search as `PgVectorStore.search` does with `search_tuning` wired in; returns rows and the path taken
-    ('index', 'exact' or 'index+exact')."""
-    filtered = filter is not None
-    params = Params()
-    query_ph, k_ph = params.add(query), params.add(k)
-    sql = table.search(_where(table, params, filter), query_ph, k_ph, True)
-    exact = False
-    if wants_estimate(options, filtered=filtered):
-        estimate = Params()
-        where = _where(table, estimate, filter)
-        plan = await conn.fetchval(table.estimate_rows(where), *estimate.values)
-        matching, total = parse_estimate(plan)
-        exact = use_exact_scan(options, matching, total, k)
-    settings = EXACT_SCAN_SETTINGS if exact else search_settings(options, filtered=filtered, k=k)
-    rows = await _fetch(conn, sql, params.values, settings)
-    if should_retry_exact(options, len(rows), k, filtered=filtered, exact=exact):
-        return await _fetch(conn, sql, params.values, EXACT_SCAN_SETTINGS), "index+exact"
-    return rows, "exact" if exact else "index"
-
-
-async def method_search(
+async def reference_search(
     conn: asyncpg.Connection, table: TableSQL, method: str, query: np.ndarray, k: int,
-    filter: Mapping[str, Any] | None, options: SearchOptions,
-) -> tuple[list[Any], str]:
-    """One search by `method` (a key of METHODS)."""
-    if method == "tuned":
-        return await tuned_search(conn, table, query, k, filter, options)
+    filter: Mapping[str, Any] | None,
+) -> list[int]:
+    """Row numbers (metadata ``n``) found by one raw-SQL search of a reference `method` (not "tuned")."""
     params = Params()
     query_ph, k_ph = params.add(query), params.add(k)
     sql = table.search(_where(table, params, filter), query_ph, k_ph, True)
-    settings = {
-        "default": {"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"},
-        "iterative": {"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "40"},
-        "exact": EXACT_SCAN_SETTINGS,
-    }[method]
-    return await _fetch(conn, sql, params.values, settings), method
-
-
-def row_numbers(rows: Sequence[Any]) -> list[int]:
-    """The data-set row numbers (metadata ``n``) of search results."""
+    async with conn.transaction():
+        await set_local(conn, REFERENCE_SETTINGS[method])
+        rows = await conn.fetch(sql, *params.values)
     return [int(json.loads(row[1])["n"]) for row in rows]
+
+
+async def store_search(store: PgVectorStore, query: np.ndarray, k: int, filter: Mapping[str, Any] | None) -> list[int]:
+    """Row numbers (metadata ``n``) found by `store.search` with its default search options."""
+    hits = await store.search(query, k=k, filter=filter)
+    return [int(meta["n"]) for _id, _score, meta in hits if meta]
 
 
 async def measure(
     conn: asyncpg.Connection,
-    table: TableSQL,
+    store: PgVectorStore,
     queries: np.ndarray,
     values: dict[str, np.ndarray],
     truth: dict[str, np.ndarray],
     matches: dict[str, np.ndarray],
     k: int,
-    options: SearchOptions,
     methods: Sequence[str] = tuple(METHODS),
 ) -> list[dict[str, Any]]:
-    """For each filter group and method: rows returned, share of full answers, recall@k, speed, paths taken."""
+    """For each filter group and method: rows returned, share of full answers, recall@k, speed, and for the
+    store the share of searches answered by an exact scan. `conn` runs the reference methods' raw SQL on the
+    store's table; `store` runs "tuned"."""
     from common import recall
 
     results = []
     for key in SELECTIVITY_GROUPS:
         for method in methods:
             found: list[list[int]] = [[] for _ in queries]
-            paths: list[str] = [""] * len(queries)
 
-            async def one(i: int, key: str = key, method: str = method, found: list[list[int]] = found,
-                          paths: list[str] = paths) -> None:
-                rows, paths[i] = await method_search(
-                    conn, table, method, queries[i], k, {key: int(values[key][i])}, options
-                )
-                found[i] = row_numbers(rows)
+            async def one(i: int, key: str = key, method: str = method, found: list[list[int]] = found) -> None:
+                filter = {key: int(values[key][i])}
+                if method == "tuned":
+                    found[i] = await store_search(store, queries[i], k, filter)
+                else:
+                    found[i] = await reference_search(conn, store.table, method, queries[i], k, filter)
 
             for i in range(min(3, len(queries))):  # warm-up of this statement shape
                 await one(i)
-            timing: Latencies = await measure_queries(method, one, len(queries))
+            with record_paths() as paths:
+                timing: Latencies = await measure_queries(method, one, len(queries))
             full = [len(f) >= min(k, int(m)) for f, m in zip(found, matches[key], strict=True)]
             results.append(
                 {
@@ -156,7 +120,8 @@ async def measure(
                     "qps": timing.qps,
                     "p50_ms": timing.p50_ms,
                     "p99_ms": timing.p99_ms,
-                    "exact_share": float(np.mean([p != "index" for p in paths])),
+                    # Searches that ended in an exact scan (the estimate chose it, or the index scan came back short).
+                    "exact_share": float(np.mean([p != "index" for p in paths])) if paths else None,
                 }
             )
     return results

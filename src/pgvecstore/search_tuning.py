@@ -6,30 +6,46 @@ so a selective filter can leave fewer than ``k`` rows. pgvector 0.8's iterative 
 (``hnsw.iterative_scan``/``ivfflat.iterative_scan``) keep scanning until ``k`` rows match, up to
 ``hnsw.max_scan_tuples`` visited tuples (``ivfflat.max_probes`` lists): that gives ``k`` rows, but not the right
 ones once the filter is selective. Measured on 200,000 clustered 384-dimensional vectors (HNSW m=16,
-ef_construction=64, benchmarks/results): under a 1% filter an iterative scan finds 0.7-0.8 of the exact filtered
-top 10, and takes about as long as reading every matching row exactly (which finds all of them); under a 10% or
-50% filter it is 15-20 times faster than the exact scan and, with a candidate list of 200, finds 0.95-0.97 of them
-(the index's own recall at that list size). So a filtered search:
+ef_construction=64, recall@10 against the exact filtered answer; ``benchmarks/filtered.py``):
+
+- a filter matching 3% to 50% of the rows: the index's own recall, which depends on the build of the graph (HNSW
+  levels are drawn at random). With a candidate list of 200, builds found 0.94-0.98 of the right rows; with 400,
+  0.96-0.98: the weaker builds gain 0.01-0.02, the others next to nothing, and 600 or 1,000 add at most 0.005
+  more. 400 costs 5-20% of the speed of 200 and is still 10-20 times faster than the exact scan;
+- 2%: 0.88-0.92; 1%: 0.65-0.85, and the scan takes about as long as reading every matching row exactly, which
+  finds all of them.
+
+So a filtered search:
 
 1. asks the planner how many rows the filter matches (`TableSQL.estimate_rows`: ``EXPLAIN``, planning only,
    no rows read);
-2. if the estimated share is at most ``exact_selectivity`` (3%: the planner's estimate of a metadata equality
-   comes from a 100-value sample, so a 1% filter can be estimated at up to 3%), runs the query with index scans
-   disabled for its transaction (`EXACT_SCAN_SETTINGS`): PostgreSQL reads the matching rows (by a b-tree where
-   one applies, e.g. ``document_id`` or the tenant's ``domain_id``) and sorts them by distance;
-3. otherwise runs the index scan with `search_settings` (a larger candidate list for filtered searches, since
-   every candidate the filter rejects is lost recall);
+2. if the estimated share is at most ``exact_selectivity``, runs the query with index scans disabled for its
+   transaction (`EXACT_SCAN_SETTINGS`): PostgreSQL reads the matching rows (by a b-tree where one applies, e.g.
+   ``document_id`` or the tenant's ``domain_id``) and sorts them by distance. The default, 3.5%, allows for the
+   planner's estimate of a metadata equality, which counts matches in a sample of 99 values (with the default
+   statistics target): one 1% filter in 17 is estimated at 3 in 99 (the exact scan still takes it), one in 55
+   at 4 or more (the index scan, with a longer list, takes it); one 10% filter in 120 is estimated at 3 in 99
+   or less (the exact scan takes it: slower, never less right);
+3. otherwise runs the index scan with `search_settings`: a candidate list of ``filtered_ef_search`` (400), made
+   longer for selective filters so that by the estimate it holds ``2 * k`` matching rows (`filtered_ef`, at most
+   1,000), so that the ``k`` rows come from the index's first, exactly ordered pass rather than from the
+   iterative scan's later passes (strict order drops what a later pass finds nearer than a row already
+   returned). At k=10, filters of 5% or more keep 400; the longer list helps the filters near the threshold that
+   the estimate sends to the index (a 2% filter: 0.88 -> 0.92);
 4. if the index scan still returned fewer than ``k`` rows (the estimate was wrong, or the scan hit its limit),
    runs the exact scan: a search returns ``k`` rows whenever ``k`` rows match (`should_retry_exact`).
 
-Unfiltered searches skip steps 1, 2 and 4: no extra round trip.
+Unfiltered searches skip steps 1, 2 and 4: no extra round trip. `record_paths` tells which of these paths each
+filtered search took (for benchmarks and tests).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -51,6 +67,9 @@ EXACT_SCAN_SETTINGS: dict[str, str] = {"enable_indexscan": "off", "enable_indexo
 # pgvector 0.8 iterative index scans: keep scanning until k rows pass the filter. HNSW keeps exact order; IVFFlat
 # only offers relaxed order (the store sorts its k rows by distance).
 ITERATIVE_SCAN: dict[str, str] = {"hnsw.iterative_scan": "strict_order", "ivfflat.iterative_scan": "relaxed_order"}
+# Matching rows per requested row that a filtered HNSW search's first pass should hold, by the planner's estimate.
+MATCHES_PER_RESULT = 2
+MAX_EF_SEARCH = 1000  # pgvector's upper bound of hnsw.ef_search
 
 
 @dataclass(frozen=True)
@@ -59,26 +78,28 @@ class SearchOptions:
 
     - ``ef_search``: HNSW candidate list of unfiltered searches (pgvector default 40). Raised to ``k`` when
       smaller, since HNSW returns at most ``ef_search`` rows per pass.
-    - ``filtered_ef_search``: HNSW candidate list of filtered searches (default 200): filtered candidates are
-      lost recall, so filtered searches look wider.
+    - ``filtered_ef_search``: HNSW candidate list of filtered searches (default 400): filtered candidates are
+      lost recall, so filtered searches look wider; longer still for a selective filter, so that the list holds
+      ``2 * k`` matching rows by the planner's estimate (`filtered_ef`, at most 1,000).
     - ``max_scan_tuples``: most tuples a filtered HNSW iterative scan visits before it gives up (default 20,000,
       pgvector's).
     - ``scan_mem_multiplier``: memory of that scan as a multiple of ``work_mem`` (default 2).
     - ``probes`` / ``max_probes``: IVFFlat lists probed first / at most by an iterative scan (pgvector defaults:
       1 / all lists).
     - ``exact_selectivity``: a filtered search whose filter the planner estimates to match at most this share of
-      the table scans exactly instead of using the index (default 0.03, i.e. 3%; 0 disables the estimate).
+      the table scans exactly instead of using the index (default 0.035, i.e. 3.5%; 0 disables the estimate,
+      and with it the longer candidate list of selective filters).
     - ``retry_exact``: when a filtered index scan returns fewer than ``k`` rows, run the exact scan (default
       True), so a search returns ``k`` rows whenever ``k`` rows match.
     """
 
     ef_search: int | None = None
-    filtered_ef_search: int = 200
+    filtered_ef_search: int = 400
     max_scan_tuples: int = 20_000
     scan_mem_multiplier: int = 2
     probes: int | None = None
     max_probes: int | None = None
-    exact_selectivity: float = 0.03
+    exact_selectivity: float = 0.035
     retry_exact: bool = True
 
     @classmethod
@@ -133,27 +154,38 @@ def validate_search_options(params: object) -> dict[str, Any]:
     return result
 
 
-def search_settings(options: SearchOptions, *, filtered: bool, k: int) -> dict[str, str]:
+def search_settings(options: SearchOptions, *, filtered: bool, k: int, share: float | None = None) -> dict[str, str]:
     """Transaction-local server settings (name -> value, for ``set_config``) of an index search.
 
     Unfiltered searches set only what the options change from pgvector's defaults, so a plain search with
-    default options costs no extra statement; filtered searches also set the iterative scan's limits.
+    default options costs no extra statement; filtered searches also set the iterative scan's limits, and a
+    candidate list sized by `share`, the planner's estimate of the share of rows the filter matches (`filtered_ef`).
     """
     settings: dict[str, str] = {}
     if filtered:
         # The pool's connections scan iteratively already; saying so here keeps a filtered search right on any
         # connection (it rides on the same set_config statement, so it costs nothing).
         settings.update(ITERATIVE_SCAN)
-        settings["hnsw.ef_search"] = str(max(options.filtered_ef_search, options.ef_search or 0, min(k, 1000)))
+        settings["hnsw.ef_search"] = str(filtered_ef(options, k, share))
         settings["hnsw.max_scan_tuples"] = str(options.max_scan_tuples)
         settings["hnsw.scan_mem_multiplier"] = str(options.scan_mem_multiplier)
     elif options.ef_search is not None or k > 40:
-        settings["hnsw.ef_search"] = str(max(options.ef_search or 40, min(k, 1000)))
+        settings["hnsw.ef_search"] = str(max(options.ef_search or 40, min(k, MAX_EF_SEARCH)))
     if options.probes is not None:
         settings["ivfflat.probes"] = str(options.probes)
     if options.max_probes is not None and filtered:
         settings["ivfflat.max_probes"] = str(options.max_probes)
     return settings
+
+
+def filtered_ef(options: SearchOptions, k: int, share: float | None = None) -> int:
+    """HNSW candidate list of a filtered search: ``filtered_ef_search`` (or ``ef_search`` or ``k`` if larger),
+    lengthened to ``MATCHES_PER_RESULT * k / share`` so that by the estimate the list holds ``2 * k`` matching
+    rows; at most 1,000. Without an estimate (`share` None), the list is not lengthened."""
+    ef = max(options.filtered_ef_search, options.ef_search or 0, k)
+    if share is not None and share > 0:
+        ef = max(ef, math.ceil(MATCHES_PER_RESULT * k / share))
+    return min(ef, MAX_EF_SEARCH)
 
 
 def wants_estimate(options: SearchOptions, *, filtered: bool) -> bool:
@@ -177,6 +209,11 @@ def _rows(node: Mapping[str, Any]) -> float:
     return float(node.get("Plan Rows", 0.0))
 
 
+def estimated_share(matching: float, total: float) -> float | None:
+    """The share of the table's rows that the planner estimates the filter to match (None without table rows)."""
+    return matching / total if total > 0 else None
+
+
 def use_exact_scan(options: SearchOptions, matching: float, total: float, k: int) -> bool:
     """Whether the planner's estimate says the filter is selective enough to read its rows exactly.
 
@@ -195,3 +232,29 @@ def should_retry_exact(options: SearchOptions, returned: int, k: int, *, filtere
     """Whether a filtered index search that returned `returned` rows must be re-run exactly: it found fewer than
     `k`, which an exact scan answers definitively (fewer rows then means fewer rows match)."""
     return options.retry_exact and filtered and not exact and returned < k
+
+
+# -- diagnostics ---------------------------------------------------------------------------------------------------
+_recorded_paths: ContextVar[list[str] | None] = ContextVar("pgvecstore_search_paths", default=None)
+
+
+@contextmanager
+def record_paths() -> Iterator[list[str]]:
+    """Diagnostics for benchmarks and tests, not part of the public API: a list that receives the path each
+    filtered vector search run in this context (and in tasks started from it) takes, in order: ``"index"``,
+    ``"exact"`` (the estimate chose the exact scan) or ``"index+exact"`` (the index scan came back short and was
+    re-run exactly). Context-local, so concurrent callers never see each other's searches; nothing is recorded
+    outside it."""
+    paths: list[str] = []
+    token = _recorded_paths.set(paths)
+    try:
+        yield paths
+    finally:
+        _recorded_paths.reset(token)
+
+
+def note_path(path: str) -> None:
+    """Record the path a filtered search took in the list of the enclosing `record_paths`, if any."""
+    paths = _recorded_paths.get()
+    if paths is not None:
+        paths.append(path)

@@ -331,6 +331,13 @@ class TableSQL:
             "WHERE n.nspname = $1 AND c.relname = $2)"
         )
 
+    def has_vector_index(self) -> str:
+        """Whether the table ($1: its qualified name) has any HNSW or IVFFlat index, whatever its name."""
+        return (
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass($1) AND a.amname IN ('hnsw', 'ivfflat'))"
+        )
+
     def create_vector_index(self, index_type: str, params: dict[str, int]) -> str:
         """CREATE INDEX for `index_type` with validated integer options (DDL takes no bound parameters)."""
         name = quote_ident(self.index_name(index_type))

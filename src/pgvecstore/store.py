@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
@@ -49,6 +50,12 @@ DEFAULT_CANDIDATES = 40
 MAX_CANDIDATES = 10_000
 # Query text beyond this many characters is ignored (only the first MAX_TEXT_QUERY_TERMS terms count anyway).
 MAX_QUERY_TEXT_CHARS = 100_000
+# How long a filtered search trusts what it read from the catalog: whether the table has a vector index (another
+# process may build one), and the planner's estimate of a filter (it moves as the table grows; autovacuum's
+# ANALYZE refreshes it every so often anyway).
+INDEX_PROBE_TTL = 30.0
+ESTIMATE_TTL = 60.0
+MAX_CACHED_ESTIMATES = 1024
 
 
 class PgVectorStore:
@@ -88,6 +95,10 @@ class PgVectorStore:
         self._text_config = self.config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG
         # SQL of an unfiltered vector search, by include_metadata.
         self._plain_search_sql: dict[bool, str] = {}
+        # Whether the table has a vector index, as last read from the catalog: (monotonic time, answer).
+        self._index_probe: tuple[float, bool] | None = None
+        # The planner's estimates of filters (rows matching, table rows, monotonic time), by estimate SQL and values.
+        self._estimates: dict[tuple[str, str], tuple[float, float, float]] = {}
 
     def __repr__(self) -> str:
         return f"PgVectorStore({self.config!r})"
@@ -680,6 +691,10 @@ class PgVectorStore:
         if where == "WHERE TRUE":
             settings = search_tuning.search_settings(options, filtered=False, k=k)
             rows = await self._read("fetch", sql, params.values, settings)
+        elif not await self._has_vector_index():
+            # No vector index: the query is an exact scan of the matching rows as it stands, in one statement.
+            rows = await self._read("fetch", sql, params.values)
+            search_tuning.note_path("exact")
         else:
             rows = await self._filtered_search(sql, params.values, filter, k, options)
         # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
@@ -698,32 +713,69 @@ class PgVectorStore:
     ) -> list[asyncpg.Record]:
         """A filtered vector search (a filter or the store's domain), in one transaction: the planner's estimate
         of the filter's share (``EXPLAIN``, nothing read); then the index scan with `search_tuning`'s settings
-        or, when the filter is very selective, an exact scan; and the exact scan again when the index scan found
-        fewer than `k` rows, so `k` rows come back whenever `k` rows match. Retried once on a fresh connection
-        when its pooled connection turned out to be dead, as `_read` does."""
+        (a candidate list sized by that share) or, when the filter is very selective, an exact scan; and the
+        exact scan again when the index scan found fewer than `k` rows, so `k` rows come back whenever `k` rows
+        match. The path taken goes to `search_tuning.note_path` (diagnostics). Retried once on a fresh
+        connection when its pooled connection turned out to be dead, as `_read` does."""
         estimate: Params | None = None
         if search_tuning.wants_estimate(options, filtered=True):
             estimate = Params()
             estimate_sql = self.table.estimate_rows(self._where(estimate, filter))
-        settings = search_tuning.search_settings(options, filtered=True, k=k)
         for attempt in (1, 2):
             try:
                 async with self._connection(transaction=True) as conn:
                     exact = False
+                    share: float | None = None
                     if estimate is not None:
-                        plan = await conn.fetchval(estimate_sql, *estimate.values)
-                        matching, total = search_tuning.parse_estimate(plan)
+                        matching, total = await self._estimate(conn, estimate_sql, estimate.values)
                         exact = search_tuning.use_exact_scan(options, matching, total, k)
-                    await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS if exact else settings)
+                        share = search_tuning.estimated_share(matching, total)
+                    settings = (
+                        search_tuning.EXACT_SCAN_SETTINGS
+                        if exact
+                        else search_tuning.search_settings(options, filtered=True, k=k, share=share)
+                    )
+                    await set_local(conn, settings)
                     rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
+                    path = "exact" if exact else "index"
                     if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
                         await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
                         rows = await conn.fetch(sql, *values)
+                        path = "index+exact"
+                    search_tuning.note_path(path)
                     return rows
             except ConnectionLostError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _estimate(self, conn: asyncpg.Connection, sql: str, values: Sequence[Any]) -> tuple[float, float]:
+        """The planner's estimate of a filter's matching rows and of the table's rows, from `TableSQL.estimate_rows`.
+        Kept for `ESTIMATE_TTL` seconds per filter, so repeated filters (a tenant's domain, a document) skip the
+        ``EXPLAIN`` round trip; the estimate only steers how to scan, never which rows are right."""
+        key = (sql, repr(values))
+        now = time.monotonic()
+        cached = self._estimates.get(key)
+        if cached is not None and now - cached[2] < ESTIMATE_TTL:
+            return cached[0], cached[1]
+        matching, total = search_tuning.parse_estimate(await conn.fetchval(sql, *values))
+        if len(self._estimates) >= MAX_CACHED_ESTIMATES:
+            self._estimates.pop(next(iter(self._estimates)))  # the oldest
+        self._estimates[key] = (matching, total, now)
+        return matching, total
+
+    async def _has_vector_index(self) -> bool:
+        """Whether the table has a vector index (HNSW or IVFFlat, any name): known when this store built it, else
+        read from the catalog at most every `INDEX_PROBE_TTL` seconds. Without one, a filtered search needs no
+        estimate and no index settings (an exact scan is all PostgreSQL can do): one statement instead of five."""
+        if self._index_ready:
+            return True
+        now = time.monotonic()
+        if self._index_probe is not None and now - self._index_probe[0] < INDEX_PROBE_TTL:
+            return self._index_probe[1]
+        found = bool(await self._read("fetchval", self.table.has_vector_index(), [self.table.qualified_table]))
+        self._index_probe = (now, found)
+        return found
 
     def _query_vector(self, query: Any) -> np.ndarray:
         try:
@@ -891,6 +943,7 @@ class PgVectorStore:
         async with pool.acquire() as conn:
             dropped = await indexes.drop_index(conn, self.table)
         self._index_ready = False
+        self._index_probe = None
         return dropped
 
     async def index_info(self) -> str | None:

@@ -1,18 +1,17 @@
 """Filtered search with an HNSW index returns k rows, and the right ones, even when the filter is selective.
 
 pgvector's HNSW index applies a WHERE clause after finding its candidates, so a plain index scan under a 1% filter
-returns a handful of rows. These tests check what a user sees: ``k`` rows whenever ``k`` rows match, every one
-matching the filter, and recall@10 of at least 0.95 against the exact filtered answer (computed with numpy).
-They run through `PgVectorStore.search`, and through the `search_tuning` decisions around the store's own SQL
-(the prototype in ``benchmarks/filtered.py`` that the store's search follows).
+returns a handful of rows. These tests check what a user sees through `PgVectorStore.search`: ``k`` rows whenever
+``k`` rows match, every one matching the filter, best first, and recall@10 of at least 0.95 against the exact
+filtered answer (computed with numpy), at filters matching 50%, 10%, 1% and 0.1% of the rows; and which path
+(index scan or exact scan) each search took, as `search_tuning.record_paths` reports it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,20 +19,24 @@ import numpy as np
 import pytest
 
 from pgvecstore import PgVectorStore
+from pgvecstore import store as store_module
+from pgvecstore.connection import set_local
+from pgvecstore.filters import compile_filter
 from pgvecstore.indexes import BUILD_MEMORY_CAP, BUILD_MEMORY_FLOOR, build_settings, hnsw_build_memory
 from pgvecstore.search_tuning import (
     EXACT_SCAN_SETTINGS,
     SearchOptions,
+    estimated_share,
+    filtered_ef,
+    note_path,
     parse_estimate,
+    record_paths,
     search_settings,
     should_retry_exact,
     use_exact_scan,
     validate_search_options,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import filtered as prototype
+from pgvecstore.sql import Params
 
 ROWS, DIMS, K = 6000, 32, 10
 GROUPS = {"g2": 2, "g10": 10, "g100": 100, "g1000": 1000}  # filters matching 50%, 10%, 1%, 0.1%
@@ -54,8 +57,8 @@ def data() -> dict[str, Any]:
 
 
 async def _indexed_store(make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection,
-                         data: dict[str, Any]) -> PgVectorStore:
-    store = make_store(dimensions=DIMS, index_type="hnsw")
+                         data: dict[str, Any], **options: Any) -> PgVectorStore:
+    store = make_store(dimensions=DIMS, index_type="hnsw", **options)
     await store.add_vectors(data["vectors"], metadata=data["metadata"])
     assert await store.create_index("hnsw", {"m": 16, "ef_construction": 64})
     await admin.execute(f"ANALYZE {store.table.qualified_table}")  # the planner's estimates need statistics
@@ -72,23 +75,68 @@ def _recall(found: list[list[int]], truth: list[list[int]]) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
+@pytest.fixture(scope="module")
+def clustered() -> dict[str, Any]:
+    """30,000 clustered unit vectors (50 clusters, each spread in a random 32-dimensional subspace of 128
+    dimensions), as embeddings are: hard enough that an HNSW index scan alone misses rows under a 1% filter."""
+    rows, dims, clusters, latent = 30_000, 128, 50, 32
+    rng = np.random.default_rng(42)
+    centers = rng.standard_normal((clusters, dims)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    bases = rng.standard_normal((clusters, latent, dims)).astype(np.float32) / np.float32(np.sqrt(dims))
+
+    def draw(count: int) -> np.ndarray:
+        cluster = rng.integers(0, clusters, count)
+        out = rng.standard_normal((count, dims)).astype(np.float32) * np.float32(0.1 / np.sqrt(dims))
+        spread = rng.standard_normal((count, latent)).astype(np.float32) / np.float32(np.sqrt(latent))
+        out += centers[cluster] + np.einsum("nl,nld->nd", spread, bases[cluster])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    vectors, queries = draw(rows), draw(40)
+    labels = {key: rng.integers(0, n, rows) for key, n in GROUPS.items()}
+    metadata = [{"n": i, **{key: int(labels[key][i]) for key in GROUPS}} for i in range(rows)]
+    return {"vectors": vectors, "labels": labels, "queries": queries, "metadata": metadata, "dims": dims}
+
+
 # -- through the store -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", ["g100", "g1000"])
-async def test_store_filtered_search_returns_k_matching_rows_with_high_recall(
-    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any], key: str
+async def test_store_filtered_search_at_every_selectivity_returns_k_rows_with_recall(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, clustered: dict[str, Any]
 ) -> None:
-    store = await _indexed_store(make_store, admin, data)
-    found, truth = [], []
-    for i, query in enumerate(data["queries"]):
-        value = int(data["labels"][key][i * 37])
-        hits = await store.search(query, k=K, filter={key: value})
-        assert len(hits) == K, f"{key}={value}: {len(hits)} rows, {int((data['labels'][key] == value).sum())} match"
-        assert all(meta[key] == value for _id, _score, meta in hits)
-        scores = [score for _id, score, _meta in hits]
-        assert scores == sorted(scores, reverse=True)
-        found.append([meta["n"] for _id, _score, meta in hits])
-        truth.append(_truth(data, query, key, value))
-    assert _recall(found, truth) >= 0.95
+    """Filters matching 50%, 10%, 1% and 0.1% of 30,000 rows: every search returns k rows that match, best
+    first, and recall@10 against numpy's exact filtered top 10 is at least 0.95 at each selectivity."""
+    data = clustered
+    store = make_store(dimensions=data["dims"], index_type="hnsw")
+    await store.add_vectors(data["vectors"], metadata=data["metadata"])
+    assert await store.create_index("hnsw", {"m": 16, "ef_construction": 64})
+    await admin.execute(f"ANALYZE {store.table.qualified_table}")  # the planner's estimates need statistics
+
+    async def run(key: str, search_params: dict[str, Any] | None = None) -> tuple[float, list[str]]:
+        found, truth = [], []
+        with record_paths() as paths:
+            for i, query in enumerate(data["queries"]):
+                value = int(data["labels"][key][i * 37])
+                hits = await store.search(query, k=K, filter={key: value}, search_params=search_params)
+                assert len(hits) == K, f"{key}={value}: {len(hits)} rows"
+                assert all(meta[key] == value for _id, _score, meta in hits)
+                scores = [score for _id, score, _meta in hits]
+                assert scores == sorted(scores, reverse=True)
+                found.append([meta["n"] for _id, _score, meta in hits])
+                truth.append(_truth(data, query, key, value))
+        return _recall(found, truth), paths
+
+    recalls = {}
+    for key in GROUPS:
+        recalls[key], paths = await run(key)
+        assert len(paths) == len(data["queries"])
+        if key in ("g2", "g10"):
+            assert paths.count("index") >= len(paths) - 2, paths  # broad filters use the index
+        if key == "g1000":
+            assert "index" not in paths  # 0.1%: the planner's estimate sends every query to the exact scan
+    assert min(recalls.values()) >= 0.95, recalls
+    # What the estimate is for: the index scan alone (estimate off) finds too few of the right rows at 1%.
+    index_only, paths = await run("g100", {"exact_selectivity": 0})
+    assert set(paths) == {"index"}
+    assert index_only < 0.95 <= recalls["g100"]
 
 
 async def test_store_returns_every_row_when_fewer_than_k_match(
@@ -105,47 +153,46 @@ async def test_store_search_options_tune_the_filtered_path(
 ) -> None:
     store = await _indexed_store(make_store, admin, data)
     value = int(data["labels"]["g100"][0])
-    # Estimate off, no exact re-run: the index scan alone (iterative, so still k rows at 1% of 6,000 rows).
-    hits = await store.search(data["queries"][0], k=K, filter={"g100": value},
-                              search_params={"exact_selectivity": 0, "retry_exact": False, "filtered_ef_search": 40})
-    assert len(hits) == K
+    query = data["queries"][0]
+    with record_paths() as paths:
+        # Estimate off, no exact re-run: the index scan alone (iterative, so still k rows at 1% of 6,000 rows).
+        index_only = {"exact_selectivity": 0, "retry_exact": False, "filtered_ef_search": 40}
+        hits = await store.search(query, k=K, filter={"g100": value}, search_params=index_only)
+        assert len(hits) == K
+        # Every filter counts as selective: the exact scan, which finds the exact answer.
+        hits = await store.search(query, k=K, filter={"g2": 0}, search_params={"exact_selectivity": 1.0})
+        assert [meta["n"] for _id, _score, meta in hits] == _truth(data, query, "g2", 0)
+    assert paths == ["index", "exact"]
     with pytest.raises(ValueError, match="exact_selectivity"):
-        await store.search(data["queries"][0], k=K, filter={"g100": value}, search_params={"exact_selectivity": 2})
+        await store.search(query, k=K, filter={"g100": value}, search_params={"exact_selectivity": 2})
+
+
+async def test_store_re_runs_a_short_index_scan_exactly(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
+) -> None:
+    """An index scan that comes back with fewer than k rows (here: the estimate is off, so the index path runs,
+    and fewer than k rows match) is re-run exactly, which settles that every matching row was returned."""
+    store = await _indexed_store(make_store, admin, data)
+    query, both = data["queries"][5], (data["labels"]["g1000"] == 3) & (data["labels"]["g2"] == 0)
+    with record_paths() as paths:
+        hits = await store.search(query, k=K, filter={"$and": [{"g1000": 3}, {"g2": 0}]},
+                                  search_params={"exact_selectivity": 0})
+    assert paths == ["index+exact"]
+    expected = np.flatnonzero(both)
+    expected = [int(r) for r in expected[np.argsort(-(data["vectors"][expected] @ query))]]
+    assert [meta["n"] for _id, _score, meta in hits] == expected
 
 
 async def test_store_unfiltered_search_with_an_index_returns_k_rows(
     make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
 ) -> None:
     store = await _indexed_store(make_store, admin, data)
-    hits = await store.search(data["queries"][0], k=K)
+    with record_paths() as paths:
+        hits = await store.search(data["queries"][0], k=K)
+    assert paths == []  # an unfiltered search takes no filtered path (no estimate, no exact re-run)
     assert len(hits) == K
     truth = [int(r) for r in np.argsort(-(data["vectors"] @ data["queries"][0]))[:K]]
     assert len({meta["n"] for _id, _score, meta in hits} & set(truth)) >= 8
-
-
-# -- the search_tuning decisions around the store's SQL --------------------------------------------------------
-@pytest.mark.parametrize("key", list(GROUPS))
-async def test_tuned_search_returns_k_rows_with_recall_at_every_selectivity(
-    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any], key: str
-) -> None:
-    store = await _indexed_store(make_store, admin, data)
-    pool = await store.get_pool()
-    options = SearchOptions()
-    found, truth, paths = [], [], []
-    async with pool.acquire() as conn:
-        for i, query in enumerate(data["queries"]):
-            value = int(data["labels"][key][i * 37])
-            rows, path = await prototype.tuned_search(conn, store.table, query, K, {key: value}, options)
-            assert len(rows) == K
-            assert all(json.loads(row[1])[key] == value for row in rows)
-            found.append(prototype.row_numbers(rows))
-            truth.append(_truth(data, query, key, value))
-            paths.append(path)
-    assert _recall(found, truth) >= 0.95
-    if key in ("g2", "g10"):
-        assert paths.count("index") >= len(paths) - 2  # broad filters use the index
-    if key == "g1000":
-        assert "index" not in paths  # 0.1%: the planner's estimate sends every query to the exact scan
 
 
 async def test_plain_index_scan_loses_rows_under_a_selective_filter(
@@ -154,12 +201,16 @@ async def test_plain_index_scan_loses_rows_under_a_selective_filter(
     """The problem the tuning solves: without iterative scans, HNSW returns fewer than k rows at 1%."""
     store = await _indexed_store(make_store, admin, data)
     pool = await store.get_pool()
+    counts = []
     async with pool.acquire() as conn:
-        counts = []
         for i, query in enumerate(data["queries"][:10]):
-            value = int(data["labels"]["g100"][i * 37])
-            rows, _ = await prototype.method_search(conn, store.table, "default", query, K, {"g100": value},
-                                                   SearchOptions())
+            params = Params()
+            query_ph, k_ph = params.add(query), params.add(K)
+            where = f"WHERE {compile_filter({'g100': int(data['labels']['g100'][i * 37])}, store.table, params)}"
+            async with conn.transaction():
+                await set_local(conn, {"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"})
+                rows = await conn.fetch(store.table.search(where, query_ph, k_ph, True), *params.values)
+            assert all(json.loads(row[1])["g100"] == int(data["labels"]["g100"][i * 37]) for row in rows)
             counts.append(len(rows))
     assert min(counts) < K
 
@@ -168,9 +219,6 @@ async def test_planner_estimate_parses_and_orders_selectivities(
     make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
 ) -> None:
     store = await _indexed_store(make_store, admin, data)
-    from pgvecstore.filters import compile_filter
-    from pgvecstore.sql import Params
-
     shares = {}
     for key in ("g2", "g1000"):
         params = Params()
@@ -195,16 +243,37 @@ def test_search_settings_of_filtered_searches_scan_iteratively_and_wider() -> No
     settings = search_settings(SearchOptions(), filtered=True, k=10)
     assert settings["hnsw.iterative_scan"] == "strict_order"
     assert settings["ivfflat.iterative_scan"] == "relaxed_order"
-    assert settings["hnsw.ef_search"] == "200"
+    assert settings["hnsw.ef_search"] == "400"
     assert settings["hnsw.max_scan_tuples"] == "20000"
     assert search_settings(SearchOptions(max_probes=7), filtered=True, k=10)["ivfflat.max_probes"] == "7"
     assert search_settings(SearchOptions(), filtered=True, k=5000)["hnsw.ef_search"] == "1000"
+    # A selective filter (by the planner's estimate) gets a list that holds 2k matching rows: 20 / 4% = 500.
+    assert search_settings(SearchOptions(), filtered=True, k=10, share=0.04)["hnsw.ef_search"] == "500"
+    assert search_settings(SearchOptions(), filtered=True, k=10, share=0.5)["hnsw.ef_search"] == "400"
+
+
+def test_filtered_candidate_list_holds_2k_matching_rows_by_the_estimate() -> None:
+    options = SearchOptions()
+    assert filtered_ef(options, 10) == 400  # no estimate: filtered_ef_search
+    assert filtered_ef(options, 10, 0.5) == 400  # broad filters keep filtered_ef_search
+    assert filtered_ef(options, 10, 0.05) == 400
+    assert filtered_ef(options, 10, 0.04) == 500
+    assert filtered_ef(options, 10, 0.02) == 1000  # capped at pgvector's limit
+    assert filtered_ef(options, 300, 0.5) == 1000  # 2k matching rows for a larger k too
+    assert filtered_ef(options, 10, 0.0) == 400  # nothing matches by the estimate: nothing to lengthen
+    assert filtered_ef(SearchOptions(filtered_ef_search=50), 10, 0.5) == 50
+    assert filtered_ef(SearchOptions(filtered_ef_search=50, ef_search=120), 10, 0.5) == 120
+    assert filtered_ef(SearchOptions(filtered_ef_search=1000), 10, 0.5) == 1000
 
 
 def test_exact_scan_decision() -> None:
     options = SearchOptions()
     assert use_exact_scan(options, matching=20, total=200_000, k=10)  # 0.01%
     assert use_exact_scan(options, matching=2_000, total=200_000, k=10)  # 1%
+    # The planner's estimate of a metadata equality counts matches in 99 sampled values: a 1% filter estimated
+    # at 3 in 99 still scans exactly; 4 in 99 goes to the index.
+    assert use_exact_scan(options, matching=3 * 200_000 / 99, total=200_000, k=10)
+    assert not use_exact_scan(options, matching=4 * 200_000 / 99, total=200_000, k=10)
     assert not use_exact_scan(options, matching=20_000, total=200_000, k=10)  # 10%
     assert not use_exact_scan(SearchOptions(exact_selectivity=0), matching=1, total=200_000, k=10)
     # A filter that an iterative scan could not satisfy within max_scan_tuples goes exact whatever the share.
@@ -215,6 +284,31 @@ def test_exact_scan_decision() -> None:
     assert not should_retry_exact(options, 3, 10, filtered=False, exact=False)
     assert not should_retry_exact(SearchOptions(retry_exact=False), 3, 10, filtered=True, exact=False)
     assert EXACT_SCAN_SETTINGS["enable_indexscan"] == "off"
+    assert estimated_share(50, 200) == 0.25
+    assert estimated_share(0, 0) is None
+
+
+async def test_record_paths_sees_only_its_own_context() -> None:
+    note_path("index")  # outside any recording: nothing to do, no error
+
+    async def searches(*taken: str) -> list[str]:
+        with record_paths() as paths:
+            for path in taken:
+                note_path(path)
+                await asyncio.sleep(0)  # let the other task record in between
+        return paths
+
+    first, second = await asyncio.gather(searches("index", "exact"), searches("index+exact"))
+    assert first == ["index", "exact"]
+    assert second == ["index+exact"]
+
+    async def search_in_a_task() -> None:
+        note_path("exact")
+
+    with record_paths() as outer:  # tasks started inside the recording record into it (asyncio copies the context)
+        note_path("index")
+        await asyncio.create_task(search_in_a_task())
+    assert outer == ["index", "exact"]
 
 
 def test_search_options_are_validated_with_the_option_named() -> None:
@@ -278,3 +372,31 @@ async def test_index_build_leaves_no_setting_behind(
     async with pool.acquire() as conn:
         assert await conn.fetchval("SHOW maintenance_work_mem") == "64MB"
     assert await store.index_info() == "hnsw"
+
+
+async def test_filtered_search_without_a_vector_index_is_exact_until_another_process_builds_one(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No vector index: a filtered search is the exact scan it has to be, in one statement. An index that another
+    store (another process) builds later is noticed once the store's look at the catalog is out of date."""
+    store = make_store(dimensions=DIMS)
+    await store.add_vectors(data["vectors"], metadata=data["metadata"])
+    await admin.execute(f"ANALYZE {store.table.qualified_table}")
+    query = data["queries"][1]
+    with record_paths() as paths:
+        for _ in range(2):
+            hits = await store.search(query, k=K, filter={"g2": 1})
+            assert [meta["n"] for _id, _score, meta in hits] == _truth(data, query, "g2", 1)
+    assert paths == ["exact", "exact"]
+
+    other = make_store(dimensions=DIMS)
+    assert await other.create_index("hnsw", {"m": 16, "ef_construction": 64})
+    with record_paths() as paths:
+        await store.search(query, k=K, filter={"g2": 1})
+    assert paths == ["exact"]  # within INDEX_PROBE_TTL the store still goes by its last look
+    monkeypatch.setattr(store_module, "INDEX_PROBE_TTL", 0.0)
+    with record_paths() as paths:
+        hits = await store.search(query, k=K, filter={"g2": 1})
+    assert paths == ["index"]
+    assert len(hits) == K and all(meta["g2"] == 1 for _id, _score, meta in hits)
