@@ -120,10 +120,18 @@ def summary_table(ctx: Context, sections: list[Section]) -> str:
             core = rates[scenarios.INGEST_METHODS["core"]]
             raw = rates[scenarios.INGEST_METHODS["raw_copy"]]
             rows.append([f"core ingest / raw COPY ({size})", ">= 0.8", f"{core / raw:.3f}", check(core / raw >= 0.8)])
+            same = ingest.data.get("same_rows", {}).get(size, {})
+            if "langchain_adapter" in same:  # issue 4: against raw COPY of the same document rows
+                ratio = same["langchain_adapter"]
+                rows.append([f"LangChain adapter ingest / raw COPY of the same rows ({size})", ">= 0.8",
+                             f"{ratio:.3f}", check(ratio >= 0.8)])
+            # The peers write document rows (text included): compared with the core writing the same.
+            core_docs = rates.get(scenarios.INGEST_METHODS["core_docs"], core)
             for lib, label in scenarios.PEER_LABELS.items():
                 if label in rates:
-                    ratio = core / rates[label]
-                    rows.append([f"core ingest / {lib} peer ({size})", ">= 10", f"{ratio:.1f}", check(ratio >= 10)])
+                    ratio = core_docs / rates[label]
+                    rows.append([f"core ingest of document rows / {lib} peer ({size})", ">= 10", f"{ratio:.1f}",
+                                 check(ratio >= 10)])
         stream = ingest.data.get("stream")
         if stream:
             growth = stream["peak_rss_after_mib"] - stream["peak_rss_before_mib"]

@@ -93,8 +93,9 @@ class PgVectorStore:
         self._text_ready = False
         self._text_config_known = False
         self._text_config = self.config.text_search_config or DEFAULT_TEXT_SEARCH_CONFIG
-        # SQL of an unfiltered vector search, by include_metadata.
+        # SQL of an unfiltered vector search, by include_metadata; the store's search options.
         self._plain_search_sql: dict[bool, str] = {}
+        self._default_options: search_tuning.SearchOptions | None = None
         # Whether the table has a vector index, as last read from the catalog: (monotonic time, answer).
         self._index_probe: tuple[float, bool] | None = None
         # The planner's estimates of filters (rows matching, table rows, monotonic time), by estimate SQL and values.
@@ -619,7 +620,12 @@ class PgVectorStore:
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {mode!r}")
         _check_hybrid_options(mode, query_text, rrf_k, alpha, vector_k, text_k)
-        options = search_tuning.SearchOptions.from_params(self.config.search_params, search_params)
+        if search_params is None:  # the store's options, validated once
+            if self._default_options is None:
+                self._default_options = search_tuning.SearchOptions.from_params(self.config.search_params)
+            options = self._default_options
+        else:
+            options = search_tuning.SearchOptions.from_params(self.config.search_params, search_params)
         if mode == "vector":
             if query is None:
                 raise ValueError("search needs a query vector (or mode='text' with query_text)")
@@ -698,10 +704,11 @@ class PgVectorStore:
         else:
             rows = await self._filtered_search(sql, params.values, filter, k, options)
         # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
-        rows = sorted(rows, key=lambda row: row["distance"])
-        return [
-            (row[0], self._score(row["distance"]), _row_metadata(row, 1) if include_metadata else None) for row in rows
-        ]
+        rows = sorted(rows, key=_distance)
+        score = self._score
+        if not include_metadata:
+            return [(row[0], score(row[-1]), None) for row in rows]
+        return [(row[0], score(row[-1]), _row_metadata(row, 1)) for row in rows]
 
     async def _filtered_search(
         self,
@@ -1033,6 +1040,11 @@ def _clean_query_text(text: str) -> str:
     surrogates '?', and text past MAX_QUERY_TEXT_CHARS is dropped. Nothing else is changed or parsed here."""
     text = text[:MAX_QUERY_TEXT_CHARS].replace("\x00", " ")
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _distance(row: asyncpg.Record) -> float:
+    """The distance of a row read by `TableSQL.search` (its last column)."""
+    return row[-1]  # type: ignore[no-any-return]
 
 
 def _row_metadata(row: asyncpg.Record, start: int) -> dict[str, Any]:
