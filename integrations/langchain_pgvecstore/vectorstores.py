@@ -21,7 +21,6 @@ from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from pgvecstore import PgVectorStore, StoreConfig
-from pgvecstore.rows import float32_block
 from pgvecstore.store import SearchResult
 from pgvecstore.sync import run_sync
 
@@ -312,18 +311,23 @@ class PgVecStore(VectorStore):
         return [(self._document(row_id, meta), float(score)) for row_id, score, meta in hits]
 
     # -- writes --------------------------------------------------------------------------------------------
-    def _as_vectors(self, texts: list[str], vectors: list[list[float]]) -> np.ndarray:
-        array = float32_block(vectors)  # np.asarray(vectors, dtype=np.float32), faster for lists of floats
-        if array.ndim != 2 or array.shape[0] != len(texts):
+    def _as_vectors(self, texts: list[str], vectors: Sequence[Sequence[float]]) -> Sequence[Sequence[float]]:
+        """The embeddings of `texts`, one per text, as given: the core converts lists of floats while it writes
+        (overlapping the conversion with the COPY) and names any vector of the wrong dimension."""
+        if isinstance(vectors, np.ndarray):
+            vectors = vectors.reshape(1, -1) if vectors.ndim == 1 and len(texts) == 1 else vectors
+        elif not isinstance(vectors, list):
+            vectors = list(vectors)
+        if len(vectors) != len(texts) or (isinstance(vectors, np.ndarray) and vectors.ndim != 2):
             raise ValueError(
                 f"{type(self.embedding).__name__} returned {len(vectors)} vectors for {len(texts)} texts"
             )
-        return array
+        return vectors
 
     async def _aadd_embedded(
         self,
         texts: list[str],
-        vectors: np.ndarray,
+        vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Mapping[str, Any] | None] | None,
         ids: Sequence[str | None] | None,
     ) -> list[str]:
@@ -332,7 +336,11 @@ class PgVecStore(VectorStore):
             ids = list(ids)
             if len(ids) != len(texts):
                 raise ValueError(f"ids has {len(ids)} entries but there are {len(texts)} texts")
-        store = self._core(vectors.shape[1])
+        first = vectors[0]
+        if isinstance(first, str | bytes) or not hasattr(first, "__len__"):
+            raise ValueError(f"{type(self.embedding).__name__} returned {type(first).__name__} values instead of "
+                             "vectors (lists of numbers)")
+        store = self._core(len(first))
         return await store.add_vectors(
             vectors,
             ids=ids,

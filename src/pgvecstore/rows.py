@@ -32,11 +32,40 @@ _MISSING = object()
 
 @dataclass
 class RowBatch:
-    """One batch of validated rows, in COPY column order, and whether the caller chose any of the ids."""
+    """One batch of validated rows, in COPY column order, and whether the caller chose any of the ids.
+
+    Vectors given as lists (what embedding APIs return) are converted later, a chunk at a time (`fill_vectors`):
+    until then `pending` holds them as given and the records hold None in their place. Converting Python floats
+    costs about as much as the server's work on a row, so the store converts the next chunk while the COPY of
+    the previous one is on its way, instead of before the COPY starts.
+    """
 
     records: list[tuple[Any, ...]]
     ids: list[str]
     caller_ids: bool
+    pending: list[Any] | None = None
+    offset: int = 0
+    dimensions: int = 0
+    filled: int = 0
+
+    def fill_vectors(self, stop: int) -> list[tuple[Any, ...]]:
+        """Convert and check the pending vectors of rows ``filled..stop`` (a ValueError names the first bad one's
+        position), put them into their records and return those records."""
+        start = self.filled
+        if self.pending is None or stop <= start:
+            return self.records[start:stop]
+        block = as_vector_block(self.pending[start:stop], self.dimensions, self.offset + start)
+        chunk = [(r[0], v, *r[2:]) for r, v in zip(self.records[start:stop], block, strict=True)]
+        self.records[start:stop] = chunk
+        self.filled = stop
+        if stop >= len(self.records):
+            self.pending = None
+        return chunk
+
+    def fill_all(self) -> list[tuple[Any, ...]]:
+        """Every record with its vector (converting what is still pending)."""
+        self.fill_vectors(len(self.records))
+        return self.records
 
 
 def normalize_id(value: object, id_type: str, position: int | None = None) -> str:
@@ -332,14 +361,15 @@ def _fast_chunk_indexes(values: list[Any]) -> list[Any] | None:
 
 
 def _fast_batch(
-    block: np.ndarray,
+    block: np.ndarray | Sequence[None],
     domain_id: str | None,
     id_type: str,
     seen: set[str],
     chunks: dict[str, list[Any] | None],
 ) -> RowBatch | None:
-    """The batch's rows when every item passes the vectorised checks; None when any needs the per-row path."""
-    n = block.shape[0]
+    """The batch's rows when every item passes the vectorised checks; None when any needs the per-row path.
+    `block`: the batch's vectors (a float32 array, or placeholders for vectors converted later)."""
+    n = len(block)
     if any(values is not None and len(values) != n for values in chunks.values()):
         return None
     given_ids = chunks["ids"]
@@ -375,7 +405,7 @@ def _fast_batch(
 
 
 def _checked_batch(
-    block: np.ndarray,
+    block: np.ndarray | Sequence[None],
     offset: int,
     domain_id: str | None,
     id_type: str,
@@ -393,7 +423,7 @@ def _checked_batch(
     records: list[tuple[Any, ...]] = []
     batch_ids: list[str] = []
     caller_ids = False
-    for row_number in range(block.shape[0]):
+    for row_number in range(len(block)):
         position = offset + row_number
         raw_id = item("ids", row_number)
         if chunks["ids"] is not None and raw_id is _MISSING:
@@ -462,29 +492,31 @@ def iter_row_batches(
     seen: set[str] = set()
     offset = 0
 
+    # A numpy array is checked here, a batch at a time; vectors given otherwise (lists) stay as given until the
+    # store converts them while writing (`RowBatch.fill_vectors`).
     if isinstance(vectors, np.ndarray):
-        blocks: Iterator[np.ndarray] = (
-            check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i)
+        blocks: Iterator[tuple[np.ndarray | list[None], list[Any] | None]] = (
+            (check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i), None)
             for i in range(0, len(vectors), batch_size)
         )
     else:
-        def _blocks() -> Iterator[np.ndarray]:
+        def _blocks() -> Iterator[tuple[np.ndarray | list[None], list[Any] | None]]:
             iterator = iter(vectors)
-            start = 0
             while chunk := list(itertools.islice(iterator, batch_size)):
-                yield as_vector_block(chunk, dimensions, start)
-                start += len(chunk)
+                yield [None] * len(chunk), chunk
 
         blocks = _blocks()
 
-    for block in blocks:
-        n = block.shape[0]
+    for block, pending in blocks:
+        n = len(block)
         chunks = {
             name: None if given is None else list(itertools.islice(it, n)) for name, (given, it) in columns.items()
         }
         batch = _fast_batch(block, domain_id, id_type, seen, chunks)
         if batch is None:
             batch = _checked_batch(block, offset, domain_id, id_type, seen, chunks)
+        if pending is not None:
+            batch.pending, batch.offset, batch.dimensions = pending, offset, dimensions
         offset += n
         yield batch
 

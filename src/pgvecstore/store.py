@@ -56,6 +56,8 @@ MAX_QUERY_TEXT_CHARS = 100_000
 INDEX_PROBE_TTL = 30.0
 ESTIMATE_TTL = 60.0
 MAX_CACHED_ESTIMATES = 1024
+# Rows per chunk of vectors converted from lists while an earlier chunk is being copied (see `_records_stream`).
+STREAM_CHUNK_ROWS = 500
 
 
 class PgVectorStore:
@@ -485,7 +487,7 @@ class PgVectorStore:
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        table.table, records=batch.records, columns=columns, schema_name=table.schema
+                        table.table, records=_records_stream(batch), columns=columns, schema_name=table.schema
                     )
                 return staging
             except asyncpg.UniqueViolationError:
@@ -501,7 +503,7 @@ class PgVectorStore:
             await conn.execute(table.create_staging_table(staging))
         else:
             await conn.execute(table.truncate_staging(staging))
-        await conn.copy_records_to_table(staging, records=batch.records, columns=columns)
+        await conn.copy_records_to_table(staging, records=batch.fill_all(), columns=columns)
         landed = {row[0] for row in await conn.fetch(table.upsert_from_staging(staging))}
         if len(landed) != len(batch.ids):
             missing = next(i for i in batch.ids if i not in landed)
@@ -988,6 +990,35 @@ class _LoopAgnosticLock:
 
     async def __aexit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+def _records_stream(batch: RowBatch) -> list[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]]:
+    """The records of `batch` for COPY. Vectors still pending as lists are converted a chunk at a time in a worker
+    thread while the rows before them are sent, so the conversion overlaps the server's work instead of adding to
+    it; a small batch is simply converted first."""
+    if batch.pending is None or len(batch.records) < 2 * STREAM_CHUNK_ROWS:
+        return batch.fill_all()
+    return _overlapped_records(batch)
+
+
+async def _overlapped_records(batch: RowBatch) -> AsyncIterator[tuple[Any, ...]]:
+    loop = asyncio.get_running_loop()
+    total = len(batch.records)
+    ahead: asyncio.Future[list[tuple[Any, ...]]] | None = loop.run_in_executor(
+        None, batch.fill_vectors, min(total, STREAM_CHUNK_ROWS)
+    )
+    try:
+        while ahead is not None:
+            chunk = await ahead
+            ahead = None
+            if batch.filled < total:
+                ahead = loop.run_in_executor(None, batch.fill_vectors, min(total, batch.filled + STREAM_CHUNK_ROWS))
+            for record in chunk:
+                yield record
+    finally:
+        if ahead is not None:  # the COPY stopped early: let the conversion finish before the batch is used again
+            with contextlib.suppress(Exception):
+                await ahead
 
 
 def _terminate(pool: asyncpg.Pool) -> None:

@@ -555,3 +555,34 @@ async def test_session_settings_made_through_get_pool_never_reach_the_stores_sea
         await store.search(row, k=3)
     await store.count()
     assert await pool.fetchval("SHOW hnsw.iterative_scan") == "strict_order"
+
+
+async def test_vectors_given_as_lists_land_exactly_and_a_bad_one_late_in_a_batch_writes_nothing(
+    make_store: StoreMaker,
+) -> None:
+    """Lists of floats (what embedding APIs return) are converted while the rows before them are being copied;
+    the rows land exactly as numpy would convert them, and a bad vector deep in the batch still names its position
+    and leaves the table as it was."""
+    store = make_store(dimensions=16, id_type="text")
+    rng = np.random.default_rng(11)
+    data = rng.standard_normal((3000, 16))
+    lists = data.tolist()
+    ids = [f"v{i}" for i in range(3000)]
+    assert await store.add_vectors(lists, ids) == ids
+    got = await store.get_vectors([ids[0], ids[1234], ids[2999]], include_metadata=False)
+    for (vector, _meta), i in zip(got, (0, 1234, 2999), strict=True):
+        assert vector is not None
+        np.testing.assert_array_equal(vector, data[i].astype(np.float32))
+
+    fresh = make_store(dimensions=16, id_type="text", table_name="fresh")
+    short = [*lists[:2100], lists[2100][:15], *lists[2101:]]
+    with pytest.raises(ValueError, match="vector at position 2100 has dimension 15, expected 16"):
+        await fresh.add_vectors(short, ids)
+    broken = [*lists[:1700], [float("nan")] * 16, *lists[1701:]]
+    with pytest.raises(ValueError, match="vector at position 1700 contains NaN or infinity"):
+        await fresh.add_vectors(broken, ids)
+    assert await fresh.count() == 0
+    # Rows that exist already go through the upsert path, with the same checks.
+    with pytest.raises(ValueError, match="vector at position 2100 has dimension 15"):
+        await store.add_vectors(short, ids)
+    assert await store.count() == 3000
