@@ -97,7 +97,7 @@ def _chunk_indexes(metadatas: Sequence[Mapping[str, Any]], document_ids: Sequenc
         explicit = meta.get("chunk_index")
         if explicit is not None and not isinstance(explicit, bool) and isinstance(explicit, int | np.integer):
             result[position] = int(explicit)
-        elif doc is not None:
+        elif isinstance(doc, str):  # an unusable explicit document_id is left to the core, which names it
             pending.setdefault(doc, []).append(position)
 
     def order(position: int) -> tuple[int, float, int]:

@@ -484,10 +484,11 @@ class PgVectorStore:
         else:
             needs_upsert = False
         if not needs_upsert and self._copy_direct:
+            records = _records_stream(batch)
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        table.table, records=_records_stream(batch), columns=columns, schema_name=table.schema
+                        table.table, records=records, columns=columns, schema_name=table.schema
                     )
                 return staging
             except asyncpg.UniqueViolationError:
@@ -498,6 +499,9 @@ class PgVectorStore:
                 # Row-level security was enabled on the table after this store started: PostgreSQL refuses
                 # COPY FROM into it, so rows go through the staging table from now on.
                 self._copy_direct = False
+            finally:
+                if not isinstance(records, list):  # a stopped COPY: its conversion thread is done before we go on
+                    await records.aclose()  # type: ignore[attr-defined]
         if staging is None:
             staging = f"pgvecstore_stage_{uuid.uuid4().hex[:12]}"
             await conn.execute(table.create_staging_table(staging))

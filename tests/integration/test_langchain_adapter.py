@@ -422,6 +422,15 @@ async def test_document_id_and_chunk_index_mapping(make_lc: Callable[..., PgVecS
     assert store.get_by_ids([ids[5]])[0].metadata == {"source": "ignored", "document_id": "c-doc", "chunk_index": 7}
 
 
+async def test_an_unusable_document_id_is_named_and_nothing_is_written(make_lc: Callable[..., PgVecStore]) -> None:
+    store = make_lc(DeterministicFakeEmbedding(size=6), dimensions=6)
+    docs = [Document(page_content="fine", metadata={"source": "a.txt"}),
+            Document(page_content="bad", metadata={"document_id": ["a", "list"]})]
+    with pytest.raises(ValueError, match="document_id at position 1"):
+        await store.aadd_documents(docs)
+    assert await store.store.count() == 0
+
+
 # -- relevance scores ----------------------------------------------------------------------------------------
 SCORE_TABLE = {"query": [1.0, 0.0], "same": [1.0, 0.0], "orthogonal": [0.0, 1.0], "opposite": [-1.0, 0.0]}
 

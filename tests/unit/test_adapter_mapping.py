@@ -115,7 +115,7 @@ def reference_lc_rows(
         explicit = meta.get("chunk_index")
         if not isinstance(explicit, bool) and isinstance(explicit, int | np.integer):
             result[position] = int(explicit)
-        elif doc is not None:
+        elif isinstance(doc, str):
             pending.setdefault(doc, []).append(position)
     for positions in pending.values():
 
