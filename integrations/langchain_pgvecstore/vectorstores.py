@@ -314,9 +314,7 @@ class PgVecStore(VectorStore):
     def _as_vectors(self, texts: list[str], vectors: Sequence[Sequence[float]]) -> Sequence[Sequence[float]]:
         """The embeddings of `texts`, one per text, as given: the core converts lists of floats while it writes
         (overlapping the conversion with the COPY) and names any vector of the wrong dimension."""
-        if isinstance(vectors, np.ndarray):
-            vectors = vectors.reshape(1, -1) if vectors.ndim == 1 and len(texts) == 1 else vectors
-        elif not isinstance(vectors, list):
+        if not isinstance(vectors, list | np.ndarray):
             vectors = list(vectors)
         if len(vectors) != len(texts) or (isinstance(vectors, np.ndarray) and vectors.ndim != 2):
             raise ValueError(
