@@ -44,7 +44,13 @@ def resolve_dsn(config: StoreConfig) -> str:
 
 
 def _encode_vector(value: Any) -> bytes:
-    """Binary wire format of a vector (big-endian float32 after a dimension header), fast for numpy input."""
+    """Binary wire format of a vector (big-endian float32 after a dimension header), fast for numpy input.
+
+    `bytes` are taken to be in that format already (the store's writes convert vectors so while they send);
+    the server checks them (length, dimension, finite values) as it checks every vector it receives.
+    """
+    if type(value) is bytes:
+        return value
     if isinstance(value, Vector):
         return value.to_binary()
     array = np.asarray(value, dtype=">f4")

@@ -30,42 +30,59 @@ COLUMN_KEYS = ("content", "document_id", "chunk_index")
 _MISSING = object()
 
 
+# Rows per chunk whose vectors are converted to their binary wire format while the COPY runs (see
+# `RowBatch.iter_records`): small enough that the server always has rows to work on, large enough for numpy.
+WIRE_CHUNK_ROWS = 128
+
+
 @dataclass
 class RowBatch:
-    """One batch of validated rows, in COPY column order, and whether the caller chose any of the ids.
+    """One batch of validated rows, as columns in COPY order, and whether the caller chose any of the ids.
 
-    Vectors given as lists (what embedding APIs return) are converted later, a chunk at a time (`fill_vectors`):
-    until then `pending` holds them as given and the records hold None in their place. Converting Python floats
-    costs about as much as the server's work on a row, so the store converts the next chunk while the COPY of
-    the previous one is on its way, instead of before the COPY starts.
+    The vectors are kept as given (a checked float32 block, or lists of floats as embedding APIs return them)
+    and turned into PostgreSQL's binary vector format a chunk at a time while the rows are sent
+    (`iter_records`): that conversion costs about as much Python as the server spends storing a row, so doing it
+    between sends, while the server stores the rows before, hides it instead of adding it before the COPY.
     """
 
-    records: list[tuple[Any, ...]]
     ids: list[str]
     caller_ids: bool
-    pending: list[Any] | None = None
+    vectors: Any
+    contents: list[Any]
+    metadata: list[str]
+    domain_id: str | None
+    document_ids: list[Any]
+    chunk_indexes: list[Any]
     offset: int = 0
     dimensions: int = 0
-    filled: int = 0
 
-    def fill_vectors(self, stop: int) -> list[tuple[Any, ...]]:
-        """Convert and check the pending vectors of rows ``filled..stop`` (a ValueError names the first bad one's
-        position), put them into their records and return those records."""
-        start = self.filled
-        if self.pending is None or stop <= start:
-            return self.records[start:stop]
-        block = as_vector_block(self.pending[start:stop], self.dimensions, self.offset + start)
-        chunk = [(r[0], v, *r[2:]) for r, v in zip(self.records[start:stop], block, strict=True)]
-        self.records[start:stop] = chunk
-        self.filled = stop
-        if stop >= len(self.records):
-            self.pending = None
-        return chunk
+    def __len__(self) -> int:
+        return len(self.ids)
 
-    def fill_all(self) -> list[tuple[Any, ...]]:
-        """Every record with its vector (converting what is still pending)."""
-        self.fill_vectors(len(self.records))
-        return self.records
+    def iter_records(self, chunk_rows: int = WIRE_CHUNK_ROWS) -> Iterator[tuple[Any, ...]]:
+        """The batch's COPY records, converting vectors one chunk at a time; a vector that is not valid raises a
+        ValueError naming its position when its chunk is reached (inside the caller's transaction)."""
+        for start in range(0, len(self.ids), chunk_rows):
+            stop = start + chunk_rows
+            yield from zip(
+                self.ids[start:stop],
+                self._wire(start, stop),
+                self.contents[start:stop],
+                self.metadata[start:stop],
+                itertools.repeat(self.domain_id),
+                self.document_ids[start:stop],
+                self.chunk_indexes[start:stop],
+            )
+
+    def records(self) -> list[tuple[Any, ...]]:
+        """Every COPY record, vectors converted."""
+        return list(self.iter_records(max(1, len(self.ids))))
+
+    def _wire(self, start: int, stop: int) -> list[bytes]:
+        part = self.vectors[start:stop]
+        if isinstance(part, np.ndarray):  # checked when the batch was made
+            return wire_block(part)
+        return wire_vectors(part, self.dimensions, self.offset + start)
 
 
 def normalize_id(value: object, id_type: str, position: int | None = None) -> str:
@@ -231,6 +248,41 @@ def as_vector_block(items: Sequence[Any], dimensions: int, offset: int) -> np.nd
     return check_vectors(block, dimensions, offset)
 
 
+def wire_block(block: np.ndarray) -> list[bytes]:
+    """Each row of a checked float32 (n, d) block in pgvector's binary format: a big-endian dimension count, two
+    zero bytes, then the values as big-endian float32. The codec sends such bytes as they are."""
+    n, width = block.shape
+    wire = np.empty((n, width + 1), dtype=">f4")
+    wire[:, 1:] = block
+    wire.view(np.uint8)[:, :4] = np.frombuffer(struct.pack(">HH", width, 0), dtype=np.uint8)
+    data = wire.tobytes()
+    size = 4 * (width + 1)
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def wire_vectors(items: Sequence[Any], dimensions: int, offset: int) -> list[bytes]:
+    """Vectors given as a list (of lists of floats, arrays, ...) in pgvector's binary format, checked like
+    `as_vector_block`: a ValueError names the position of the first one of the wrong dimension, not numbers,
+    or not finite. Lists of floats are packed straight into the wire format (`struct`, the same C cast to
+    float32 as numpy); anything else, or anything `struct` refuses, goes through numpy."""
+    if type(items) is list and items and all(type(row) is list for row in items):
+        pack = _wire_packer(dimensions)
+        try:
+            packed = [pack(dimensions, 0, *row) for row in items]
+        except Exception:  # wrong length, a value beyond float32, not a number: numpy names the row
+            pass
+        else:
+            values = np.frombuffer(b"".join(packed), dtype=">f4").reshape(len(items), dimensions + 1)
+            if np.isfinite(values[:, 1:]).all():
+                return packed
+    return wire_block(as_vector_block(items, dimensions, offset))
+
+
+@functools.lru_cache(maxsize=16)
+def _wire_packer(width: int) -> Callable[..., bytes]:
+    return struct.Struct(f">HH{width}f").pack
+
+
 def _length(value: object) -> int | None:
     return len(value) if isinstance(value, Sized) and not isinstance(value, str | bytes) else None
 
@@ -361,15 +413,15 @@ def _fast_chunk_indexes(values: list[Any]) -> list[Any] | None:
 
 
 def _fast_batch(
-    block: np.ndarray | Sequence[None],
+    vectors: Sequence[Any],
     domain_id: str | None,
     id_type: str,
     seen: set[str],
     chunks: dict[str, list[Any] | None],
 ) -> RowBatch | None:
     """The batch's rows when every item passes the vectorised checks; None when any needs the per-row path.
-    `block`: the batch's vectors (a float32 array, or placeholders for vectors converted later)."""
-    n = len(block)
+    `vectors`: the batch's vectors (a checked float32 block, or a list converted while the rows are sent)."""
+    n = len(vectors)
     if any(values is not None and len(values) != n for values in chunks.values()):
         return None
     given_ids = chunks["ids"]
@@ -384,7 +436,7 @@ def _fast_batch(
         batch_seen = set(checked)
         if len(batch_seen) != n or not seen.isdisjoint(batch_seen):
             return None
-        ids, caller_ids = checked, True
+        ids, caller_ids = list(checked), True
     metas = chunks["metadata"]
     texts = ["{}"] * n if metas is None else _fast_metadata(metas)
     if texts is None:
@@ -400,12 +452,12 @@ def _fast_batch(
         return None
     if caller_ids:
         seen.update(ids)
-    records = list(zip(ids, block, contents, texts, itertools.repeat(domain_id, n), documents, indexes, strict=False))
-    return RowBatch(records=records, ids=list(ids), caller_ids=caller_ids)
+    return RowBatch(ids=ids, caller_ids=caller_ids, vectors=vectors, contents=contents, metadata=texts,
+                    domain_id=domain_id, document_ids=documents, chunk_indexes=indexes)
 
 
 def _checked_batch(
-    block: np.ndarray | Sequence[None],
+    vectors: Sequence[Any],
     offset: int,
     domain_id: str | None,
     id_type: str,
@@ -420,10 +472,9 @@ def _checked_batch(
             return _MISSING
         return values[row]
 
-    records: list[tuple[Any, ...]] = []
-    batch_ids: list[str] = []
-    caller_ids = False
-    for row_number in range(len(block)):
+    batch = RowBatch(ids=[], caller_ids=False, vectors=vectors, contents=[], metadata=[], domain_id=domain_id,
+                     document_ids=[], chunk_indexes=[])
+    for row_number in range(len(vectors)):
         position = offset + row_number
         raw_id = item("ids", row_number)
         if chunks["ids"] is not None and raw_id is _MISSING:
@@ -431,7 +482,7 @@ def _checked_batch(
         if raw_id is _MISSING or raw_id is None:
             row_id = str(uuid.uuid4())
         else:
-            caller_ids = True
+            batch.caller_ids = True
             row_id = normalize_id(raw_id, id_type, position)
             if row_id in seen:
                 raise ValueError(f"duplicate id {row_id!r} at position {position} in one batch")
@@ -443,19 +494,15 @@ def _checked_batch(
         content = item("contents", row_number)
         doc = item("document_ids", row_number)
         chunk = item("chunk_indexes", row_number)
-        records.append(
-            (
-                row_id,
-                block[row_number],
-                check_content(from_meta.get("content") if content is _MISSING else content, position),
-                meta_text,
-                domain_id,
-                check_document_id(from_meta.get("document_id") if doc is _MISSING else doc, position),
-                check_chunk_index(from_meta.get("chunk_index") if chunk is _MISSING else chunk, position),
-            )
-        )
-        batch_ids.append(row_id)
-    return RowBatch(records=records, ids=batch_ids, caller_ids=caller_ids)
+        batch.ids.append(row_id)
+        batch.metadata.append(meta_text)
+        batch.contents.append(
+            check_content(from_meta.get("content") if content is _MISSING else content, position))
+        batch.document_ids.append(
+            check_document_id(from_meta.get("document_id") if doc is _MISSING else doc, position))
+        batch.chunk_indexes.append(
+            check_chunk_index(from_meta.get("chunk_index") if chunk is _MISSING else chunk, position))
+    return batch
 
 
 def iter_row_batches(
@@ -493,21 +540,17 @@ def iter_row_batches(
     offset = 0
 
     # A numpy array is checked here, a batch at a time; vectors given otherwise (lists) stay as given until the
-    # store converts them while writing (`RowBatch.fill_vectors`).
+    # rows are sent (`RowBatch.iter_records`), which converts and checks them.
     if isinstance(vectors, np.ndarray):
-        blocks: Iterator[tuple[np.ndarray | list[None], list[Any] | None]] = (
-            (check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i), None)
+        blocks: Iterator[Sequence[Any]] = (
+            check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i)
             for i in range(0, len(vectors), batch_size)
         )
     else:
-        def _blocks() -> Iterator[tuple[np.ndarray | list[None], list[Any] | None]]:
-            iterator = iter(vectors)
-            while chunk := list(itertools.islice(iterator, batch_size)):
-                yield [None] * len(chunk), chunk
+        iterator = iter(vectors)
+        blocks = iter(lambda: list(itertools.islice(iterator, batch_size)), [])
 
-        blocks = _blocks()
-
-    for block, pending in blocks:
+    for block in blocks:
         n = len(block)
         chunks = {
             name: None if given is None else list(itertools.islice(it, n)) for name, (given, it) in columns.items()
@@ -515,8 +558,7 @@ def iter_row_batches(
         batch = _fast_batch(block, domain_id, id_type, seen, chunks)
         if batch is None:
             batch = _checked_batch(block, offset, domain_id, id_type, seen, chunks)
-        if pending is not None:
-            batch.pending, batch.offset, batch.dimensions = pending, offset, dimensions
+        batch.offset, batch.dimensions = offset, dimensions
         offset += n
         yield batch
 

@@ -56,8 +56,6 @@ MAX_QUERY_TEXT_CHARS = 100_000
 INDEX_PROBE_TTL = 30.0
 ESTIMATE_TTL = 60.0
 MAX_CACHED_ESTIMATES = 1024
-# Rows per chunk of vectors converted from lists while an earlier chunk is being copied (see `_records_stream`).
-STREAM_CHUNK_ROWS = 500
 
 
 class PgVectorStore:
@@ -484,11 +482,10 @@ class PgVectorStore:
         else:
             needs_upsert = False
         if not needs_upsert and self._copy_direct:
-            records = _records_stream(batch)
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        table.table, records=records, columns=columns, schema_name=table.schema
+                        table.table, records=batch.iter_records(), columns=columns, schema_name=table.schema
                     )
                 return staging
             except asyncpg.UniqueViolationError:
@@ -499,15 +496,12 @@ class PgVectorStore:
                 # Row-level security was enabled on the table after this store started: PostgreSQL refuses
                 # COPY FROM into it, so rows go through the staging table from now on.
                 self._copy_direct = False
-            finally:
-                if not isinstance(records, list):  # a stopped COPY: its conversion thread is done before we go on
-                    await records.aclose()  # type: ignore[attr-defined]
         if staging is None:
             staging = f"pgvecstore_stage_{uuid.uuid4().hex[:12]}"
             await conn.execute(table.create_staging_table(staging))
         else:
             await conn.execute(table.truncate_staging(staging))
-        await conn.copy_records_to_table(staging, records=batch.fill_all(), columns=columns)
+        await conn.copy_records_to_table(staging, records=batch.iter_records(), columns=columns)
         landed = {row[0] for row in await conn.fetch(table.upsert_from_staging(staging))}
         if len(landed) != len(batch.ids):
             missing = next(i for i in batch.ids if i not in landed)
@@ -994,35 +988,6 @@ class _LoopAgnosticLock:
 
     async def __aexit__(self, *exc: object) -> None:
         self._lock.release()
-
-
-def _records_stream(batch: RowBatch) -> list[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]]:
-    """The records of `batch` for COPY. Vectors still pending as lists are converted a chunk at a time in a worker
-    thread while the rows before them are sent, so the conversion overlaps the server's work instead of adding to
-    it; a small batch is simply converted first."""
-    if batch.pending is None or len(batch.records) < 2 * STREAM_CHUNK_ROWS:
-        return batch.fill_all()
-    return _overlapped_records(batch)
-
-
-async def _overlapped_records(batch: RowBatch) -> AsyncIterator[tuple[Any, ...]]:
-    loop = asyncio.get_running_loop()
-    total = len(batch.records)
-    ahead: asyncio.Future[list[tuple[Any, ...]]] | None = loop.run_in_executor(
-        None, batch.fill_vectors, min(total, STREAM_CHUNK_ROWS)
-    )
-    try:
-        while ahead is not None:
-            chunk = await ahead
-            ahead = None
-            if batch.filled < total:
-                ahead = loop.run_in_executor(None, batch.fill_vectors, min(total, batch.filled + STREAM_CHUNK_ROWS))
-            for record in chunk:
-                yield record
-    finally:
-        if ahead is not None:  # the COPY stopped early: let the conversion finish before the batch is used again
-            with contextlib.suppress(Exception):
-                await ahead
 
 
 def _terminate(pool: asyncpg.Pool) -> None:

@@ -28,6 +28,7 @@ from llama_index.core.schema import (
     RelatedNodeInfo,
     TextNode,
 )
+from pgvector import Vector
 
 from langchain_pgvecstore import PgVecStore as LangChainStore
 from langchain_pgvecstore.vectorstores import RESERVED_KEY, _chunk_indexes, _document_id_of
@@ -40,7 +41,7 @@ from llama_index.vector_stores.pgvecstore.nodes import (
     nodes_to_rows,
     row_to_node,
 )
-from pgvecstore.rows import as_vector_block, float32_block
+from pgvecstore.rows import as_vector_block, float32_block, wire_block, wire_vectors
 
 # -- lists of floats to float32 ----------------------------------------------------------------------------------
 number = st.one_of(
@@ -83,6 +84,39 @@ def test_vector_lists_name_the_bad_vector() -> None:
     with pytest.raises(ValueError, match="vector at position 5 contains NaN or infinity"), np.errstate(over="ignore"):
         as_vector_block([[1.0, 2.0], [1e39, 0.0]], 2, 4)
     assert as_vector_block([[1, 2], [3.5, True]], 2, 0).tolist() == [[1.0, 2.0], [3.5, 1.0]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(number, min_size=0, max_size=4), min_size=1, max_size=4),
+    width=st.integers(1, 3),
+    offset=st.integers(0, 5000),
+)
+def test_wire_vectors_send_what_numpy_would_and_refuse_what_it_refuses(rows: list[list[Any]], width: int,
+                                                                       offset: int) -> None:
+    """Lists packed straight into the wire format hold numpy's float32 values, and every list the numpy path
+    refuses is refused with the same message (naming the same position)."""
+
+    def result(convert: Any) -> Any:
+        try:
+            return convert(rows)
+        except Exception as exc:
+            return (type(exc), str(exc))
+
+    with np.errstate(all="ignore"):
+        expected = result(lambda items: wire_block(as_vector_block(items, width, offset)))
+        assert result(lambda items: wire_vectors(items, width, offset)) == expected
+
+
+def test_wire_format_is_what_pgvector_reads() -> None:
+    block = np.array([[0.1, -2.5, 3e-40], [1e38, 0.0, -0.0]], dtype=np.float32)
+    wire = wire_block(block)
+    assert wire == wire_vectors(block.tolist(), 3, 0)
+    for row, data in zip(block, wire, strict=True):
+        assert data[:4] == b"\x00\x03\x00\x00"
+        np.testing.assert_array_equal(Vector.from_binary(data).to_numpy(), row)
+    with pytest.raises(ValueError, match="vector at position 8 contains NaN or infinity"):
+        wire_vectors([[1.0, 2.0], [float("inf"), 0.0]], 2, 7)
 
 
 # -- LangChain texts and metadata to rows ------------------------------------------------------------------------
