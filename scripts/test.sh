@@ -4,5 +4,20 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$ROOT"
+# The peer libraries the benchmarks compare against pin pgvector<0.4 and sqlalchemy<2.1, which pgvecstore's
+# environment does not allow: they get a virtualenv of their own (.venv/peers), so the benchmark smoke tests run
+# the peers too. PGVECSTORE_PEER_PYTHON names another interpreter that has them.
+if [ -z "${PGVECSTORE_PEER_PYTHON:-}" ]; then
+    PEERS="$VENV/peers"
+    PEERS_STAMP="$PEERS/.pgvecstore-installed"
+    PEERS_WANT="$(sha256sum "$ROOT/benchmarks/requirements-peers.txt" | cut -d' ' -f1)"
+    if [ ! -f "$PEERS_STAMP" ] || [ "$(cat "$PEERS_STAMP")" != "$PEERS_WANT" ]; then
+        echo "pgvecstore: installing the benchmarks' peer libraries into $PEERS" >&2
+        "$PYTHON_BIN" -m venv "$PEERS"
+        "$PEERS/bin/python" -m pip install --quiet -r "$ROOT/benchmarks/requirements-peers.txt"
+        echo "$PEERS_WANT" > "$PEERS_STAMP"
+    fi
+    export PGVECSTORE_PEER_PYTHON="$PEERS/bin/python"
+fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/python" -m pytest -q "$@"

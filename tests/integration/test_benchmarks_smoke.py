@@ -68,13 +68,16 @@ PEER_PYTHON_ENV = "PGVECSTORE_PEER_PYTHON"
 
 
 def _peer_python() -> str | None:
-    """A Python with langchain-postgres and llama-index-vector-stores-postgres: $PGVECSTORE_PEER_PYTHON, else the
-    virtualenv run_all.py creates, else none (the peers then go untested here)."""
-    candidates = [os.environ.get(PEER_PYTHON_ENV), str(Path.home() / ".cache/pgvecstore-bench/peers-venv/bin/python")]
+    """A Python with langchain-postgres and llama-index-vector-stores-postgres: $PGVECSTORE_PEER_PYTHON (which
+    scripts/test.sh sets up; one named there must work), else the virtualenv run_all.py creates, else none (the
+    peers then go untested here)."""
+    named = os.environ.get(PEER_PYTHON_ENV)
+    if named:
+        return named
+    python = str(Path.home() / ".cache/pgvecstore-bench/peers-venv/bin/python")
     probe = "import langchain_postgres, llama_index.vector_stores.postgres"
-    for python in filter(None, candidates):
-        if Path(python).exists() and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0:
-            return python
+    if Path(python).exists() and subprocess.run([python, "-c", probe], capture_output=True).returncode == 0:
+        return python
     return None
 
 
