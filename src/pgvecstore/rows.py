@@ -56,9 +56,6 @@ class RowBatch:
     offset: int = 0
     dimensions: int = 0
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def iter_records(self, chunk_rows: int = WIRE_CHUNK_ROWS) -> Iterator[tuple[Any, ...]]:
         """The batch's COPY records, converting vectors one chunk at a time; a vector that is not valid raises a
         ValueError naming its position when its chunk is reached (inside the caller's transaction)."""
