@@ -53,12 +53,29 @@ def texts_for(rows: int) -> list[str]:
 class _Peer:
     """What every peer offers the benchmark: load, search, build an index, clean up."""
 
+    schema: str
     table: str
 
     async def load(self, vectors: np.ndarray, metadata: list[dict[str, Any]], batch: int) -> None: ...
     async def search(self, query: np.ndarray, k: int) -> int: ...
-    async def build_hnsw(self) -> None: ...
     async def close(self) -> None: ...
+
+    def sql_engine(self) -> Any:
+        """The SQLAlchemy async engine the library itself uses."""
+        raise NotImplementedError
+
+    async def build_hnsw(self) -> None:
+        """The HNSW index every line builds (m=16, ef_construction=64), through the library's own engine."""
+        from sqlalchemy import text
+
+        async with self.sql_engine().begin() as conn:
+            await conn.execute(
+                text(
+                    f'CREATE INDEX ON "{self.schema}".{self.table} USING hnsw (embedding vector_cosine_ops) '
+                    "WITH (m = 16, ef_construction = 64)"
+                )
+            )
+            await conn.execute(text(f'ANALYZE "{self.schema}".{self.table}'))
 
 
 class LangChainPeer(_Peer):
@@ -108,17 +125,8 @@ class LangChainPeer(_Peer):
     async def search(self, query: np.ndarray, k: int) -> int:
         return len(await self.store.asimilarity_search_by_vector(query.tolist(), k=k))
 
-    async def build_hnsw(self) -> None:
-        from sqlalchemy import text
-
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    f'CREATE INDEX ON "{self.schema}".{self.table} USING hnsw (embedding vector_cosine_ops) '
-                    "WITH (m = 16, ef_construction = 64)"
-                )
-            )
-            await conn.execute(text(f'ANALYZE "{self.schema}".{self.table}'))
+    def sql_engine(self) -> Any:
+        return self.engine
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -157,17 +165,8 @@ class LlamaIndexPeer(_Peer):
         result = await self.store.aquery(VectorStoreQuery(query_embedding=query.tolist(), similarity_top_k=k))
         return len(result.ids or [])
 
-    async def build_hnsw(self) -> None:
-        from sqlalchemy import text
-
-        async with self.store._async_engine.begin() as conn:  # the store's own engine: no other way in
-            await conn.execute(
-                text(
-                    f'CREATE INDEX ON "{self.schema}".{self.table} USING hnsw (embedding vector_cosine_ops) '
-                    "WITH (m = 16, ef_construction = 64)"
-                )
-            )
-            await conn.execute(text(f'ANALYZE "{self.schema}".{self.table}'))
+    def sql_engine(self) -> Any:
+        return self.store._async_engine  # the store's own engine: no other way in
 
     async def close(self) -> None:
         await self.store.close()
