@@ -216,11 +216,11 @@ async def run(args: argparse.Namespace) -> int:
         recall_points: list[dict[str, Any]] = []
         if "recall" in chosen:
             recall_points += await scenarios.scenario_recall_scifact(ctx)
-            recall_points += await scenarios.recall_large_hnsw(ctx)
+            recall_points += await scenarios.recall_large(ctx, "hnsw")
         if "filtered" in chosen:
             sections.append(await scenarios.scenario_filtered(ctx))
         if "recall" in chosen:
-            recall_points += await scenarios.recall_large_ivfflat(ctx)
+            recall_points += await scenarios.recall_large(ctx, "ivfflat")
             sections.append(scenarios.recall_section(ctx, recall_points))
     finally:
         if not args.keep:

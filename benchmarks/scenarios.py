@@ -110,6 +110,7 @@ class Context:
     quiet: bool = False
     small: DataSet | None = None
     large: DataSet | None = None
+    large_truth: np.ndarray | None = None
     peer_records: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, str] = field(default_factory=dict)
@@ -142,6 +143,13 @@ class Context:
         if self.large is None:
             self.large = make_dataset("large", self.rows_large, self.dims, self.recall_queries, seed=0)
         return self.large
+
+    def truth_large(self) -> np.ndarray:
+        """The exact top K of the large data set's queries (computed once: two recall lines use it)."""
+        if self.large_truth is None:
+            data = self.data_large()
+            self.large_truth = exact_top_k(data.vectors, data.queries, K)
+        return self.large_truth
 
 
 def make_dataset(name: str, rows: int, dims: int, queries: int, seed: int) -> DataSet:
@@ -860,30 +868,24 @@ async def _ivfflat_lists(ctx: Context, table: str) -> int:
         await conn.close()
 
 
-async def recall_large_hnsw(ctx: Context) -> list[dict[str, Any]]:
+async def recall_large(ctx: Context, index: str) -> list[dict[str, Any]]:
+    """Recall against the exact answer on the large clustered table: "hnsw" sweeps ef_search over the table's HNSW
+    index; "ivfflat" builds an IVFFlat index (replacing it) and sweeps probes."""
     data = ctx.data_large()
-    truth = exact_top_k(data.vectors, data.queries, K)
+    truth = ctx.truth_large()
     row_of = {row_id: i for i, row_id in enumerate(data.ids)}
     store = ctx.store("large", pool_max_size=2)
     try:
-        return [{"data": f"clustered synthetic ({data.rows:,})", "index": "HNSW", **r}
-                for r in await sweep(ctx, store, data.queries, truth, row_of, "ef_search", EF_SWEEP)]
-    finally:
-        await store.close()
-
-
-async def recall_large_ivfflat(ctx: Context) -> list[dict[str, Any]]:
-    data = ctx.data_large()
-    truth = exact_top_k(data.vectors, data.queries, K)
-    row_of = {row_id: i for i, row_id in enumerate(data.ids)}
-    store = ctx.store("large", pool_max_size=2)
-    try:
-        start = time.perf_counter()
-        await store.create_index("ivfflat")
-        ctx.log(f"IVFFlat build on {data.rows:,} rows: {time.perf_counter() - start:.1f} s")
-        lists = await _ivfflat_lists(ctx, "large")
-        return [{"data": f"clustered synthetic ({data.rows:,})", "index": f"IVFFlat (lists={lists})", **r}
-                for r in await sweep(ctx, store, data.queries, truth, row_of, "probes", probe_sweep(lists))]
+        if index == "hnsw":
+            label, param, values = "HNSW", "ef_search", EF_SWEEP
+        else:
+            start = time.perf_counter()
+            await store.create_index("ivfflat")
+            ctx.log(f"IVFFlat build on {data.rows:,} rows: {time.perf_counter() - start:.1f} s")
+            lists = await _ivfflat_lists(ctx, "large")
+            label, param, values = f"IVFFlat (lists={lists})", "probes", probe_sweep(lists)
+        return [{"data": f"clustered synthetic ({data.rows:,})", "index": label, **r}
+                for r in await sweep(ctx, store, data.queries, truth, row_of, param, values)]
     finally:
         await store.close()
 
