@@ -11,13 +11,13 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.dsn import dsn_as
 
 from pgvecstore import PgVectorStore, SchemaMismatchError
 from pgvecstore.config import StoreConfig
@@ -264,14 +264,6 @@ async def test_domains_bound_the_text_side(make_store: StoreMaker) -> None:
     assert ids(await store_b.search(query_text="zyxomab", mode="text")) == ["b1"]
     admin_view = make_store(dimensions=DIM, id_type="text")
     assert set(ids(await admin_view.search(QUERY, k=5, mode="hybrid", query_text="zyxomab"))) == {"a1", "b1"}
-
-
-def dsn_as(dsn: str, user: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("postgresql", "postgres"):
-        pytest.skip("needs a URL-style DSN to log in as another role")
-    location = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{location}"))
 
 
 @pytest.fixture

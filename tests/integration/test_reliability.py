@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import numpy as np
 import pytest
+from tests.dsn import dsn_as
 
 from pgvecstore import ConnectionFailedError, ExtensionMissingError, PgVectorStore, StoreClosedError, SyncPgVectorStore
 from pgvecstore.connection import APPLICATION_NAME
@@ -586,15 +587,9 @@ async def fresh_database(pg_dsn: str, admin: asyncpg.Connection) -> AsyncIterato
         await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def _dsn_as(dsn: str, role: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{role}@{host}", path=f"/{database}"))
-
-
 async def test_role_without_extension_rights(pg_dsn: str, fresh_database: tuple[str, str]) -> None:
     database, role = fresh_database
-    app_dsn_ = _dsn_as(pg_dsn, role, database)
+    app_dsn_ = dsn_as(pg_dsn, role, database=database)
     store = PgVectorStore(connection_string=app_dsn_, dimensions=DIM, schema="app", pool_min_size=1)
     try:
         with pytest.raises(ExtensionMissingError) as info:
@@ -606,7 +601,7 @@ async def test_role_without_extension_rights(pg_dsn: str, fresh_database: tuple[
     assert "CREATE EXTENSION IF NOT EXISTS vector" in message
 
     # An administrator installs pgvector and gives the role a schema: the same role now works.
-    owner = await asyncpg.connect(_dsn_as(pg_dsn, urlsplit(pg_dsn).username or "postgres", database))
+    owner = await asyncpg.connect(dsn_as(pg_dsn, urlsplit(pg_dsn).username or "postgres", database=database))
     try:
         await owner.execute("CREATE EXTENSION vector")
         await owner.execute(f'CREATE SCHEMA app AUTHORIZATION "{role}"')

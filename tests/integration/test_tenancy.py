@@ -11,11 +11,11 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
 import pytest
+from tests.dsn import dsn_as
 
 from pgvecstore import PgVectorStore, SchemaMismatchError
 from pgvecstore.config import StoreConfig
@@ -28,15 +28,6 @@ DIM = 3
 
 def vectors(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n, DIM), dtype=np.float32) + 0.01
-
-
-def dsn_as(dsn: str, user: str, password: str) -> str:
-    """The same server and database as `dsn`, logged in as another user."""
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("postgresql", "postgres"):
-        pytest.skip("the tenancy tests need a URL-style DSN to log in as another role")
-    location = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{location}"))
 
 
 class Tenants:
