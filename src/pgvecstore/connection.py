@@ -14,7 +14,7 @@ from pgvector import Vector
 from pgvecstore.config import StoreConfig, redact_dsn
 from pgvecstore.errors import ConnectionFailedError, ConnectionLostError, ExtensionMissingError
 from pgvecstore.server import embedded_dsn
-from pgvecstore.sql import TENANT_SETTING, set_config_sql
+from pgvecstore.sql import CURRENT_DATABASE_AND_ROLE, TENANT_SETTING, set_config_sql
 
 logger = logging.getLogger("pgvecstore")
 
@@ -139,7 +139,7 @@ async def ensure_extension(conn: asyncpg.Connection) -> str:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _EXTENSION_LOCK_KEY)
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     except asyncpg.InsufficientPrivilegeError:
-        database, role = await conn.fetchrow("SELECT current_database(), current_user")
+        database, role = await conn.fetchrow(CURRENT_DATABASE_AND_ROLE)
         raise ExtensionMissingError(
             f"pgvector extension not installed in database {database!r}, and role {role!r} may not create it "
             "(CREATE EXTENSION vector needs a superuser or, on managed services, the provider's admin role). "

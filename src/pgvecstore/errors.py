@@ -10,6 +10,9 @@ class PgVecStoreError(Exception):
 class StoreClosedError(PgVecStoreError, RuntimeError):
     """The store was closed; create a new one to go on."""
 
+    def __init__(self, message: str = "this store has been closed; create a new PgVectorStore to reconnect") -> None:
+        super().__init__(message)
+
 
 class ConnectionFailedError(PgVecStoreError, ConnectionError):
     """PostgreSQL could not be reached (the message names the server, never the password)."""

@@ -24,7 +24,7 @@ import asyncpg
 
 from pgvecstore.config import HNSW_DEFAULTS, validate_index_params
 from pgvecstore.connection import set_local
-from pgvecstore.sql import TableSQL
+from pgvecstore.sql import BUILD_SETTINGS_NOW, TableSQL
 
 logger = logging.getLogger("pgvecstore")
 
@@ -131,10 +131,7 @@ async def build_index(
             chosen = validate_index_params("hnsw", {**defaults, **chosen})
         elif "lists" not in chosen:
             chosen["lists"] = default_lists(rows)
-        memory, workers = await conn.fetchrow(
-            "SELECT pg_size_bytes(current_setting('maintenance_work_mem')), "
-            "current_setting('max_parallel_maintenance_workers')::int"
-        )
+        memory, workers = await conn.fetchrow(BUILD_SETTINGS_NOW)
         settings = build_settings(index_type, chosen, rows, table.dimensions, int(memory), int(workers))
         # An index build may take long on big tables: never cut it off with the session's statement_timeout.
         settings["statement_timeout"] = "0"

@@ -109,6 +109,16 @@ def derived_name(base: str, suffix: str) -> str:
     return f"{base.encode()[:keep].decode(errors='ignore')}_{digest}_{suffix}"
 
 
+# Constant statements about the session and the server (no identifiers, no values).
+CURRENT_DATABASE_AND_ROLE = "SELECT current_database(), current_user"
+TEXT_SEARCH_CONFIGS = "SELECT cfgname FROM pg_ts_config ORDER BY 1"
+# maintenance_work_mem in bytes and max_parallel_maintenance_workers, as the session has them.
+BUILD_SETTINGS_NOW = (
+    "SELECT pg_size_bytes(current_setting('maintenance_work_mem')), "
+    "current_setting('max_parallel_maintenance_workers')::int"
+)
+
+
 def set_config_sql(count: int) -> str:
     """One statement that sets `count` settings for the current transaction: names and values are parameters
     ($1/$2 the first name and value, $3/$4 the second, ...), so a value can never become SQL."""

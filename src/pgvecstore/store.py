@@ -10,8 +10,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
@@ -35,11 +35,13 @@ from pgvecstore.sql import (
     DEFAULT_TEXT_SEARCH_CONFIG,
     MAX_TEXT_QUERY_TERMS,
     TENANT_SETTING,
+    TEXT_SEARCH_CONFIGS,
     Params,
     TableSQL,
 )
 
 logger = logging.getLogger("pgvecstore")
+T = TypeVar("T")
 
 SearchResult = tuple[str, float, dict[str, Any] | None]
 
@@ -123,13 +125,13 @@ class PgVectorStore:
         asyncpg pool belongs to the loop that created it.
         """
         if self._closed:
-            raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+            raise StoreClosedError()
         loop = asyncio.get_running_loop()
         if self._set_up and loop in self._pools:
             return
         async with self._set_up_lock:
             if self._closed:
-                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+                raise StoreClosedError()
             if not self._set_up:
                 self._dsn = await asyncio.to_thread(resolve_dsn, self.config)
                 conn = await connect_once(self._dsn, self.config)
@@ -154,7 +156,7 @@ class PgVectorStore:
                 pool = await create_pool(self._dsn, self.config, self._vector_schema, tenant)
                 if self._closed:  # close() ran while the pool was opening: it must not outlive the store
                     await pool.close()
-                    raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+                    raise StoreClosedError()
                 self._pools[loop] = pool
         if self.config.auto_create_index and self.config.index_type == "ivfflat":
             await self._maybe_create_ivfflat()
@@ -213,7 +215,7 @@ class PgVectorStore:
             async with conn.transaction():  # a savepoint when called inside the caller's transaction, which survives
                 return str(await conn.fetchval(self.table.resolve_text_search_config(), name))
         except asyncpg.UndefinedObjectError:
-            known = await conn.fetch("SELECT cfgname FROM pg_ts_config ORDER BY 1")
+            known = await conn.fetch(TEXT_SEARCH_CONFIGS)
             raise ValueError(
                 f"text_search_config={name!r}: the server has no such text-search configuration; "
                 f"it has {', '.join(row[0] for row in known)}"
@@ -320,13 +322,13 @@ class PgVectorStore:
     async def _ready_pool(self) -> asyncpg.Pool:
         """The pool of the running event loop, initialising the store or that loop's pool on first use."""
         if self._closed:
-            raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+            raise StoreClosedError()
         pool = self._pools.get(asyncio.get_running_loop())
         if pool is None:
             await self.initialize()
             pool = self._pools.get(asyncio.get_running_loop())
             if pool is None:  # close() ran while this call was initialising the store
-                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+                raise StoreClosedError()
         return pool
 
     async def get_pool(self) -> asyncpg.Pool:
@@ -362,13 +364,13 @@ class PgVectorStore:
             conn = await pool.acquire()
         except asyncpg.InterfaceError:
             if self._closed:  # close() ran while this call was on its way to the pool
-                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect") from None
+                raise StoreClosedError() from None
             raise
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise connect_failed(self._dsn, self.config, exc) from None
         try:
             if self._closed:  # close() ran while this call waited in the pool's queue: the pool is closing it
-                raise StoreClosedError("this store has been closed; create a new PgVectorStore to reconnect")
+                raise StoreClosedError()
             conn.mark_store_only()
             if not configs and not transaction:
                 yield conn
@@ -396,16 +398,13 @@ class PgVectorStore:
 
     async def _read(self, method: str, sql: str, values: Sequence[Any],
                     settings: Mapping[str, str] | None = None) -> Any:
-        """Run one read statement; retried once on a fresh connection when its pooled connection turned out to be
-        dead (a restart the pool had not noticed). Reads are idempotent, so the retry cannot change anything."""
-        for attempt in (1, 2):
-            try:
-                async with self._connection(settings=settings) as conn:
-                    return await getattr(conn, method)(sql, *values)
-            except ConnectionLostError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """Run one read statement (see `_retry_once`)."""
+
+        async def once() -> Any:
+            async with self._connection(settings=settings) as conn:
+                return await getattr(conn, method)(sql, *values)
+
+        return await _retry_once(once)
 
     def _where(self, params: Params, filter: Mapping[str, Any] | None = None, alias: str = "") -> str:
         """WHERE clause for this store's domain and a user filter (both as bound parameters)."""
@@ -722,39 +721,36 @@ class PgVectorStore:
         of the filter's share (``EXPLAIN``, nothing read); then the index scan with `search_tuning`'s settings
         (a candidate list sized by that share) or, when the filter is very selective, an exact scan; and the
         exact scan again when the index scan found fewer than `k` rows, so `k` rows come back whenever `k` rows
-        match. The path taken goes to `search_tuning.note_path` (diagnostics). Retried once on a fresh
-        connection when its pooled connection turned out to be dead, as `_read` does."""
+        match. The path taken goes to `search_tuning.note_path` (diagnostics). A read: see `_retry_once`."""
         estimate: Params | None = None
         if search_tuning.wants_estimate(options, filtered=True):
             estimate = Params()
             estimate_sql = self.table.estimate_rows(self._where(estimate, filter))
-        for attempt in (1, 2):
-            try:
-                async with self._connection(transaction=True) as conn:
-                    exact = False
-                    share: float | None = None
-                    if estimate is not None:
-                        matching, total = await self._estimate(conn, estimate_sql, estimate.values)
-                        exact = search_tuning.use_exact_scan(options, matching, total, k)
-                        share = search_tuning.estimated_share(matching, total)
-                    settings = (
-                        search_tuning.EXACT_SCAN_SETTINGS
-                        if exact
-                        else search_tuning.search_settings(options, filtered=True, k=k, share=share)
-                    )
-                    await set_local(conn, settings)
-                    rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
-                    path = "exact" if exact else "index"
-                    if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
-                        await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-                        rows = await conn.fetch(sql, *values)
-                        path = "index+exact"
-                    search_tuning.note_path(path)
-                    return rows
-            except ConnectionLostError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        async def once() -> list[asyncpg.Record]:
+            async with self._connection(transaction=True) as conn:
+                exact = False
+                share: float | None = None
+                if estimate is not None:
+                    matching, total = await self._estimate(conn, estimate_sql, estimate.values)
+                    exact = search_tuning.use_exact_scan(options, matching, total, k)
+                    share = search_tuning.estimated_share(matching, total)
+                settings = (
+                    search_tuning.EXACT_SCAN_SETTINGS
+                    if exact
+                    else search_tuning.search_settings(options, filtered=True, k=k, share=share)
+                )
+                await set_local(conn, settings)
+                rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
+                path = "exact" if exact else "index"
+                if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
+                    await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+                    rows = await conn.fetch(sql, *values)
+                    path = "index+exact"
+                search_tuning.note_path(path)
+                return rows
+
+        return await _retry_once(once)
 
     async def _estimate(self, conn: asyncpg.Connection, sql: str, values: Sequence[Any]) -> tuple[float, float]:
         """The planner's estimate of a filter's matching rows and of the table's rows, from `TableSQL.estimate_rows`.
@@ -988,6 +984,15 @@ class _LoopAgnosticLock:
 
     async def __aexit__(self, *exc: object) -> None:
         self._lock.release()
+
+
+async def _retry_once(read: Callable[[], Awaitable[T]]) -> T:
+    """Run `read`, and once more on a fresh connection when its pooled connection turned out to be dead (a restart
+    the pool had not noticed: `_connection` then renews the pool). Only for reads, which a retry cannot change."""
+    try:
+        return await read()
+    except ConnectionLostError:
+        return await read()
 
 
 def _terminate(pool: asyncpg.Pool) -> None:
