@@ -466,10 +466,16 @@ class PgVecStore(VectorStore):
         """Async `get_by_ids`, on the caller's event loop."""
         return await self._aget_by_ids(await self._astore(), ids)
 
-    async def _asearch(self, embedding: Sequence[float], k: int, kwargs: Mapping[str, Any]) -> list[SearchResult]:
+    async def _asearch(self, embedding: Sequence[float], k: int, kwargs: Mapping[str, Any],
+                       query_text: str | None = None) -> list[SearchResult]:
+        """The core's search by vector; with `query_text`, its hybrid search (fusion options from `kwargs`)."""
         store = self._core(len(embedding))
+        hybrid: dict[str, Any] = {}
+        if query_text is not None:
+            hybrid = {key: kwargs[key] for key in ("rrf_k", "alpha", "vector_k", "text_k") if key in kwargs}
+            hybrid.update(mode="hybrid", query_text=query_text)
         return await store.search(
-            embedding, k=k, filter=kwargs.get("filter"), search_params=kwargs.get("search_params")
+            embedding, k=k, filter=kwargs.get("filter"), search_params=kwargs.get("search_params"), **hybrid
         )
 
     def similarity_search_with_score_by_vector(
@@ -527,15 +533,6 @@ class PgVecStore(VectorStore):
         return _RELEVANCE[self.metric]
 
     # -- hybrid search -------------------------------------------------------------------------------------
-    async def _ahybrid(self, embedding: Sequence[float], query: str, k: int, kwargs: Mapping[str, Any]
-                       ) -> list[SearchResult]:
-        store = self._core(len(embedding))
-        options = {key: kwargs[key] for key in ("rrf_k", "alpha", "vector_k", "text_k") if key in kwargs}
-        return await store.search(
-            embedding, k=k, filter=kwargs.get("filter"), mode="hybrid", query_text=query,
-            search_params=kwargs.get("search_params"), **options,
-        )
-
     def hybrid_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
         """The `k` best Documents for `query` by vector similarity and full-text search together, fused in one
         SQL statement, with the fused score (higher is better).
@@ -548,7 +545,7 @@ class PgVecStore(VectorStore):
         """
         _check_kwargs("hybrid_search_with_score", kwargs, _HYBRID_OPTIONS)
         embedding = self.embedding.embed_query(query)
-        return self._with_scores(run_sync(self._ahybrid(embedding, query, k, kwargs)))
+        return self._with_scores(run_sync(self._asearch(embedding, k, kwargs, query)))
 
     async def ahybrid_search_with_score(
         self, query: str, k: int = 4, **kwargs: Any
@@ -556,7 +553,7 @@ class PgVecStore(VectorStore):
         """Async `hybrid_search_with_score`, on the caller's event loop."""
         _check_kwargs("ahybrid_search_with_score", kwargs, _HYBRID_OPTIONS)
         embedding = await self.embedding.aembed_query(query)
-        return self._with_scores(await self._ahybrid(embedding, query, k, kwargs))
+        return self._with_scores(await self._asearch(embedding, k, kwargs, query))
 
     def hybrid_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
         """The `k` best Documents for `query` by vector and full-text search fused (see

@@ -21,7 +21,7 @@ from llama_index.core.vector_stores.types import (
 from llama_index.vector_stores.pgvecstore.filters import and_filters, in_filter, metadata_filters_to_dict
 from llama_index.vector_stores.pgvecstore.nodes import nodes_to_rows, row_to_node
 from pgvecstore.config import StoreConfig
-from pgvecstore.store import PgVectorStore
+from pgvecstore.store import PgVectorStore, SearchResult
 from pgvecstore.sync import run_sync
 
 # Modes served by the core's full-text search: the keyword side alone, or fused with the vector side.
@@ -222,7 +222,7 @@ class PgVecStore(BasePydanticVectorStore):
         ``mmr_threshold``, which is how a retriever's ``vector_store_kwargs`` arrive; candidates: ``mmr_prefetch_k``
         or ``similarity_top_k * mmr_prefetch_factor``). TEXT_SEARCH and SPARSE are the core's full-text search
         for ``query.query_str`` (``sparse_top_k`` nodes, else ``similarity_top_k``). HYBRID runs both sides in
-        one SQL statement and fuses them (see `_ahybrid`). Keyword ``search_params`` (``ef_search``, ``probes``)
+        one SQL statement and fuses them (see `_atext_query`). Keyword ``search_params`` (``ef_search``, ``probes``)
         tunes the index scan. Similarities are the core's scores: cosine similarity for the cosine metric in
         DEFAULT and MMR, the text rank in TEXT_SEARCH/SPARSE, the fused score in HYBRID.
         """
@@ -245,15 +245,8 @@ class PgVecStore(BasePydanticVectorStore):
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"similarity_top_k must be a non-negative integer, got {top_k!r}")
         if top_k == 0:
-            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-        # Empty doc_ids/node_ids restrict nothing: VectorStoreIndex's retriever passes node_ids=[] by default.
-        core_filter = and_filters(
-            [
-                metadata_filters_to_dict(query.filters),
-                in_filter("document_id", query.doc_ids) if query.doc_ids else None,
-                in_filter("id", query.node_ids) if query.node_ids else None,
-            ]
-        )
+            return _query_result([])
+        core_filter = self._core_filter(query)
         search_params = kwargs.get("search_params")
         if mode == VectorStoreQueryMode.MMR:
             prefetch_k = kwargs.get("mmr_prefetch_k") or top_k * kwargs.get(
@@ -268,12 +261,7 @@ class PgVecStore(BasePydanticVectorStore):
         if mode == VectorStoreQueryMode.MMR and results:
             threshold = query.mmr_threshold if query.mmr_threshold is not None else kwargs.get("mmr_threshold")
             results = await self._mmr(list(query.query_embedding), results, top_k, threshold)
-        nodes = [row_to_node(row_id, meta) for row_id, _score, meta in results]
-        return VectorStoreQueryResult(
-            nodes=nodes,
-            similarities=[score for _id, score, _meta in results],
-            ids=[row_id for row_id, _score, _meta in results],
-        )
+        return _query_result(results)
 
     async def _atext_query(self, query: VectorStoreQuery, kwargs: Mapping[str, Any]) -> VectorStoreQueryResult:
         """TEXT_SEARCH / SPARSE: the keyword side alone. HYBRID: vector and keyword sides fused.
@@ -296,7 +284,7 @@ class PgVecStore(BasePydanticVectorStore):
         if mode in _TEXT_MODES:
             k = query.sparse_top_k or query.similarity_top_k
             if not k:
-                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+                return _query_result([])
             results = await self._store.search(k=k, filter=core_filter, mode="text", query_text=query.query_str)
         else:
             if query.query_embedding is None:
@@ -309,7 +297,7 @@ class PgVecStore(BasePydanticVectorStore):
             else:
                 k, vector_k = query.similarity_top_k, None
             if not k:
-                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+                return _query_result([])
             options: dict[str, Any] = {"vector_k": vector_k, "text_k": query.sparse_top_k or None, "alpha": query.alpha}
             if "rrf_k" in kwargs:
                 options["rrf_k"] = kwargs["rrf_k"]
@@ -317,15 +305,12 @@ class PgVecStore(BasePydanticVectorStore):
                 query.query_embedding, k=k, filter=core_filter, mode="hybrid", query_text=query.query_str,
                 search_params=kwargs.get("search_params"), **options,
             )
-        return VectorStoreQueryResult(
-            nodes=[row_to_node(row_id, meta) for row_id, _score, meta in results],
-            similarities=[score for _id, score, _meta in results],
-            ids=[row_id for row_id, _score, _meta in results],
-        )
+        return _query_result(results)
 
     @staticmethod
     def _core_filter(query: VectorStoreQuery) -> dict[str, Any] | None:
-        """The core filter of a query's filters, doc_ids and node_ids (empty lists restrict nothing)."""
+        """The core filter of a query's filters, doc_ids and node_ids (empty lists restrict nothing:
+        VectorStoreIndex's retriever passes node_ids=[] by default)."""
         return and_filters(
             [
                 metadata_filters_to_dict(query.filters),
@@ -384,3 +369,12 @@ def _document_order(row_id: str, meta: Mapping[str, Any] | None) -> tuple[Any, .
     meta = meta or {}
     document_id, chunk = meta.get("document_id"), meta.get("chunk_index")
     return (document_id is None, document_id or "", chunk is None, chunk if chunk is not None else 0, row_id)
+
+
+def _query_result(results: Sequence[SearchResult]) -> VectorStoreQueryResult:
+    """LlamaIndex's result of core search results: nodes rebuilt from their rows, their scores and ids."""
+    return VectorStoreQueryResult(
+        nodes=[row_to_node(row_id, meta) for row_id, _score, meta in results],
+        similarities=[score for _id, score, _meta in results],
+        ids=[row_id for row_id, _score, _meta in results],
+    )
