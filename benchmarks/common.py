@@ -73,6 +73,12 @@ async def try_checkpoint(conn: Any) -> None:
         pass  # needs superuser (or pg_checkpoint) on an external server; the runs are then a little noisier
 
 
+def insert_sql(qualified: str, columns: Sequence[str]) -> str:
+    """A raw loader's one-row ``INSERT INTO qualified (columns) VALUES ($1, ...)`` (quoted names given)."""
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
+    return f"INSERT INTO {qualified} ({', '.join(columns)}) VALUES ({placeholders})"
+
+
 # -- data ----------------------------------------------------------------------------------------------------
 def make_vectors(rows: int, dims: int, seed: int = 0) -> np.ndarray:
     """`rows` x `dims` float32 vectors drawn from a standard normal distribution (reproducible by `seed`)."""
@@ -199,7 +205,10 @@ class Timing:
         return self.rows / self.best if self.best > 0 else float("inf")
 
 
-async def timed(run: Callable[[], Awaitable[Any]]) -> float:
+Timed = Callable[[], Awaitable[Any]]  # the work a benchmark line times
+
+
+async def timed(run: Timed) -> float:
     """Seconds `run()` takes (monotonic, high-resolution clock)."""
     start = time.perf_counter()
     await run()

@@ -14,16 +14,17 @@ Filters ``{"g2": v}``, ``{"g10": v}``, ``{"g100": v}``, ``{"g1000": v}`` match 5
 - exact scan: index scans disabled; reads and sorts every matching row (the reference of speed, not of recall,
   which comes from numpy).
 
-The reference lines are raw SQL built by the store's own `TableSQL`, with the settings each names.
+The reference lines run the store's own vector-search statement (`pgvecstore.sql.queries.vector_search`) as raw
+SQL, with the settings each names.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import numpy as np
@@ -33,48 +34,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SELECTIVITY_GROUPS, Latencies, measure_queries
 from pgvecstore import PgVectorStore
 from pgvecstore.connection import set_local
-from pgvecstore.filters import compile_filter
+from pgvecstore.metric import Metric
 from pgvecstore.search_tuning import EXACT_SCAN_SETTINGS, record_paths
-from pgvecstore.sql import Params, TableSQL
+from pgvecstore.sql import queries
 
-METHODS = {
-    "default": "pgvector defaults (no iterative scan, ef_search 40)",
-    "iterative": "iterative scan only (strict_order, ef_search 40)",
-    "tuned": "core tuned (`search_tuning` defaults): `store.search`",
-    "exact": "exact scan (index scans off)",
-}
-# Transaction-local settings of the raw-SQL reference methods.
-REFERENCE_SETTINGS: dict[str, dict[str, str]] = {
-    "default": {"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"},
-    "iterative": {"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "40"},
-    "exact": EXACT_SCAN_SETTINGS,
-}
-SELECTIVITY_LABEL = {"g2": "50%", "g10": "10%", "g100": "1%", "g1000": "0.1%"}
+Filter = Mapping[str, Any] | None
+# One method's search: row numbers (metadata ``n``) of the `k` rows found for a query under a filter. `conn` is a
+# raw connection to the store's table (for the raw-SQL reference lines), `store` the store itself.
+Search = Callable[[asyncpg.Connection, PgVectorStore, np.ndarray, int, Filter], Awaitable[list[int]]]
 
 
-def _where(table: TableSQL, params: Params, filter: Mapping[str, Any] | None) -> str:
-    compiled = compile_filter(filter, table, params)
-    return "WHERE TRUE" if compiled == "TRUE" else f"WHERE ({compiled})"
+def reference_search(settings: Mapping[str, str]) -> Search:
+    """A raw-SQL reference line: the store's own vector-search statement, run with these transaction-local
+    `settings` instead of the store's search tuning."""
+
+    async def search(
+        conn: asyncpg.Connection, store: PgVectorStore, query: np.ndarray, k: int, filter: Filter
+    ) -> list[int]:
+        statement, _ = queries.vector_search(
+            store.table, Metric(store.config.metric), store.config.domain_id, filter, query, k,
+            metadata=True, vectors=False,
+        )
+        async with conn.transaction():
+            await set_local(conn, settings)
+            rows = await conn.fetch(statement.sql, *statement.args)
+        return [int(json.loads(row[1])["n"]) for row in rows]  # rows: id, metadata (JSON text), ...
+
+    return search
 
 
-async def reference_search(
-    conn: asyncpg.Connection, table: TableSQL, method: str, query: np.ndarray, k: int,
-    filter: Mapping[str, Any] | None,
+async def store_search(
+    conn: asyncpg.Connection, store: PgVectorStore, query: np.ndarray, k: int, filter: Filter
 ) -> list[int]:
-    """Row numbers (metadata ``n``) found by one raw-SQL search of a reference `method` (not "tuned")."""
-    params = Params()
-    query_ph, k_ph = params.add(query), params.add(k)
-    sql = table.search(_where(table, params, filter), query_ph, k_ph, True)
-    async with conn.transaction():
-        await set_local(conn, REFERENCE_SETTINGS[method])
-        rows = await conn.fetch(sql, *params.values)
-    return [int(json.loads(row[1])["n"]) for row in rows]
-
-
-async def store_search(store: PgVectorStore, query: np.ndarray, k: int, filter: Mapping[str, Any] | None) -> list[int]:
-    """Row numbers (metadata ``n``) found by `store.search` with its default search options."""
+    """`store.search` with its default search options (`conn` unused)."""
     hits = await store.search(query, k=k, filter=filter)
     return [int(meta["n"]) for _id, _score, meta in hits if meta]
+
+
+class Method(NamedTuple):
+    """One line of the table: its label and its search."""
+
+    label: str
+    search: Search
+
+
+METHODS: dict[str, Method] = {
+    "default": Method(
+        "pgvector defaults (no iterative scan, ef_search 40)",
+        reference_search({"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"}),
+    ),
+    "iterative": Method(
+        "iterative scan only (strict_order, ef_search 40)",
+        reference_search({"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "40"}),
+    ),
+    "tuned": Method("core tuned (`search_tuning` defaults): `store.search`", store_search),
+    "exact": Method("exact scan (index scans off)", reference_search(EXACT_SCAN_SETTINGS)),
+}
+SELECTIVITY_LABEL = {"g2": "50%", "g10": "10%", "g100": "1%", "g1000": "0.1%"}
 
 
 async def measure(
@@ -97,12 +113,10 @@ async def measure(
         for method in methods:
             found: list[list[int]] = [[] for _ in queries]
 
-            async def one(i: int, key: str = key, method: str = method, found: list[list[int]] = found) -> None:
-                filter = {key: int(values[key][i])}
-                if method == "tuned":
-                    found[i] = await store_search(store, queries[i], k, filter)
-                else:
-                    found[i] = await reference_search(conn, store.table, method, queries[i], k, filter)
+            async def one(
+                i: int, key: str = key, search: Search = METHODS[method].search, found: list[list[int]] = found
+            ) -> None:
+                found[i] = await search(conn, store, queries[i], k, {key: int(values[key][i])})
 
             for i in range(min(3, len(queries))):  # warm-up of this statement shape
                 await one(i)

@@ -31,9 +31,9 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import numpy as np
@@ -42,9 +42,11 @@ from pgvector.asyncpg import register_vector
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    Timed,
     Timing,
     add_server_arguments,
     command_line,
+    insert_sql,
     machine_description,
     make_ids,
     make_metadata,
@@ -58,15 +60,8 @@ from common import (
     write_markdown,
 )
 from pgvecstore import PgVectorStore, StoreConfig
-
-METHODS = {
-    "raw_copy": "raw asyncpg binary COPY (`copy_records_to_table`)",
-    "raw_executemany": "raw asyncpg `executemany` INSERT",
-    "core_generated": "core `add_vectors`, generated ids",
-    "core_ids_new": "core `add_vectors`, caller ids (new rows)",
-    "core_ids_upsert": "core `add_vectors`, re-adding existing ids (upsert)",
-    "raw_copy_prebuilt": "reference: raw COPY of records built before the clock",
-}
+from pgvecstore.identifiers import WRITE_COLUMNS
+from pgvecstore.sql.catalog import VECTOR_EXTENSION_SCHEMA
 
 
 @dataclass
@@ -110,66 +105,121 @@ def raw_records(ids: list[str], vectors: np.ndarray, metadata: list[dict[str, An
     ]
 
 
+@dataclass
+class MethodRun:
+    """What every method works with: the first `n` rows of the data, a fresh table (its store and a raw
+    connection to it)."""
+
+    bench: Bench
+    table: str
+    store: PgVectorStore
+    conn: asyncpg.Connection
+    n: int
+    vectors: np.ndarray = field(init=False)
+    ids: list[str] = field(init=False)
+    metadata: list[dict[str, Any]] = field(init=False)
+    columns: list[str] = field(init=False)  # the written columns' names, in COPY order
+
+    def __post_init__(self) -> None:
+        bench, n = self.bench, self.n
+        self.vectors, self.ids, self.metadata = bench.vectors[:n], bench.ids[:n], bench.metadata[:n]
+        self.columns = [self.store.table.columns[c] for c in WRITE_COLUMNS]
+
+    def records(self) -> list[tuple[Any, ...]]:
+        return raw_records(self.ids, self.vectors, self.metadata)
+
+    async def copy(self, records: list[tuple[Any, ...]]) -> None:
+        """One binary COPY of `records` into the table."""
+        await self.conn.copy_records_to_table(
+            self.table, records=records, columns=self.columns, schema_name=self.bench.schema
+        )
+
+
+# A method's strategy: its set-up, outside the clock, returning the work inside it.
+Strategy = Callable[[MethodRun], Awaitable[Timed]]
+
+
+async def _raw_copy(r: MethodRun) -> Timed:
+    async def run() -> None:
+        await r.copy(r.records())
+
+    return run
+
+
+async def _raw_executemany(r: MethodRun) -> Timed:
+    insert = insert_sql(r.store.table.qualified, [r.store.table.col(c) for c in WRITE_COLUMNS])
+
+    async def run() -> None:
+        records = r.records()
+        async with r.conn.transaction():
+            await r.conn.executemany(insert, records)
+
+    return run
+
+
+async def _core_generated(r: MethodRun) -> Timed:
+    async def run() -> None:
+        await r.store.add_vectors(r.vectors, metadata=r.metadata)
+
+    return run
+
+
+async def _core_ids_new(r: MethodRun) -> Timed:
+    async def run() -> None:
+        await r.store.add_vectors(r.vectors, r.ids, r.metadata)
+
+    return run
+
+
+async def _core_ids_upsert(r: MethodRun) -> Timed:
+    await r.store.add_vectors(r.vectors, r.ids, r.metadata)  # the rows to replace, untimed
+    new_vectors = r.bench.new_vectors[: r.n]
+
+    async def run() -> None:
+        await r.store.add_vectors(new_vectors, r.ids, r.metadata)
+
+    return run
+
+
+async def _raw_copy_prebuilt(r: MethodRun) -> Timed:
+    prebuilt = r.records()
+
+    async def run() -> None:
+        await r.copy(prebuilt)
+
+    return run
+
+
+class Method(NamedTuple):
+    """One line of the table: its label and its strategy."""
+
+    label: str
+    prepare: Strategy
+
+
+METHODS: dict[str, Method] = {
+    "raw_copy": Method("raw asyncpg binary COPY (`copy_records_to_table`)", _raw_copy),
+    "raw_executemany": Method("raw asyncpg `executemany` INSERT", _raw_executemany),
+    "core_generated": Method("core `add_vectors`, generated ids", _core_generated),
+    "core_ids_new": Method("core `add_vectors`, caller ids (new rows)", _core_ids_new),
+    "core_ids_upsert": Method("core `add_vectors`, re-adding existing ids (upsert)", _core_ids_upsert),
+    "raw_copy_prebuilt": Method("reference: raw COPY of records built before the clock", _raw_copy_prebuilt),
+}
+
+
 async def run_method(bench: Bench, method: str, n: int) -> float:
     """Set up a fresh table, time `method` writing the first `n` rows into it, drop the table; seconds taken."""
     table = bench.next_table(method)
     store = bench.store(table)
     await store.initialize()  # creates the table exactly as the store does (the raw methods use it too)
-    vectors, ids, metadata = bench.vectors[:n], bench.ids[:n], bench.metadata[:n]
     conn = await asyncpg.connect(bench.dsn)
     try:
-        vector_schema = await conn.fetchval(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-            "WHERE e.extname = 'vector'"
-        )
-        await register_vector(conn, schema=vector_schema)
-        columns = [store.table.columns[c] for c in store.table.write_columns]
-        qualified = store.table.qualified_table
-        run: Callable[[], Awaitable[Any]]
-        if method == "raw_copy":
-
-            async def run() -> None:
-                records = raw_records(ids, vectors, metadata)
-                await conn.copy_records_to_table(table, records=records, columns=columns, schema_name=bench.schema)
-
-        elif method == "raw_executemany":
-            placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-            insert = f"INSERT INTO {qualified} ({', '.join(columns)}) VALUES ({placeholders})"
-
-            async def run() -> None:
-                records = raw_records(ids, vectors, metadata)
-                async with conn.transaction():
-                    await conn.executemany(insert, records)
-
-        elif method == "core_generated":
-
-            async def run() -> None:
-                await store.add_vectors(vectors, metadata=metadata)
-
-        elif method == "core_ids_new":
-
-            async def run() -> None:
-                await store.add_vectors(vectors, ids, metadata)
-
-        elif method == "core_ids_upsert":
-            await store.add_vectors(vectors, ids, metadata)
-            new_vectors = bench.new_vectors[:n]
-
-            async def run() -> None:
-                await store.add_vectors(new_vectors, ids, metadata)
-
-        elif method == "raw_copy_prebuilt":
-            prebuilt = raw_records(ids, vectors, metadata)
-
-            async def run() -> None:
-                await conn.copy_records_to_table(table, records=prebuilt, columns=columns, schema_name=bench.schema)
-
-        else:  # pragma: no cover - METHODS is the list
-            raise ValueError(f"unknown method {method!r}")
-
+        await register_vector(conn, schema=await conn.fetchval(VECTOR_EXTENSION_SCHEMA.sql))
+        run = await METHODS[method].prepare(MethodRun(bench, table, store, conn, n))
         await store.count()  # the store's pool is open and warm before the clock starts
         await try_checkpoint(conn)
         seconds = await timed(run)
+        qualified = store.table.qualified
         landed = await conn.fetchval(f"SELECT count(*) FROM {qualified}")
         if landed != n:
             raise RuntimeError(f"{method}: expected {n} rows in {qualified}, found {landed}")
@@ -197,7 +247,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Timing], str]:
     try:
         version = await server_version(admin)
         methods = list(METHODS)
-        timings = {m: Timing(METHODS[m], args.rows, []) for m in methods}
+        timings = {m: Timing(METHODS[m].label, args.rows, []) for m in methods}
         for method in methods:  # warm-up: server caches, prepared statements, Python imports and code paths
             await run_method(bench, method, min(args.rows, 5000))
         for _ in range(args.repeats):

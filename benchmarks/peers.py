@@ -20,6 +20,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,6 @@ from common import (
     make_group_metadata,
     measure_queries,
 )
-
-LIBRARIES = {
-    "langchain": "langchain-postgres `PGVector` (async, psycopg 3)",
-    "llamaindex": "llama-index-vector-stores-postgres `PGVectorStore` (asyncpg)",
-}
 
 
 def emit(**record: Any) -> None:
@@ -79,6 +75,8 @@ class _Peer:
 
 
 class LangChainPeer(_Peer):
+    """langchain-postgres `PGVector` (async, psycopg 3)."""
+
     def __init__(self, dsn: str, schema: str, dims: int, vectors: np.ndarray) -> None:
         from langchain_core.embeddings import Embeddings
         from langchain_postgres import PGVector
@@ -133,6 +131,8 @@ class LangChainPeer(_Peer):
 
 
 class LlamaIndexPeer(_Peer):
+    """llama-index-vector-stores-postgres `PGVectorStore` (asyncpg)."""
+
     def __init__(self, dsn: str, schema: str, dims: int, vectors: np.ndarray) -> None:
         from llama_index.vector_stores.postgres import PGVectorStore
 
@@ -172,6 +172,13 @@ class LlamaIndexPeer(_Peer):
         await self.store.close()
 
 
+# Each peer by its --lib name: made from (dsn, schema, dims, vectors).
+PEERS: dict[str, Callable[[str, str, int, np.ndarray], _Peer]] = {
+    "langchain": LangChainPeer,
+    "llamaindex": LlamaIndexPeer,
+}
+
+
 async def run(args: argparse.Namespace) -> None:
     import asyncpg
 
@@ -180,7 +187,7 @@ async def run(args: argparse.Namespace) -> None:
     schema = args.schema or f"bench_peer_{args.lib}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(args.dsn)
     await admin.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    peer: _Peer = (LangChainPeer if args.lib == "langchain" else LlamaIndexPeer)(args.dsn, schema, args.dims, vectors)
+    peer = PEERS[args.lib](args.dsn, schema, args.dims, vectors)
     try:
         # Warm-up: set-up of tables, connections and code paths (a few rows, then removed).
         await peer.load(vectors[:50], metadata[:50], args.batch)
@@ -221,7 +228,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lib", choices=sorted(LIBRARIES), required=True)
+    parser.add_argument("--lib", choices=sorted(PEERS), required=True)
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--dims", type=int, default=384)

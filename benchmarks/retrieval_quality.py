@@ -61,6 +61,7 @@ from common import (
     write_markdown,
 )
 from pgvecstore import PgVectorStore
+from pgvecstore.identifiers import quote_ident
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 DEFAULT_OUTPUT = RESULTS_DIR / "retrieval_quality.md"
@@ -205,15 +206,15 @@ def sql_search(pool: asyncpg.Pool, data: SciFact, sql: str) -> Search:
 def text_variants(store: PgVectorStore) -> dict[str, str]:
     """Common ways to rank text in PostgreSQL, as raw SQL on the store's table ($1 text, $2 k)."""
     table = store.table
-    tsv = f't."{table.text_search_column}"'
+    tsv = f"t.{quote_ident(table.text_search_column)}"
     row_id = f"t.{table.col('id')}"
     any_terms = (
-        f"FROM {table.qualified_table} AS t, (SELECT string_agg(array_to_tsvector(ARRAY[u.lexeme])::text, ' | ')"
+        f"FROM {table.qualified} AS t, (SELECT string_agg(array_to_tsvector(ARRAY[u.lexeme])::text, ' | ')"
         "::tsquery AS q FROM unnest(to_tsvector('english', $1)) AS u) AS s"
     )
     return {
         "`websearch_to_tsquery` (every term must match), `ts_rank`": (
-            f"SELECT {row_id}::text FROM {table.qualified_table} AS t, "
+            f"SELECT {row_id}::text FROM {table.qualified} AS t, "
             "(SELECT websearch_to_tsquery('english', $1) AS q) AS s "
             f"WHERE {tsv} @@ s.q ORDER BY ts_rank({tsv}, s.q) DESC, {row_id} LIMIT $2"
         ),
@@ -237,7 +238,7 @@ async def ingest(dsn: str, schema: str, data: SciFact) -> PgVectorStore:
     pool = await store.get_pool()
     # What autovacuum does soon after a bulk load: statistics (the text side reads the row estimate from them) and
     # the visibility map (without it every heap page a text search touches is read, several times slower).
-    await pool.execute(f"VACUUM ANALYZE {store.table.qualified_table}")
+    await pool.execute(f"VACUUM ANALYZE {store.table.qualified}")
     return store
 
 

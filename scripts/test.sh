@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite (lint + pytest) against a real PostgreSQL + pgvector: the embedded server by default,
+# Run the whole test suite (lint, type check, pytest) against a real PostgreSQL + pgvector: the embedded server by default,
 # or PGVECSTORE_TEST_DSN. Installs what it needs into .venv on first use. Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
@@ -20,4 +20,5 @@ if [ -z "${PGVECSTORE_PEER_PYTHON:-}" ]; then
     export PGVECSTORE_PEER_PYTHON="$PEERS/bin/python"
 fi
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"  # strict, on the core and both adapters (pyproject.toml [tool.mypy])
 "$VENV/bin/python" -m pytest -q "$@"

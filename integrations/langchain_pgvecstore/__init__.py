@@ -4,6 +4,7 @@
 >>> store = PgVecStore.from_documents(docs, embeddings)  # embedded PostgreSQL when no DSN is given
 """
 
+from langchain_pgvecstore.retriever import PgVecStoreRetriever
 from langchain_pgvecstore.vectorstores import PgVecStore
 
-__all__ = ["PgVecStore"]
+__all__ = ["PgVecStore", "PgVecStoreRetriever"]

@@ -2,26 +2,53 @@
 
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import (
+    ConflictError,
     ConnectionFailedError,
+    ConnectionLostError,
+    DatabaseError,
+    EmbeddedServerError,
+    EmbeddingModelError,
     ExtensionMissingError,
+    InvalidInputError,
+    InvalidOptionError,
+    PermissionDeniedError,
     PgVecStoreError,
+    QueryTimeoutError,
+    ReadOnlyError,
     SchemaMismatchError,
     StoreClosedError,
+    TableNotFoundError,
     WrongEventLoopError,
 )
 from pgvecstore.factory import VectorStoreFactory
+from pgvecstore.metric import Metric
+from pgvecstore.results import Row, SearchResult
 from pgvecstore.store import PgVectorStore
 from pgvecstore.sync import SyncPgVectorStore, run_sync
 
 __all__ = [
+    "ConflictError",
     "ConnectionFailedError",
+    "ConnectionLostError",
+    "DatabaseError",
+    "EmbeddedServerError",
+    "EmbeddingModelError",
     "ExtensionMissingError",
+    "InvalidInputError",
+    "InvalidOptionError",
+    "Metric",
+    "PermissionDeniedError",
     "PgVecStoreError",
     "PgVectorStore",
+    "QueryTimeoutError",
+    "ReadOnlyError",
+    "Row",
     "SchemaMismatchError",
+    "SearchResult",
     "StoreClosedError",
     "StoreConfig",
     "SyncPgVectorStore",
+    "TableNotFoundError",
     "VectorStoreFactory",
     "WrongEventLoopError",
     "run_sync",

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from pgvecstore.errors import InvalidInputError
+
 FORMATS: dict[str, str] = {
     ".txt": "text",
     ".text": "text",
@@ -64,8 +66,8 @@ class LoadedDocument:
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
     """The supported files among `paths`: files as given, folders searched recursively (hidden entries skipped).
 
-    Raises FileNotFoundError for a path that does not exist and ValueError for a file of an unsupported type
-    named explicitly. The result is sorted and free of duplicates.
+    Raises FileNotFoundError for a path that does not exist and `InvalidInputError` (a ValueError) for a file of
+    an unsupported type named explicitly. The result is sorted and free of duplicates.
     """
     found: dict[Path, None] = {}
     for raw in paths:
@@ -79,7 +81,7 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
                     found[candidate.resolve()] = None
         elif path.is_file():
             if path.suffix.lower() not in FORMATS:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; "
                     f"ingest reads {', '.join(sorted(FORMATS))}"
                 )
@@ -94,7 +96,9 @@ def load_file(path: str | Path) -> LoadedDocument:
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; ingest reads {', '.join(sorted(FORMATS))}")
+        raise InvalidInputError(
+            f"{path}: unsupported file type {path.suffix!r}; ingest reads {', '.join(sorted(FORMATS))}"
+        )
     data = path.read_bytes()
     return parse_document(data.decode("utf-8-sig", errors="replace"), kind, path=path,
                           sha256=hashlib.sha256(data).hexdigest())
@@ -110,7 +114,7 @@ def parse_document(text: str, kind: str, *, path: Path | None = None, sha256: st
     elif kind == "html":
         title, blocks = html_blocks(text)
     else:
-        raise ValueError(f"unknown document format {kind!r}; use 'text', 'markdown' or 'html'")
+        raise InvalidInputError(f"unknown document format {kind!r}; use 'text', 'markdown' or 'html'")
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
     return LoadedDocument(path or Path(), kind, title, tuple(blocks), digest)
 
@@ -335,9 +339,11 @@ def chunk_blocks(
 ) -> list[Chunk]:
     """Pack blocks into chunks (see the module docstring); indexes count from 0 in document order."""
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 50:
-        raise ValueError(f"max_chars (the chunk size) must be an integer of at least 50, got {max_chars!r}")
+        raise InvalidInputError(f"max_chars (the chunk size) must be an integer of at least 50, got {max_chars!r}")
     if isinstance(min_chars, bool) or not isinstance(min_chars, int) or not 0 <= min_chars <= max_chars:
-        raise ValueError(f"min_chars must be an integer between 0 and max_chars ({max_chars}), got {min_chars!r}")
+        raise InvalidInputError(
+            f"min_chars must be an integer between 0 and max_chars ({max_chars}), got {min_chars!r}"
+        )
     texts: list[tuple[str, str | None]] = []
     current: list[str] = []
     heading: str | None = None

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgvecstore.errors import InvalidOptionError, did_you_mean
+from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
+from pgvecstore.metric import Metric
 from pgvecstore.search_tuning import validate_search_options
-from pgvecstore.sql import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
 
-METRICS = ("cosine", "euclidean", "inner_product")
+METRICS = tuple(m.value for m in Metric)
 INDEX_TYPES = ("none", "hnsw", "ivfflat")
 ID_TYPES = ("uuid", "text")
 MAX_DIMENSIONS = 16000
@@ -23,11 +24,6 @@ INDEX_PARAM_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "ivfflat": {"lists": (1, 32768)},
 }
 HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
 
 
 def redact_dsn(dsn: str | None) -> str | None:
@@ -41,35 +37,37 @@ def redact_dsn(dsn: str | None) -> str | None:
 
 def _check_int(option: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{option} must be an integer between {low} and {high}, got {value!r}")
+        raise InvalidOptionError(f"{option} must be an integer between {low} and {high}, got {value!r}")
     if not low <= value <= high:
-        raise ValueError(f"{option} must be between {low} and {high}, got {value}")
+        raise InvalidOptionError(f"{option} must be between {low} and {high}, got {value}")
     return value
 
 
 def _check_choice(option: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        hint = ""
-        if isinstance(value, str):
-            close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{option} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}{hint}")
+        hint = did_you_mean(value, choices, cutoff=0.5, list_known=False) if isinstance(value, str) else ""
+        raise InvalidOptionError(
+            f"{option} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}{hint}"
+        )
     return value
 
 
 def _check_bool(option: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{option} must be True or False, got {value!r}")
+        raise InvalidOptionError(f"{option} must be True or False, got {value!r}")
     return value
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Validated options of a `PgVectorStore`. Build it with `StoreConfig.from_options(...)`."""
+    """Validated options of a `PgVectorStore`. Build it with `StoreConfig.from_options(...)`.
 
-    dimensions: int
+    ``dimensions`` may be left out for a table that exists: the store reads it from the vector column.
+    """
+
+    dimensions: int | None = None
     connection_string: str | None = field(default=None, repr=False)
-    metric: str = "cosine"
+    metric: str = Metric.COSINE
     schema: str = "edubot"
     table_name: str = "knowledge_embeddings"
     pool_min_size: int = 2
@@ -102,24 +100,45 @@ class StoreConfig:
         known = [f.name for f in fields(cls)]
         for name in merged:
             if name not in known:
-                raise ValueError(f"unknown option {name!r}{_suggest(name, known)}")
-        if "dimensions" not in merged:
-            raise ValueError("option 'dimensions' is required (the length of your embedding vectors)")
+                raise InvalidOptionError(f"unknown option {name!r}{did_you_mean(str(name), known)}")
         return cls(**merged)
 
+    @classmethod
+    def build(
+        cls,
+        config: StoreConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> StoreConfig:
+        """A config from a `StoreConfig` or a dict of options, overridden by keyword `options`; `defaults` fill
+        only what neither gives (the adapters' text ids and table names)."""
+        if isinstance(config, StoreConfig):
+            if not options:
+                return config
+            base = config.options()
+        elif config is None or isinstance(config, Mapping):
+            base = {**(defaults or {}), **dict(config or {})}
+        else:
+            raise InvalidOptionError(
+                f"config must be a StoreConfig or a dict of options, got {type(config).__name__}"
+            )
+        return cls.from_options(base, **options)
+
+    def options(self) -> dict[str, Any]:
+        """Every option as a dict (what `from_options` takes)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def __post_init__(self) -> None:
-        _check_int("dimensions", self.dimensions, 1, MAX_DIMENSIONS)
+        if self.dimensions is not None:
+            _check_int("dimensions", self.dimensions, 1, MAX_DIMENSIONS)
         if self.connection_string is not None and not isinstance(self.connection_string, str):
-            raise ValueError("connection_string must be a string such as 'postgresql://user@host:5432/db'")
-        _check_choice("metric", self.metric, METRICS)
+            raise InvalidOptionError("connection_string must be a string such as 'postgresql://user@host:5432/db'")
+        object.__setattr__(self, "metric", Metric(_check_choice("metric", self.metric, METRICS)))
         validate_identifier(self.schema, "schema")
         validate_identifier(self.table_name, "table_name")
-        _check_int("pool_min_size", self.pool_min_size, 0, 1000)
-        _check_int("pool_max_size", self.pool_max_size, 1, 1000)
-        if self.pool_min_size > self.pool_max_size:
-            raise ValueError(
-                f"pool_min_size ({self.pool_min_size}) must not exceed pool_max_size ({self.pool_max_size})"
-            )
+        self._check_pool()
         _check_bool("auto_create_table", self.auto_create_table)
         _check_choice("id_type", self.id_type, ID_TYPES)
         object.__setattr__(self, "columns", self._validated_columns(self.columns))
@@ -127,21 +146,8 @@ class StoreConfig:
         _check_bool("auto_create_index", self.auto_create_index)
         _check_int("min_rows_for_index", self.min_rows_for_index, 0, 2**62)
         object.__setattr__(self, "index_params", validate_index_params(self.index_type, self.index_params))
-        object.__setattr__(self, "search_params", validate_search_params(self.search_params))
-        if self.domain_id is not None:
-            if not isinstance(self.domain_id, str) or not self.domain_id:
-                raise ValueError(f"domain_id must be a non-empty string or None, got {self.domain_id!r}")
-            if len(self.domain_id) > 100:
-                raise ValueError(f"domain_id must be at most 100 characters (the column is VARCHAR(100)), "
-                                 f"got {len(self.domain_id)}")
-            if "\x00" in self.domain_id:
-                raise ValueError("domain_id must not contain NUL characters")
-        _check_bool("row_level_security", self.row_level_security)
-        if self.row_level_security and self.domain_id is None:
-            raise ValueError(
-                "row_level_security=True needs a domain_id: the policy lets a store see only its own domain's rows. "
-                "Administrative access to every row goes through the table owner with row_level_security=False"
-            )
+        object.__setattr__(self, "search_params", validate_search_options(self.search_params))
+        self._check_tenancy()
         _check_int("batch_size", self.batch_size, 1, 1_000_000)
         _check_int("statement_cache_size", self.statement_cache_size, 0, 100_000)
         for option in ("command_timeout", "connect_timeout", "statement_timeout"):
@@ -149,7 +155,35 @@ class StoreConfig:
             if value is None and option != "connect_timeout":
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+                raise InvalidOptionError(f"{option} must be a positive number of seconds, got {value!r}")
+        self._check_text_search()
+
+    def _check_pool(self) -> None:
+        _check_int("pool_min_size", self.pool_min_size, 0, 1000)
+        _check_int("pool_max_size", self.pool_max_size, 1, 1000)
+        if self.pool_min_size > self.pool_max_size:
+            raise InvalidOptionError(
+                f"pool_min_size ({self.pool_min_size}) must not exceed pool_max_size ({self.pool_max_size})"
+            )
+
+    def _check_tenancy(self) -> None:
+        if self.domain_id is not None:
+            if not isinstance(self.domain_id, str) or not self.domain_id:
+                raise InvalidOptionError(f"domain_id must be a non-empty string or None, got {self.domain_id!r}")
+            if len(self.domain_id) > 100:
+                raise InvalidOptionError(
+                    f"domain_id must be at most 100 characters (the column is VARCHAR(100)), got {len(self.domain_id)}"
+                )
+            if "\x00" in self.domain_id:
+                raise InvalidOptionError("domain_id must not contain NUL characters")
+        _check_bool("row_level_security", self.row_level_security)
+        if self.row_level_security and self.domain_id is None:
+            raise InvalidOptionError(
+                "row_level_security=True needs a domain_id: the policy lets a store see only its own domain's rows. "
+                "Administrative access to every row goes through the table owner with row_level_security=False"
+            )
+
+    def _check_text_search(self) -> None:
         _check_bool("text_search", self.text_search)
         if self.text_search_config is not None:
             validate_text_search_config(self.text_search_config, "text_search_config")
@@ -158,7 +192,7 @@ class StoreConfig:
         tsv_column = self.resolved_text_search_column
         if tsv_column in self.columns.values():
             logical = next(name for name, column in self.columns.items() if column == tsv_column)
-            raise ValueError(
+            raise InvalidOptionError(
                 f"text_search_column={tsv_column!r} is already the column of {logical!r}; "
                 "name another column for the text-search vector"
             )
@@ -166,17 +200,20 @@ class StoreConfig:
     @staticmethod
     def _validated_columns(columns: object) -> dict[str, str]:
         if not isinstance(columns, Mapping):
-            raise ValueError(f"columns must be a mapping of logical names to column names, got {columns!r}")
+            raise InvalidOptionError(f"columns must be a mapping of logical names to column names, got {columns!r}")
         result = {name: name for name in LOGICAL_COLUMNS}
         for logical, column in columns.items():
             if logical not in LOGICAL_COLUMNS:
-                hint = _suggest(str(logical), list(LOGICAL_COLUMNS))
-                raise ValueError(f"columns: unknown logical column {logical!r}{hint}")
+                raise InvalidOptionError(
+                    f"columns: unknown logical column {logical!r}{did_you_mean(str(logical), LOGICAL_COLUMNS)}"
+                )
             result[logical] = validate_identifier(column, f"columns[{logical!r}]")
         mapped = list(result.values())
         duplicates = sorted({c for c in mapped if mapped.count(c) > 1})
         if duplicates:
-            raise ValueError(f"columns: {', '.join(map(repr, duplicates))} is mapped to more than one logical column")
+            raise InvalidOptionError(
+                f"columns: {', '.join(map(repr, duplicates))} is mapped to more than one logical column"
+            )
         return result
 
     # -- derived -------------------------------------------------------------------------------------------
@@ -200,26 +237,27 @@ def validate_index_params(index_type: str, params: object) -> dict[str, int]:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ValueError(f"index_params must be a mapping, got {params!r}")
+        raise InvalidOptionError(f"index_params must be a mapping, got {params!r}")
     allowed = {name for ranges in INDEX_PARAM_RANGES.values() for name in ranges}
     if index_type in INDEX_PARAM_RANGES:
         allowed = set(INDEX_PARAM_RANGES[index_type])
+    ranges = {**INDEX_PARAM_RANGES["hnsw"], **INDEX_PARAM_RANGES["ivfflat"]}
     result: dict[str, int] = {}
     for name, value in params.items():
         if name not in allowed:
-            raise ValueError(f"index_params: unknown parameter {name!r} for index_type {index_type!r}"
-                             f"{_suggest(str(name), sorted(allowed))}")
-        ranges = {**INDEX_PARAM_RANGES["hnsw"], **INDEX_PARAM_RANGES["ivfflat"]}
+            raise InvalidOptionError(
+                f"index_params: unknown parameter {name!r} for index_type {index_type!r}"
+                f"{did_you_mean(str(name), allowed)}"
+            )
         low, high = ranges[name]
         result[name] = _check_int(f"index_params.{name}", value, low, high)
     if "m" in result and "ef_construction" in result and result["ef_construction"] < 2 * result["m"]:
-        raise ValueError(
+        raise InvalidOptionError(
             f"index_params.ef_construction ({result['ef_construction']}) must be at least 2 * m ({2 * result['m']})"
         )
     return result
 
 
 def validate_search_params(params: object) -> dict[str, Any]:
-    """Check query-time parameters: ``ef_search``, ``probes`` and the filtered-search knobs of
-    `pgvecstore.search_tuning.SearchOptions`; an unknown name or a bad value names the option."""
+    """Check query-time parameters (see `pgvecstore.search_tuning.SearchOptions`); errors name the option."""
     return validate_search_options(params)

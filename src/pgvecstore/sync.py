@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import threading
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import numpy as np
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgvecstore.config import StoreConfig
-from pgvecstore.store import PgVectorStore, SearchResult
+from pgvecstore.store import PgVectorStore
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class BackgroundLoop:
@@ -71,12 +71,40 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     return _background.run(coro, timeout)
 
 
+def close_blocking(store: PgVectorStore) -> None:
+    """Close `store` from sync code, waiting for it: the one close of the sync store and both adapters.
+
+    It runs on the background loop, so it works inside a running loop too (Jupyter): the pool of a loop that is
+    running is handed its close without waiting for it, so the caller's blocked loop never deadlocks.
+    """
+    run_sync(store.close())
+
+
+def _blocking(
+    method: Callable[Concatenate[PgVectorStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SyncPgVectorStore, P], T]:
+    """The blocking twin of a `PgVectorStore` coroutine method: same signature, same documentation."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: SyncPgVectorStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        bound: Callable[P, Coroutine[Any, Any, T]] = getattr(self.store, name)
+        return run_sync(bound(*args, **kwargs))
+
+    call.__qualname__ = f"SyncPgVectorStore.{name}"
+    return call
+
+
 class SyncPgVectorStore:
-    """Blocking twin of `PgVectorStore` with the same methods; safe from scripts, Jupyter and threads."""
+    """Blocking twin of `PgVectorStore` with the same methods and signatures; safe from scripts, Jupyter and
+    threads. ``store`` is the async store underneath."""
 
     def __init__(self, config: StoreConfig | Mapping[str, Any] | PgVectorStore | None = None, /,
                  **options: Any) -> None:
         self.store = config if isinstance(config, PgVectorStore) else PgVectorStore(config, **options)
+
+    def __repr__(self) -> str:
+        return f"SyncPgVectorStore({self.store.config!r})"
 
     def __enter__(self) -> SyncPgVectorStore:
         self.initialize()
@@ -85,56 +113,26 @@ class SyncPgVectorStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def initialize(self) -> None:
-        run_sync(self.store.initialize())
+    @property
+    def config(self) -> StoreConfig:
+        return self.store.config
 
     def close(self) -> None:
-        run_sync(self.store.close())
+        """Close every pool of the store (see `close_blocking`); later calls raise `StoreClosedError`."""
+        close_blocking(self.store)
 
-    def add_vectors(self, vectors: np.ndarray | Iterable[Sequence[float]], ids: Iterable[Any] | None = None,
-                    metadata: Iterable[Mapping[str, Any] | None] | None = None, **columns: Any) -> list[str]:
-        return run_sync(self.store.add_vectors(vectors, ids, metadata, **columns))
-
-    def search(self, query: np.ndarray | Sequence[float] | None = None, k: int = 10,
-               filter: Mapping[str, Any] | None = None, include_metadata: bool = True,
-               **options: Any) -> list[SearchResult]:
-        return run_sync(self.store.search(query, k, filter, include_metadata, **options))
-
-    def enable_text_search(self) -> bool:
-        return run_sync(self.store.enable_text_search())
-
-    def stats(self) -> dict[str, Any]:
-        return run_sync(self.store.stats())
-
-    def get_vectors(self, ids: Sequence[Any], include_metadata: bool = True
-                    ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:
-        return run_sync(self.store.get_vectors(ids, include_metadata))
-
-    def update_metadata(self, ids: Sequence[Any], metadatas: Sequence[Mapping[str, Any] | None]) -> int:
-        return run_sync(self.store.update_metadata(ids, metadatas))
-
-    def delete_vectors(self, ids: Sequence[Any]) -> int:
-        return run_sync(self.store.delete_vectors(ids))
-
-    def delete(self, filter: Mapping[str, Any] | None = None) -> int:
-        return run_sync(self.store.delete(filter))
-
-    def get(self, ids: Sequence[Any] | None = None, filter: Mapping[str, Any] | None = None, *,
-            limit: int | None = None, include_vectors: bool = False
-            ) -> list[tuple[str, np.ndarray | None, dict[str, Any]]]:
-        return run_sync(self.store.get(ids, filter, limit=limit, include_vectors=include_vectors))
-
-    def count(self, filter: Mapping[str, Any] | None = None) -> int:
-        return run_sync(self.store.count(filter))
-
-    def clear(self) -> int:
-        return run_sync(self.store.clear())
-
-    def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
-        return run_sync(self.store.create_index(index_type, params))
-
-    def drop_index(self) -> bool:
-        return run_sync(self.store.drop_index())
-
-    def index_info(self) -> str | None:
-        return run_sync(self.store.index_info())
+    initialize = _blocking(PgVectorStore.initialize)
+    add_vectors = _blocking(PgVectorStore.add_vectors)
+    update_metadata = _blocking(PgVectorStore.update_metadata)
+    delete_vectors = _blocking(PgVectorStore.delete_vectors)
+    delete = _blocking(PgVectorStore.delete)
+    clear = _blocking(PgVectorStore.clear)
+    search = _blocking(PgVectorStore.search)
+    get_vectors = _blocking(PgVectorStore.get_vectors)
+    get = _blocking(PgVectorStore.get)
+    count = _blocking(PgVectorStore.count)
+    stats = _blocking(PgVectorStore.stats)
+    enable_text_search = _blocking(PgVectorStore.enable_text_search)
+    create_index = _blocking(PgVectorStore.create_index)
+    drop_index = _blocking(PgVectorStore.drop_index)
+    index_info = _blocking(PgVectorStore.index_info)

@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from tests.columns import document_columns
 
 from langchain_pgvecstore import PgVecStore as LangChainStore
 from llama_index.vector_stores.pgvecstore import PgVecStore as LlamaStore
@@ -59,11 +60,8 @@ async def test_langchain_batch_keeps_types_columns_and_ids(make_store: Callable[
     first = back[1].metadata
     assert (type(first["n"]), type(first["score"]), type(first["ok"])) == (int, float, bool)
 
-    rows = await store.store.get_vectors(ids)
-    assert [(m["content"], m["document_id"], m["chunk_index"]) for _, m in rows if m] == [
-        (f"t{i}", f"doc{i // 4}.txt", i % 4) for i in range(12)
-    ]
-    vectors = [v for v, _ in rows]
+    assert await document_columns(store.store, ids) == [(f"t{i}", f"doc{i // 4}.txt", i % 4) for i in range(12)]
+    vectors = [v for v, _ in await store.store.get_vectors(ids)]
     assert all(v is not None and v.tolist() == vector(i) for i, v in enumerate(vectors))
 
 
@@ -85,9 +83,8 @@ async def test_llamaindex_batch_reads_back_node_for_node(make_store: Callable[..
     assert back == nodes
     assert [type(n.metadata["score"]) for n in back] == [float] * 12
 
-    rows = await core.get_vectors([n.node_id for n in nodes])
     # start_char_idx falls along each document, so the later nodes of a document come first.
-    assert [(m["content"], m["document_id"], m["chunk_index"]) for _, m in rows if m] == [
+    assert await document_columns(core, [n.node_id for n in nodes]) == [
         (f"chunk {i}", f"doc{i // 4}", 3 - i % 4) for i in range(12)
     ]
     # The stored node holds neither the vector nor the text: each is kept once, in its own column.

@@ -26,7 +26,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from langchain_pgvecstore import PgVecStore as LangChainStore
-from langchain_pgvecstore.vectorstores import PgVecStoreRetriever
+from langchain_pgvecstore import PgVecStoreRetriever
 from llama_index.vector_stores.pgvecstore import PgVecStore as LlamaStore
 from pgvecstore import PgVectorStore
 

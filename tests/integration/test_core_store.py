@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 
@@ -135,11 +136,14 @@ async def test_column_mappings_with_text_ids(make_store: StoreMaker, admin: asyn
         f'SELECT description, source_file, segment_num, attributes::text FROM "{schema}".product_embeddings '
         "WHERE product_id = 'sku-2'"
     )
-    assert (row[0], row[1], row[2]) == ("red shoe", "catalog.pdf", 1)
-    assert row[3] == '{"price": 9.5}'
+    given = {"content": "red shoe", "document_id": "catalog.pdf", "chunk_index": 1, "price": 9.5}
+    assert (row[0], row[1], row[2]) == ("red shoe", "catalog.pdf", 1)  # the columns follow the metadata keys
+    assert json.loads(row[3]) == given  # and the metadata is stored as given
     vector, meta = (await store.get_vectors(["sku-2"]))[0]
-    assert meta == {"price": 9.5, "content": "red shoe", "document_id": "catalog.pdf", "chunk_index": 1}
+    assert meta == given
     assert vector is not None and vector.shape == (8,)
+    [got] = await store.get(["sku-2"])
+    assert (got.content, got.document_id, got.chunk_index, got.metadata) == ("red shoe", "catalog.pdf", 1, given)
 
 
 async def test_multi_tenant_add_search_count_clear(make_store: StoreMaker) -> None:
@@ -237,7 +241,9 @@ async def test_update_metadata_keeps_columns_in_step(make_store: StoreMaker) -> 
                                                             "tag": "x"}])
     await store.update_metadata([row_id], [{"content": "new text", "chunk_index": 5, "tag": "y"}])
     _, meta = (await store.get_vectors([row_id]))[0]
-    assert meta == {"tag": "y", "content": "new text", "document_id": "d1", "chunk_index": 5}
+    assert meta == {"content": "new text", "chunk_index": 5, "tag": "y"}  # the new metadata, as given
+    [row] = await store.get([row_id])  # the columns follow the keys it has; document_id keeps its value
+    assert (row.content, row.document_id, row.chunk_index) == ("new text", "d1", 5)
     assert await store.count(filter={"content": "new text"}) == 1
     assert await store.count(filter={"chunk_index": 5}) == 1
     with pytest.raises(ValueError, match="metadatas has 1 entries but ids has 2"):
@@ -302,7 +308,9 @@ async def test_re_adding_an_id_replaces_the_row(make_store: StoreMaker, admin: a
     assert await store.count() == 1
     vector, meta = (await store.get_vectors([row_id]))[0]
     np.testing.assert_allclose(vector, [0, 1, 0])
-    assert meta == {"v": 2, "content": "second", "document_id": None, "chunk_index": None}
+    assert meta == {"v": 2, "content": "second"}
+    [row] = await store.get([row_id])
+    assert (row.content, row.document_id, row.chunk_index) == ("second", None, None)
     assert await admin.fetchval(f'SELECT created_at FROM "{schema}".knowledge_embeddings') == created
     # a mix of new and existing ids in one call
     ids = await store.add_vectors([[1, 1, 0], [0, 0, 1]], ids=[row_id, str(uuid.uuid4())])

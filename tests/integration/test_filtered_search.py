@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from pgvecstore import PgVectorStore
-from pgvecstore import store as store_module
+from pgvecstore import indexes as indexes_module
 from pgvecstore.connection import set_local
-from pgvecstore.filters import compile_filter
 from pgvecstore.indexes import BUILD_MEMORY_CAP, BUILD_MEMORY_FLOOR, build_settings, hnsw_build_memory
+from pgvecstore.metric import Metric
 from pgvecstore.search_tuning import (
     EXACT_SCAN_SETTINGS,
     SearchOptions,
@@ -36,7 +36,7 @@ from pgvecstore.search_tuning import (
     use_exact_scan,
     validate_search_options,
 )
-from pgvecstore.sql import Params
+from pgvecstore.sql import queries
 
 ROWS, DIMS, K = 6000, 32, 10
 GROUPS = {"g2": 2, "g10": 10, "g100": 100, "g1000": 1000}  # filters matching 50%, 10%, 1%, 0.1%
@@ -61,7 +61,7 @@ async def _indexed_store(make_store: Callable[..., PgVectorStore], admin: asyncp
     store = make_store(dimensions=DIMS, index_type="hnsw", **options)
     await store.add_vectors(data["vectors"], metadata=data["metadata"])
     assert await store.create_index("hnsw", {"m": 16, "ef_construction": 64})
-    await admin.execute(f"ANALYZE {store.table.qualified_table}")  # the planner's estimates need statistics
+    await admin.execute(f"ANALYZE {store.table.qualified}")  # the planner's estimates need statistics
     return store
 
 
@@ -108,7 +108,7 @@ async def test_store_filtered_search_at_every_selectivity_returns_k_rows_with_re
     store = make_store(dimensions=data["dims"], index_type="hnsw")
     await store.add_vectors(data["vectors"], metadata=data["metadata"])
     assert await store.create_index("hnsw", {"m": 16, "ef_construction": 64})
-    await admin.execute(f"ANALYZE {store.table.qualified_table}")  # the planner's estimates need statistics
+    await admin.execute(f"ANALYZE {store.table.qualified}")  # the planner's estimates need statistics
 
     async def run(key: str, search_params: dict[str, Any] | None = None) -> tuple[float, list[str]]:
         found, truth = [], []
@@ -204,12 +204,13 @@ async def test_plain_index_scan_loses_rows_under_a_selective_filter(
     counts = []
     async with pool.acquire() as conn:
         for i, query in enumerate(data["queries"][:10]):
-            params = Params()
-            query_ph, k_ph = params.add(query), params.add(K)
-            where = f"WHERE {compile_filter({'g100': int(data['labels']['g100'][i * 37])}, store.table, params)}"
+            search, _ = queries.vector_search(
+                store.table, Metric.COSINE, None, {"g100": int(data["labels"]["g100"][i * 37])}, query, K,
+                metadata=True, vectors=False,
+            )
             async with conn.transaction():
                 await set_local(conn, {"hnsw.iterative_scan": "off", "hnsw.ef_search": "40"})
-                rows = await conn.fetch(store.table.search(where, query_ph, k_ph, True), *params.values)
+                rows = await conn.fetch(search.sql, *search.args)
             assert all(json.loads(row[1])["g100"] == int(data["labels"]["g100"][i * 37]) for row in rows)
             counts.append(len(rows))
     assert min(counts) < K
@@ -221,9 +222,8 @@ async def test_planner_estimate_parses_and_orders_selectivities(
     store = await _indexed_store(make_store, admin, data)
     shares = {}
     for key in ("g2", "g1000"):
-        params = Params()
-        where = f"WHERE {compile_filter({key: 1}, store.table, params)}"
-        plan = await admin.fetchval(store.table.estimate_rows(where), *params.values)
+        estimate = queries.estimate_rows(store.table, None, {key: 1})
+        plan = await admin.fetchval(estimate.sql, *estimate.args)
         matching, total = parse_estimate(plan)
         assert total == pytest.approx(ROWS, rel=0.05)
         shares[key] = matching / total
@@ -382,7 +382,7 @@ async def test_filtered_search_without_a_vector_index_is_exact_until_another_pro
     store (another process) builds later is noticed once the store's look at the catalog is out of date."""
     store = make_store(dimensions=DIMS)
     await store.add_vectors(data["vectors"], metadata=data["metadata"])
-    await admin.execute(f"ANALYZE {store.table.qualified_table}")
+    await admin.execute(f"ANALYZE {store.table.qualified}")
     query = data["queries"][1]
     with record_paths() as paths:
         for _ in range(2):
@@ -395,7 +395,7 @@ async def test_filtered_search_without_a_vector_index_is_exact_until_another_pro
     with record_paths() as paths:
         await store.search(query, k=K, filter={"g2": 1})
     assert paths == ["exact"]  # within INDEX_PROBE_TTL the store still goes by its last look
-    monkeypatch.setattr(store_module, "INDEX_PROBE_TTL", 0.0)
+    monkeypatch.setattr(indexes_module, "INDEX_PROBE_TTL", 0.0)
     with record_paths() as paths:
         hits = await store.search(query, k=K, filter={"g2": 1})
     assert paths == ["index"]

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from tests.reference_filter import json_contains, like_match, matching_ids
 
 from pgvecstore import PgVectorStore
-from pgvecstore.filters import compile_filter
-from pgvecstore.sql import Params
+from pgvecstore.sql import queries
 
 StoreMaker = Callable[..., PgVectorStore]
 UTC = dt.UTC
@@ -182,7 +181,7 @@ async def stored_rows(admin: asyncpg.Connection, store: PgVectorStore) -> list[d
     t = store.table
     records = await admin.fetch(
         f"SELECT {t.col('id')}::text, {t.col('document_id')}, {t.col('chunk_index')}, {t.col('content')}, "
-        f"{t.col('created_at')}, {t.col('metadata')}::text FROM {t.qualified_table} ORDER BY 1"
+        f"{t.col('created_at')}, {t.col('metadata')}::text FROM {t.qualified} ORDER BY 1"
     )
     return [
         {"id": r[0], "document_id": r[1], "chunk_index": r[2], "content": r[3], "created_at": r[4],
@@ -278,13 +277,10 @@ async def test_indexes_serve_equality_containment_and_column_filters(
         ({"document_id": "d1"}, "fixed_document_id_idx"),
         ({"document_id": {"$in": ["d1", "d2"]}, "chunk_index": {"$gte": 1}}, "fixed_document_id_idx"),
     ]:
-        params = Params()
-        where = compile_filter(filter, fixed_store.table, params)
+        count = queries.count(fixed_store.table, None, filter)
         async with admin.transaction():
             await admin.execute("SET LOCAL enable_seqscan = off")
-            plan = "\n".join(
-                r[0] for r in await admin.fetch(f"EXPLAIN {fixed_store.table.count('WHERE ' + where)}", *params.values)
-            )
+            plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {count.sql}", *count.args))
         assert index in plan, f"{filter} does not use {index}:\n{plan}"
 
 

@@ -57,7 +57,7 @@ async def table_snapshot(admin: asyncpg.Connection, store: PgVectorStore) -> lis
     rows = await admin.fetch(
         f"SELECT {t.col('id')}::text, {t.col('domain_id')}, {t.col('document_id')}, {t.col('chunk_index')}, "
         f"{t.col('content')}, {t.col('metadata')}::text, {t.col('embedding')}::text, {t.col('created_at')} "
-        f"FROM {t.qualified_table} ORDER BY 1"
+        f"FROM {t.qualified} ORDER BY 1"
     )
     return [tuple(row) for row in rows]
 
@@ -167,7 +167,7 @@ async def tenants(make_store: StoreMaker, admin: asyncpg.Connection) -> tuple[Pg
     t = mine.table
     records = await admin.fetch(
         f"SELECT {t.col('id')}::text, {t.col('document_id')}, {t.col('chunk_index')}, {t.col('content')}, "
-        f"{t.col('created_at')}, {t.col('metadata')}::text FROM {t.qualified_table} WHERE {t.col('domain_id')} = $1",
+        f"{t.col('created_at')}, {t.col('metadata')}::text FROM {t.qualified} WHERE {t.col('domain_id')} = $1",
         HOSTILE_DOMAIN,
     )
     rows = [{"id": r[0], "document_id": r[1], "chunk_index": r[2], "content": r[3], "created_at": r[4],
@@ -487,7 +487,7 @@ def test_names_that_try_to_break_out_of_quoting_fail_at_construction(name: str, 
             "more than one logical column" in str(exc) or "text_search_column='content_tsv' is already" in str(exc)
         )
         return
-    assert store.table.qualified_table.count('"') == 4  # nothing to escape: the quotes are only ours
+    assert store.table.qualified.count('"') == 4  # nothing to escape: the quotes are only ours
 
 
 @pytest.mark.parametrize("name", BREAKOUTS)
@@ -538,5 +538,5 @@ async def test_hostile_domain_ids_are_values_not_sql(
     assert await evil.clear() == 2
     assert (await plain.count(), await weird.count()) == (3, 4)
     domains = {r[0]: r[1] for r in await admin.fetch(
-        f"SELECT domain_id, count(*) FROM {plain.table.qualified_table} GROUP BY 1")}
+        f"SELECT domain_id, count(*) FROM {plain.table.qualified} GROUP BY 1")}
     assert domains == {"a": 3, "名前 $1 \\ ;--": 4}

@@ -108,9 +108,11 @@ async def test_a_rare_term_weighs_more_than_a_common_one(make_store: StoreMaker)
 
 
 async def test_text_results_carry_metadata_and_respect_include_metadata(store: PgVectorStore) -> None:
-    [(row_id, score, meta)] = await store.search(query_text="zyxomab antibody", mode="text", k=1)
+    [hit] = await store.search(query_text="zyxomab antibody", mode="text", k=1)
+    row_id, score, meta = hit
     assert row_id == "keyword" and score > 0
-    assert meta == {"lang": "en", "content": DOCS["keyword"][1], "document_id": None, "chunk_index": None}
+    assert meta == {"lang": "en"}
+    assert (hit.content, hit.document_id, hit.chunk_index) == (DOCS["keyword"][1], None, None)
     hits = await store.search(QUERY, k=3, mode="hybrid", query_text="zyxomab", include_metadata=False)
     assert all(meta is None for _, _, meta in hits)
 

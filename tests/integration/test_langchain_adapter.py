@@ -21,6 +21,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from tests.columns import document_columns
 
 from langchain_pgvecstore import PgVecStore
 from pgvecstore import PgVectorStore, StoreClosedError, run_sync
@@ -308,13 +309,11 @@ async def test_metadata_round_trips_exactly_with_types(make_lc: Callable[..., Pg
     found = store.similarity_search_with_score("full", k=1)[0][0]
     assert found.metadata == metadata
 
-    # The core sees the derived columns: document_id from metadata document_id, chunk_index derived.
+    # The core holds the metadata exactly as given, and the derived columns beside it: content from
+    # page_content, document_id from metadata document_id, chunk_index derived (metadata's is not an integer).
     (_, core_meta), _ = await store.store.get_vectors(["full", "plain"])
-    assert core_meta is not None
-    assert (core_meta["content"], core_meta["document_id"], core_meta["chunk_index"]) == ("full", "99", 0)
-
-    with pytest.raises(ValueError, match="_lc_columns"):
-        store.add_texts(["x"], [{"_lc_columns": 1}])
+    assert core_meta == metadata
+    assert await document_columns(store.store, ["full"]) == [("full", "99", 0)]
 
 
 async def test_ids_mix_of_set_and_unset_and_replacement(make_lc: Callable[..., PgVecStore]) -> None:
@@ -383,10 +382,9 @@ async def test_an_existing_core_store(make_store: Callable[..., PgVectorStore]) 
                            contents=["written by the core"], document_ids=["doc-1"], chunk_indexes=[3])
     store = PgVecStore(DeterministicFakeEmbedding(size=6), store=core)
     assert store.store is core
-    # A row written without the adapter shows its document columns as metadata.
+    # A row written without the adapter reads back with the metadata it was written with.
     assert await store.aget_by_ids(["core-row"]) == [
-        Document(id="core-row", page_content="written by the core",
-                 metadata={"tag": "core", "document_id": "doc-1", "chunk_index": 3})
+        Document(id="core-row", page_content="written by the core", metadata={"tag": "core"})
     ]
     with pytest.raises(ValueError, match="not both"):
         PgVecStore(DeterministicFakeEmbedding(size=6), store=core, schema="other")
@@ -407,8 +405,7 @@ async def test_document_id_and_chunk_index_mapping(make_lc: Callable[..., PgVecS
         Document(page_content="long source", metadata={"source": "https://x/" + "y" * 300}),
     ]
     ids = await store.aadd_documents(docs)
-    rows = await store.store.get_vectors(ids)
-    columns = [(m["document_id"], m["chunk_index"]) for _, m in rows if m is not None]
+    columns = [(doc, chunk) for _content, doc, chunk in await document_columns(store.store, ids)]
     assert columns == [
         ("a.txt", 2), ("a.txt", 0), ("b.txt", 0), ("a.txt", 1), ("b.txt", 1), ("c-doc", 7), (None, None),
         (None, None),

@@ -26,7 +26,15 @@ import numpy as np
 import pytest
 from tests.dsn import dsn_as
 
-from pgvecstore import ConnectionFailedError, ExtensionMissingError, PgVectorStore, StoreClosedError, SyncPgVectorStore
+from pgvecstore import (
+    ConnectionFailedError,
+    ExtensionMissingError,
+    PgVectorStore,
+    QueryTimeoutError,
+    ReadOnlyError,
+    StoreClosedError,
+    SyncPgVectorStore,
+)
 from pgvecstore.connection import APPLICATION_NAME
 
 WORKER = Path(__file__).with_name("_reliability_worker.py")
@@ -513,8 +521,10 @@ async def test_statement_timeout_ends_a_stuck_search_but_not_an_index_build(
     locker = await asyncpg.connect(pg_dsn)
     tx = await _lock_table(locker, store)
     try:
-        with pytest.raises(asyncpg.QueryCanceledError, match="statement timeout"):
+        with pytest.raises(QueryTimeoutError, match="statement timeout") as raised:
             await asyncio.wait_for(store.search(vectors(1, dim=64)[0]), timeout=30)  # hang guard
+        assert isinstance(raised.value, TimeoutError)  # what a caller without pgvecstore's errors catches
+        assert isinstance(raised.value.__cause__, asyncpg.QueryCanceledError)  # the driver's error, kept
     finally:
         await tx.rollback()
         await locker.close()
@@ -813,6 +823,6 @@ async def test_search_from_a_hot_standby(
     await eventually(replicated, "the rows reached the standby")
     assert await replica.index_info() == "hnsw"
     assert (await replica.search(data[42], k=1, filter={"n": {"$gte": 40}}))[0][0] == ids[42]
-    with pytest.raises(asyncpg.ReadOnlySQLTransactionError, match="recovery"):
+    with pytest.raises(ReadOnlyError, match="recovery"):
         await replica.add_vectors(vectors(1), ["new"])
     assert await primary.count() == 200

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from tests.dsn import dsn_as
 
-from pgvecstore import PgVectorStore, SchemaMismatchError
+from pgvecstore import PermissionDeniedError, PgVectorStore, SchemaMismatchError
 from pgvecstore.config import StoreConfig
-from pgvecstore.sql import TENANT_SETTING, TableSQL
+from pgvecstore.identifiers import TENANT_SETTING
+from pgvecstore.sql.table import TableRef
 
 StoreMaker = Callable[..., PgVectorStore]
 TABLE = "knowledge_embeddings"
@@ -174,7 +175,7 @@ async def test_policy_is_created_once_and_found_by_name(make_store: StoreMaker, 
               for i in range(3)]
     await asyncio.gather(*(store.initialize() for store in stores))
     await make_store(dimensions=DIM, id_type="text", domain_id="late", row_level_security=True).initialize()
-    name = TableSQL.from_config(stores[0].config).policy_name
+    name = TableRef.from_config(stores[0].config).policy_name
     policies = await admin.fetch(
         "SELECT policyname, cmd, qual, with_check FROM pg_policies WHERE schemaname = $1 AND tablename = $2",
         schema, TABLE,
@@ -232,7 +233,7 @@ async def test_non_owner_without_domain_sees_nothing_on_an_rls_table(
     nobody = tenants.store()
     assert await nobody.count() == 0
     assert await nobody.get() == []
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # a row without a domain fails the policy's check
+    with pytest.raises(PermissionDeniedError):  # a row without a domain fails the policy's check
         await nobody.add_vectors(vectors(1, 2), ids=["x"])
     # The owner bypasses row-level security (it is not forced): the administrator's view of every row.
     assert await make_store(dimensions=DIM, id_type="text").count() == 2

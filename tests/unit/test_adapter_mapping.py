@@ -1,7 +1,7 @@
 """The adapters' fast row mapping gives exactly what the straightforward per-row mapping gives.
 
-Each fast path (lists of floats to float32, LangChain texts and metadata to rows, LlamaIndex nodes to rows) is
-compared with a reference written the plain way: same values, same types, same key order, same errors. Rows stored
+Each fast path (LangChain texts and metadata to rows, LlamaIndex nodes to rows) is compared with a reference
+written the plain way: same values, same types, same key order, same errors. Rows stored
 by the earlier LlamaIndex format (embedding null and text "" inside ``_node_content``) still read back.
 """
 
@@ -28,10 +28,9 @@ from llama_index.core.schema import (
     RelatedNodeInfo,
     TextNode,
 )
-from pgvector import Vector
 
-from langchain_pgvecstore import PgVecStore as LangChainStore
-from langchain_pgvecstore.vectorstores import RESERVED_KEY, _chunk_indexes, _document_id_of
+from langchain_pgvecstore.mapping import chunk_indexes, document_id_of
+from langchain_pgvecstore.mapping import rows as lc_rows
 from llama_index.vector_stores.pgvecstore.nodes import (
     COLUMN_KEYS,
     NODE_CONTENT_KEY,
@@ -41,108 +40,22 @@ from llama_index.vector_stores.pgvecstore.nodes import (
     nodes_to_rows,
     row_to_node,
 )
-from pgvecstore.rows import as_vector_block, float32_block, wire_block, wire_vectors
-
-# -- lists of floats to float32 ----------------------------------------------------------------------------------
-number = st.one_of(
-    st.floats(width=64),  # NaN, infinities, subnormals, values beyond the float32 range
-    st.integers(-(2**70), 2**70),
-    st.booleans(),
-    st.sampled_from([1e39, -1e39, 3.4028235e38, 1e-46, -0.0, 2**200, "1.5", "x", None, [1.0]]),
-)
-
-
-def outcome(convert: Any, items: Any) -> tuple[str, Any]:
-    try:
-        array = convert(items)
-    except Exception as exc:  # compared by type and message
-        return ("error", (type(exc), str(exc)))
-    return ("array", (array.dtype, array.shape, array.tobytes(), array.flags.writeable))
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    rows=st.lists(st.lists(number, min_size=0, max_size=4), min_size=0, max_size=4),
-    ragged=st.booleans(),
-)
-def test_float32_block_is_numpy_asarray(rows: list[list[Any]], ragged: bool) -> None:
-    if not ragged and rows:
-        width = len(rows[0])
-        rows = [(row + [0.5] * width)[:width] for row in rows]
-    with np.errstate(all="ignore"):
-        assert outcome(float32_block, rows) == outcome(lambda x: np.asarray(x, dtype=np.float32), rows)
-
-
-def test_float32_block_takes_other_sequences_the_numpy_way() -> None:
-    for items in ([(1.0, 2.0)], [np.array([1.0, 2.0])], np.ones((2, 2)), [[np.float32(0.1), 2]], [[]]):
-        assert outcome(float32_block, items) == outcome(lambda x: np.asarray(x, dtype=np.float32), items)
-
-
-def test_vector_lists_name_the_bad_vector() -> None:
-    with pytest.raises(ValueError, match="vector at position 11 has dimension 2, expected 3"):
-        as_vector_block([[1.0, 2.0, 3.0], [1.0, 2.0]], 3, 10)
-    with pytest.raises(ValueError, match="vector at position 5 contains NaN or infinity"), np.errstate(over="ignore"):
-        as_vector_block([[1.0, 2.0], [1e39, 0.0]], 2, 4)
-    assert as_vector_block([[1, 2], [3.5, True]], 2, 0).tolist() == [[1.0, 2.0], [3.5, 1.0]]
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    rows=st.lists(st.lists(number, min_size=0, max_size=4), min_size=1, max_size=4),
-    width=st.integers(1, 3),
-    offset=st.integers(0, 5000),
-)
-def test_wire_vectors_send_what_numpy_would_and_refuse_what_it_refuses(rows: list[list[Any]], width: int,
-                                                                       offset: int) -> None:
-    """Lists packed straight into the wire format hold numpy's float32 values, and every list the numpy path
-    refuses is refused with the same message (naming the same position)."""
-
-    def result(convert: Any) -> Any:
-        try:
-            return convert(rows)
-        except Exception as exc:
-            return (type(exc), str(exc))
-
-    with np.errstate(all="ignore"):
-        expected = result(lambda items: wire_block(as_vector_block(items, width, offset)))
-        assert result(lambda items: wire_vectors(items, width, offset)) == expected
-
-
-def test_wire_format_is_what_pgvector_reads() -> None:
-    block = np.array([[0.1, -2.5, 3e-40], [1e38, 0.0, -0.0]], dtype=np.float32)
-    wire = wire_block(block)
-    assert wire == wire_vectors(block.tolist(), 3, 0)
-    for row, data in zip(block, wire, strict=True):
-        assert data[:4] == b"\x00\x03\x00\x00"
-        np.testing.assert_array_equal(Vector.from_binary(data).to_numpy(), row)
-    with pytest.raises(ValueError, match="vector at position 8 contains NaN or infinity"):
-        wire_vectors([[1.0, 2.0], [float("inf"), 0.0]], 2, 7)
 
 
 # -- LangChain texts and metadata to rows ------------------------------------------------------------------------
-_COLUMN_KEYS = ("content", "document_id", "chunk_index")
-
-
 def reference_lc_rows(
     texts: Sequence[Any], metadatas: Sequence[Any] | None
-) -> tuple[list[str], list[dict[str, Any]], list[str | None], list[int | None]]:
-    """The adapter's mapping written row by row (as it was before the one-pass fast path)."""
+) -> tuple[list[str], list[Mapping[str, Any]], list[str | None], list[int | None]]:
+    """The adapter's mapping written row by row: metadata as given, the document columns derived from it."""
     metas = [{} for _ in texts] if metadatas is None else [m if m is not None else {} for m in metadatas]
     if len(metas) != len(texts):
         raise ValueError(f"metadatas has {len(metas)} entries but there are {len(texts)} texts")
-    stored = []
     for position, (text, meta) in enumerate(zip(texts, metas, strict=True)):
         if not isinstance(text, str):
             raise ValueError(f"text at position {position} must be a string, got {type(text).__name__}")
         if not isinstance(meta, Mapping):
             raise ValueError(f"metadata at position {position} must be a dict, got {type(meta).__name__}")
-        if RESERVED_KEY in meta:
-            raise ValueError(f"metadata at position {position} uses the key {RESERVED_KEY!r}, reserved by "
-                             "PgVecStore to restore metadata exactly")
-        row = {key: value for key, value in meta.items() if key not in _COLUMN_KEYS}
-        row[RESERVED_KEY] = {key: meta[key] for key in _COLUMN_KEYS if key in meta}
-        stored.append(row)
-    document_ids = [_document_id_of(meta) for meta in metas]
+    document_ids = [document_id_of(meta) for meta in metas]
     result: list[int | None] = [None] * len(metas)
     pending: dict[str, list[int]] = {}
     for position, (meta, doc) in enumerate(zip(metas, document_ids, strict=True)):
@@ -160,7 +73,7 @@ def reference_lc_rows(
 
         for rank, position in enumerate(sorted(positions, key=order)):
             result[position] = rank
-    return list(texts), stored, document_ids, result
+    return list(texts), metas, document_ids, result
 
 
 meta_value = st.one_of(
@@ -174,14 +87,8 @@ any_meta = st.one_of(
     plain_meta,
     st.dictionaries(meta_key, meta_value, max_size=4),
     plain_meta.map(OrderedDict),  # a Mapping that is not a plain dict
-    st.just({RESERVED_KEY: 1}),
     st.just(["not", "a", "dict"]),
 )
-
-
-def items(rows: tuple[list[str], list[dict[str, Any]], list[Any], list[Any]]) -> Any:
-    texts, stored, document_ids, chunks = rows
-    return texts, [list(m.items()) for m in stored], document_ids, chunks
 
 
 @settings(max_examples=300, deadline=None)
@@ -197,16 +104,16 @@ def test_langchain_rows_match_the_per_row_mapping(metas: list[Any], bad_text: in
         texts[bad_text] = b"bytes"
     metadatas = None if none_metadatas else metas
     try:
-        want = items(reference_lc_rows(texts, metadatas))
+        want = reference_lc_rows(texts, metadatas)
     except ValueError as exc:
         with pytest.raises(ValueError) as caught:
-            LangChainStore._rows(texts, metadatas)
+            lc_rows(texts, metadatas)
         assert str(caught.value) == str(exc)
         return
-    assert items(LangChainStore._rows(texts, metadatas)) == want
+    assert lc_rows(texts, metadatas) == want
 
 
-def test_langchain_rows_keep_types_and_leave_the_input_alone() -> None:
+def test_langchain_rows_keep_the_metadata_as_given() -> None:
     metas = [
         {"source": "a.txt", "n": 1, "f": 0.5, "b": True, "none": None, "list": [1, "x"], "nested": {"k": [None]}},
         {"source": "a.txt", "n": 2},
@@ -214,14 +121,13 @@ def test_langchain_rows_keep_types_and_leave_the_input_alone() -> None:
         {"source": "b.txt", "start_index": 0},
     ]
     before = json.dumps(metas)
-    texts, stored, document_ids, chunks = LangChainStore._rows(["w", "x", "y", "z"], metas)
+    texts, stored, document_ids, chunks = lc_rows(["w", "x", "y", "z"], metas)
     assert texts == ["w", "x", "y", "z"]
     assert json.dumps(metas) == before  # the caller's dicts are not modified
-    assert stored[0] == {**metas[0], RESERVED_KEY: {}} and stored[0] is not metas[0]
-    assert [type(v) for v in stored[0].values()] == [str, int, float, bool, type(None), list, dict, dict]
+    assert stored == metas  # stored exactly as given: no reserved key, nothing moved out
     assert document_ids == ["a.txt", "a.txt", "b.txt", "b.txt"]
     assert chunks == [0, 1, 1, 0]  # call order in a.txt, start_index order in b.txt
-    assert _chunk_indexes([{"chunk_index": np.int64(4)}, {}], ["d", "d"]) == [4, 0]
+    assert chunk_indexes([{"chunk_index": np.int64(4)}, {}], ["d", "d"]) == [4, 0]
 
 
 # -- LlamaIndex nodes to rows ------------------------------------------------------------------------------------
@@ -283,11 +189,9 @@ def test_llamaindex_node_metadata_matches_the_earlier_format(node: BaseNode) -> 
 @pytest.mark.parametrize("node", [n for n in sample_nodes() if n.node_id != "odd"], ids=lambda node: node.node_id)
 def test_llamaindex_rows_of_both_formats_read_back_as_the_node(node: BaseNode) -> None:
     rows = nodes_to_rows([node])
-    returned = {"content": rows.contents[0], "document_id": rows.document_ids[0],
-                "chunk_index": rows.chunk_indexes[0]}  # what the core adds to the metadata it returns
     expected = node.model_copy(update={"embedding": None})
     for stored in (rows.metadata[0], reference_node_metadata(node)):
-        back = row_to_node(node.node_id, {**json.loads(json.dumps(stored)), **returned})
+        back = row_to_node(node.node_id, json.loads(json.dumps(stored)), rows.contents[0], rows.document_ids[0])
         assert type(back) is type(node)
         assert back == expected
         assert back.get_content(metadata_mode="llm") == node.get_content(metadata_mode="llm")

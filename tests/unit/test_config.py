@@ -6,7 +6,9 @@ import pytest
 
 from pgvecstore import PgVectorStore, StoreConfig, VectorStoreFactory
 from pgvecstore.config import redact_dsn
-from pgvecstore.sql import TableSQL, derived_name, quote_ident
+from pgvecstore.identifiers import derived_name, quote_ident
+from pgvecstore.sql import ddl
+from pgvecstore.sql.table import TableRef
 
 
 def test_defaults_match_the_seed_backend() -> None:
@@ -42,9 +44,8 @@ def test_unknown_option_suggests_the_closest_name() -> None:
         PgVectorStore(dimensions=3, tabel_name="x")
 
 
-def test_dimensions_are_required_and_bounded() -> None:
-    with pytest.raises(ValueError, match="'dimensions' is required"):
-        StoreConfig.from_options(metric="cosine")
+def test_dimensions_are_optional_and_bounded() -> None:
+    assert StoreConfig.from_options(metric="cosine").dimensions is None  # read from an existing table
     for bad in (0, 16001, -5, 3.5, "384", True):
         with pytest.raises(ValueError, match="dimensions"):
             StoreConfig.from_options(dimensions=bad)
@@ -119,6 +120,6 @@ def test_identifiers_are_always_quoted_and_index_names_fit() -> None:
     assert len(name.encode()) <= 63
     assert name.endswith("_embedding_hnsw_idx")
     assert name != derived_name("t" * 62 + "u", "embedding_hnsw_idx")
-    table = TableSQL.from_config(StoreConfig.from_options(dimensions=5, columns={"embedding": "vec"}))
-    assert '"vec" vector(5)' in table.create_table()
+    table = TableRef.from_config(StoreConfig.from_options(dimensions=5, columns={"embedding": "vec"}))
+    assert '"vec" vector(5)' in ddl.create_table(table, 5, "english")
     assert table.index_name("hnsw") == "knowledge_embeddings_vec_hnsw_idx"

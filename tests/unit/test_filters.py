@@ -15,15 +15,16 @@ from tests.reference_filter import json_contains, like_match, matches
 
 from pgvecstore.config import StoreConfig
 from pgvecstore.filters import compile_filter
-from pgvecstore.sql import Params, TableSQL
+from pgvecstore.sql.params import Params
+from pgvecstore.sql.table import TableRef
 
 
-def table(**options: Any) -> TableSQL:
+def table(**options: Any) -> TableRef:
     options.setdefault("id_type", "text")
-    return TableSQL.from_config(StoreConfig.from_options(dimensions=3, **options))
+    return TableRef.from_config(StoreConfig.from_options(dimensions=3, **options))
 
 
-def compile_(filter: Any, tbl: TableSQL | None = None, alias: str = "") -> tuple[str, list[Any]]:
+def compile_(filter: Any, tbl: TableRef | None = None, alias: str = "") -> tuple[str, list[Any]]:
     params = Params()
     return compile_filter(filter, tbl or table(), params, alias), params.values
 
@@ -70,7 +71,9 @@ def test_alias_prefixes_every_column() -> None:
 
 
 def test_placeholders_continue_after_existing_parameters() -> None:
-    params = Params(["vector", 10])
+    params = Params()
+    params.add("vector")
+    params.add(10)
     sql = compile_filter({"a": 1, "b": {"$in": [1, 2]}}, table(), params)
     assert "$3" in sql and "$4" in sql and "$1" not in sql and "$2" not in sql
     assert params.values[:2] == ["vector", 10] and len(params.values) == 5

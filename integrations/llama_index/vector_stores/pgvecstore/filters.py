@@ -13,6 +13,8 @@ from typing import Any
 
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
+from pgvecstore import InvalidInputError
+
 FilterDict = dict[str, Any]
 
 _COMPARISONS = {
@@ -33,7 +35,7 @@ def metadata_filters_to_dict(filters: MetadataFilters | None) -> FilterDict | No
     if filters is None:
         return None
     if not isinstance(filters, MetadataFilters):
-        raise ValueError(f"filters must be llama_index MetadataFilters, got {type(filters).__name__}")
+        raise InvalidInputError(f"filters must be llama_index MetadataFilters, got {type(filters).__name__}")
     parts: list[FilterDict] = []
     for position, item in enumerate(filters.filters):
         if isinstance(item, MetadataFilters):
@@ -43,7 +45,9 @@ def metadata_filters_to_dict(filters: MetadataFilters | None) -> FilterDict | No
         elif isinstance(item, MetadataFilter):
             parts.append(metadata_filter_to_dict(item))
         else:
-            raise ValueError(f"filters.filters[{position}] must be a MetadataFilter or MetadataFilters, got {item!r}")
+            raise InvalidInputError(
+                f"filters.filters[{position}] must be a MetadataFilter or MetadataFilters, got {item!r}"
+            )
     if not parts:
         return None
     condition = filters.condition or FilterCondition.AND
@@ -53,14 +57,14 @@ def metadata_filters_to_dict(filters: MetadataFilters | None) -> FilterDict | No
         return parts[0] if len(parts) == 1 else {"$or": parts}
     if condition == FilterCondition.NOT:
         return {"$not": parts[0] if len(parts) == 1 else {"$or": parts}}
-    raise ValueError(f"unsupported filter condition {condition!r}; use AND, OR or NOT")
+    raise InvalidInputError(f"unsupported filter condition {condition!r}; use AND, OR or NOT")
 
 
 def metadata_filter_to_dict(item: MetadataFilter) -> FilterDict:
     """One `MetadataFilter` as a core filter dict; an operator/value mismatch is a ValueError naming the key."""
     key, value, op = item.key, item.value, item.operator
     if not isinstance(key, str) or not key:
-        raise ValueError(f"filter key must be a non-empty string, got {key!r}")
+        raise InvalidInputError(f"filter key must be a non-empty string, got {key!r}")
     if op == FilterOperator.EQ:
         if isinstance(value, list):
             return {key: {"$eq": value}}
@@ -72,25 +76,27 @@ def metadata_filter_to_dict(item: MetadataFilter) -> FilterDict:
         return {key: {"$in" if op == FilterOperator.IN else "$nin": values}}
     if op == FilterOperator.CONTAINS:
         if isinstance(value, list):
-            raise ValueError(f"filter on {key!r}: CONTAINS takes one value, got a list; use ALL or ANY for several")
+            raise InvalidInputError(
+                f"filter on {key!r}: CONTAINS takes one value, got a list; use ALL or ANY for several"
+            )
         return {key: {"$contains": value}}
     if op in (FilterOperator.ANY, FilterOperator.ALL):
         values = _as_list(key, op, value)
         if not values:
-            raise ValueError(f"filter on {key!r}: {op.name} needs at least one value")
+            raise InvalidInputError(f"filter on {key!r}: {op.name} needs at least one value")
         if op == FilterOperator.ALL or len(values) == 1:
             # JSON containment of the whole list: the metadata list holds every value.
             return {key: {"$contains": values}}
         return {"$or": [{key: {"$contains": v}} for v in values]}
     if op in (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE):
         if not isinstance(value, str):
-            raise ValueError(f"filter on {key!r}: {op.name} needs a string value, got {value!r}")
+            raise InvalidInputError(f"filter on {key!r}: {op.name} needs a string value, got {value!r}")
         pattern = f"%{escape_like(value)}%"
         return {key: {"$like" if op == FilterOperator.TEXT_MATCH else "$ilike": pattern}}
     if op == FilterOperator.IS_EMPTY:
         # LlamaIndex: the key is missing, null, an empty string or an empty list ({key: None} is "missing or null").
         return {"$or": [{key: None}, {key: ""}, {key: {"$eq": []}}]}
-    raise ValueError(f"filter on {key!r}: unsupported operator {op!r}")
+    raise InvalidInputError(f"filter on {key!r}: unsupported operator {op!r}")
 
 
 def and_filters(parts: Sequence[FilterDict | None]) -> FilterDict | None:
@@ -123,5 +129,5 @@ def _as_list(key: str, op: FilterOperator, value: Any) -> list[Any]:
     if isinstance(value, list):
         return list(value)
     if value is None:
-        raise ValueError(f"filter on {key!r}: {op.name} needs a list of values, got None")
+        raise InvalidInputError(f"filter on {key!r}: {op.name} needs a list of values, got None")
     return [value]

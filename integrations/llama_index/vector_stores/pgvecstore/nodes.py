@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from llama_index.core.schema import (
     BaseNode,
     ImageNode,
@@ -23,11 +24,14 @@ from llama_index.core.schema import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from pgvecstore import InvalidInputError
+from pgvecstore.identifiers import DOCUMENT_COLUMNS
+
 NODE_CONTENT_KEY = "_node_content"
 NODE_TYPE_KEY = "_node_type"
 RESERVED_KEYS = frozenset({NODE_CONTENT_KEY, NODE_TYPE_KEY})
 # Keys the core keeps in their own columns (filters on them address the columns).
-COLUMN_KEYS = frozenset({"content", "document_id", "chunk_index"})
+COLUMN_KEYS = frozenset(DOCUMENT_COLUMNS)
 # Node classes whose text lives in the `text` field: it is stored once, in the content column.
 _TEXT_FIELD_TYPES = frozenset({TextNode.class_name(), IndexNode.class_name(), ImageNode.class_name()})
 
@@ -49,7 +53,9 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
     last: dict[str, int] = {}
     for position, node in enumerate(nodes):
         if not isinstance(node, BaseNode):
-            raise ValueError(f"node at position {position} must be a llama_index BaseNode, got {type(node).__name__}")
+            raise InvalidInputError(
+                f"node at position {position} must be a llama_index BaseNode, got {type(node).__name__}"
+            )
         last[node.node_id] = position
     kept = list(nodes) if len(last) == len(nodes) else [nodes[i] for i in sorted(last.values())]
     document_ids = [node.ref_doc_id for node in kept]
@@ -59,7 +65,7 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
     for node in kept:
         embedding = node.embedding
         if embedding is None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"node {node.node_id!r} has no embedding; embed nodes before adding them "
                 "(VectorStoreIndex and IngestionPipeline do this with an embed_model)"
             )
@@ -72,8 +78,8 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
 
 # What the serialised node leaves out: the vector (kept once, in the vector column) and, for node classes whose
 # text lives in `text`, the text (kept once, in the content column); reading back restores both.
-_WITHOUT_EMBEDDING = frozenset({"embedding"})
-_WITHOUT_EMBEDDING_AND_TEXT = frozenset({"embedding", "text"})
+_WITHOUT_EMBEDDING = {"embedding"}
+_WITHOUT_EMBEDDING_AND_TEXT = {"embedding", "text"}
 # Metadata values that pydantic's JSON mode passes through unchanged (floats only when finite: it turns NaN and
 # infinity into null).
 _PLAIN_VALUES = frozenset({str, int, bool, type(None), float})
@@ -106,7 +112,7 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
         user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
     clash = RESERVED_KEYS.intersection(user_metadata)
     if clash:
-        raise ValueError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
+        raise InvalidInputError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
     if COLUMN_KEYS.isdisjoint(user_metadata):
         return {**user_metadata, NODE_CONTENT_KEY: node_json, NODE_TYPE_KEY: node_type}
     stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
@@ -115,21 +121,23 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
     return stored
 
 
-def row_to_node(row_id: str, metadata: Mapping[str, Any] | None, embedding: Sequence[float] | None = None) -> BaseNode:
-    """Rebuild a node from a row's returned metadata (stored keys plus content, document_id, chunk_index).
+def row_to_node(
+    row_id: str,
+    metadata: Mapping[str, Any] | None,
+    content: str | None,
+    document_id: str | None,
+    embedding: Sequence[float] | np.ndarray | None = None,
+) -> BaseNode:
+    """Rebuild a node from a row: its stored metadata, its content and document columns, its vector if read.
 
     Rows written by other tools (no ``_node_content``) become a `TextNode` with the row's text and metadata and a
     SOURCE relationship to its document.
     """
     meta = dict(metadata or {})
-    content = meta.get("content")
     if NODE_CONTENT_KEY in meta:
         text = (content or "") if meta.get(NODE_TYPE_KEY) in _TEXT_FIELD_TYPES else None
         node = metadata_dict_to_node(meta, text=text)
     else:
-        document_id = meta.pop("document_id", None)
-        meta.pop("chunk_index", None)
-        meta.pop("content", None)
         relationships = {}
         if document_id is not None:
             relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=str(document_id))
@@ -153,8 +161,9 @@ def chunk_indexes(nodes: Sequence[BaseNode], ref_doc_ids: Sequence[str | None] |
     result: list[int | None] = [None] * len(nodes)
     for positions in groups.values():
         members = [nodes[p] for p in positions]
-        if all(n.start_char_idx is not None for n in members):
-            order = sorted(range(len(members)), key=lambda i: (members[i].start_char_idx, i))
+        starts = [getattr(n, "start_char_idx", None) for n in members]
+        if all(start is not None for start in starts):
+            order = sorted(range(len(members)), key=lambda i: (starts[i], i))
         else:
             order = _chain_order(members)
         for rank, member in enumerate(order):

@@ -1,0 +1,176 @@
+"""Table set-up: make sure the schema, table, support indexes and tenant policy exist, check a table that was
+there, and return what was found as an immutable `TableState`.
+
+It runs once per store, on a connection of its own, before the store's pools open. Creating objects happens
+under the table's advisory lock, so many store instances starting at once create each object exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import asyncpg
+
+from pgvecstore import indexes, text_search
+from pgvecstore.config import StoreConfig
+from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
+from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
+from pgvecstore.metric import Metric
+from pgvecstore.sql import catalog, ddl
+from pgvecstore.sql.params import Statement
+from pgvecstore.sql.table import TableRef
+
+logger = logging.getLogger("pgvecstore")
+_VECTOR_TYPE = re.compile(r"vector\((\d+)\)")
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What set-up found, fixed for the store's life.
+
+    - ``dimensions``: the vector length (the option, or read from the table's vector column).
+    - ``session_tenant``: the tenant every connection and transaction carries, when the table has row-level
+      security and the store a ``domain_id``; else None.
+    - ``copy_direct``: whether rows may be copied straight into the table (PostgreSQL refuses COPY FROM into a
+      table whose row-level security applies to the current role).
+    - ``text_config``: the explicit ``text_search_config``, resolved to its canonical name, or None.
+    - ``index_built``: whether set-up built the vector index (``auto_create_index`` with HNSW).
+    """
+
+    dimensions: int
+    session_tenant: str | None
+    copy_direct: bool
+    text_config: str | None
+    index_built: bool
+
+
+class TableBootstrap:
+    """Set-up of one store's table, from its configuration."""
+
+    def __init__(self, config: StoreConfig, table: TableRef) -> None:
+        self.config = config
+        self.table = table
+
+    async def run(self, conn: asyncpg.Connection, vector_schema: str) -> TableState:
+        """Create what is missing, check what exists, and say what was found."""
+        config, t = self.config, self.table
+        text_config = None
+        if config.text_search_config is not None:
+            text_config = await text_search.resolve_config(conn, config.text_search_config)
+        if not await indexes.relation_exists(conn, t.schema, t.name):
+            await self._create_table(conn, text_config)
+        dimensions = await self._check_table(conn)
+        await text_search.has_column(conn, t)  # a column of that name must be a tsvector
+        tenant, copy_direct = await self._row_security(conn)
+        built = False
+        if config.auto_create_index and config.index_type == "hnsw":
+            await indexes.build_index(conn, t, Metric(config.metric), dimensions, "hnsw", config.index_params)
+            built = True
+        return TableState(dimensions, tenant, copy_direct, text_config, built)
+
+    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None) -> None:
+        config, t = self.config, self.table
+        if not config.auto_create_table:
+            raise TableNotFoundError(
+                f"table {t.display} does not exist and auto_create_table is False; "
+                "create it or set auto_create_table=True"
+            )
+        if config.dimensions is None:
+            raise TableNotFoundError(
+                f"table {t.display} does not exist yet, and the store has no 'dimensions' to create it with: "
+                "give dimensions=<the length of your vectors> (stores on an existing table read it from there)"
+            )
+        async with conn.transaction():
+            await indexes.lock_table(conn, t)
+            exists = catalog.schema_exists(t.schema)
+            if not await conn.fetchval(exists.sql, *exists.args):
+                await conn.execute(ddl.create_schema(t))
+            if await indexes.relation_exists(conn, t.schema, t.name):
+                return  # another store created it while this one waited for the lock
+            if config.text_search:
+                text_config = text_config or await text_search.resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)
+            await conn.execute(ddl.create_table(t, config.dimensions, text_config if config.text_search else None))
+            for statement in ddl.support_indexes(t):
+                await conn.execute(statement)
+            if config.text_search:
+                await conn.execute(ddl.create_text_search_index(t))
+            logger.info("pgvecstore: created table %s", t.display)
+
+    async def _check_table(self, conn: asyncpg.Connection) -> int:
+        """Fail clearly when an existing table does not fit this store's configuration; return its dimensions."""
+        config, t = self.config, self.table
+        statement = catalog.describe_columns(t)
+        found = {name: kind for name, kind in await conn.fetch(statement.sql, *statement.args)}
+        missing = [f"{logical} -> {column!r}" for logical, column in t.columns.items() if column not in found]
+        if missing:
+            raise SchemaMismatchError(
+                f"table {t.display} has no column for {', '.join(missing)}; "
+                f"its columns are {', '.join(sorted(found))}. Map them with the 'columns' option"
+            )
+        embedding = t.columns["embedding"]
+        match = _VECTOR_TYPE.fullmatch(found[embedding])
+        if match is None:
+            raise SchemaMismatchError(
+                f"column {embedding!r} of {t.display} is {found[embedding]}, not a pgvector vector(n) column"
+            )
+        dimensions = int(match.group(1))
+        if config.dimensions is not None and dimensions != config.dimensions:
+            raise SchemaMismatchError(
+                f"column {embedding!r} of {t.display} is {found[embedding]}, "
+                f"but this store has dimensions={config.dimensions}"
+            )
+        id_kind = found[t.columns["id"]]
+        is_uuid = id_kind == "uuid"
+        if is_uuid != (t.id_type == "uuid"):
+            raise SchemaMismatchError(
+                f"column {t.columns['id']!r} of {t.display} is {id_kind}, but this store has "
+                f"id_type={t.id_type!r}; set id_type={'uuid' if is_uuid else 'text'!r}"
+            )
+        return dimensions
+
+    async def _row_security(self, conn: asyncpg.Connection) -> tuple[str | None, bool]:
+        """With ``row_level_security=True``, enable row-level security and the tenant policy (once, under the
+        table's advisory lock). Returns the tenant this store's sessions carry and whether it may COPY directly.
+
+        A store with a domain_id carries the tenant whenever the table has row-level security, even one that did
+        not ask for it, since a role subject to the policy would otherwise see no row at all.
+        """
+        config, t = self.config, self.table
+        statement = catalog.row_security_state(t)
+        state = await self._fetch_row(conn, statement)
+        if config.row_level_security and not (state[0] and state[3]):
+            try:
+                async with conn.transaction():
+                    await indexes.lock_table(conn, t)
+                    enabled, _, _, has_policy = await self._fetch_row(conn, statement)
+                    if not has_policy:
+                        await conn.execute(ddl.create_tenant_policy(t))
+                    if not enabled:
+                        await conn.execute(ddl.enable_row_security(t))
+                    logger.info("pgvecstore: enabled row-level security on %s", t.display)
+            except (asyncpg.InsufficientPrivilegeError, PermissionDeniedError):
+                raise SchemaMismatchError(
+                    f"row_level_security=True, but table {t.display} has no row-level security policy "
+                    f"{t.policy_name!r} yet and this role is not its owner, so it cannot add one. Initialize one "
+                    "store with row_level_security=True as the table owner first (see docs/tenancy.md)"
+                ) from None
+            state = await self._fetch_row(conn, statement)
+        enabled, forced, active, _ = state
+        if config.row_level_security and not active:
+            logger.warning(
+                "pgvecstore: row_level_security=True, but this role bypasses row-level security on %s "
+                "(it is the table owner%s, a superuser or has BYPASSRLS): PostgreSQL will not enforce tenant "
+                "isolation for this store, only its own WHERE clauses will. Connect as a non-owner role",
+                t.display, "" if forced else " and the policy is not forced",
+            )
+        tenant = config.domain_id if enabled and config.domain_id is not None else None
+        return tenant, not active
+
+    async def _fetch_row(self, conn: asyncpg.Connection, statement: Statement) -> asyncpg.Record:
+        """The row of a catalog statement about the table, which exists by now."""
+        row = await conn.fetchrow(statement.sql, *statement.args)
+        if row is None:
+            raise TableNotFoundError(f"table {self.table.display} disappeared while the store was being set up")
+        return row

@@ -1,0 +1,70 @@
+"""`Reader`: rows by id or filter, counts and table statistics, within the store's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pgvecstore.config import StoreConfig
+from pgvecstore.errors import InvalidInputError
+from pgvecstore.pool import PoolRegistry
+from pgvecstore.results import Row, stored_row
+from pgvecstore.sql import queries
+from pgvecstore.sql.table import TableRef
+from pgvecstore.writer import normalize_ids
+
+
+class Reader:
+    """Reads rows of one table without a query vector (each read retried once on a lost connection)."""
+
+    def __init__(self, config: StoreConfig, table: TableRef, pools: PoolRegistry) -> None:
+        self._config = config
+        self._table = table
+        self._pools = pools
+        self._domain = config.domain_id
+
+    async def get_vectors(
+        self, ids: Sequence[Any], include_metadata: bool = True
+    ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:
+        """Vectors and metadata by id, aligned with `ids`; ``(None, None)`` where an id is not found."""
+        id_list = normalize_ids(ids, self._config.id_type)
+        if not id_list:
+            return []
+        statement = queries.rows_by_ids(self._table, self._domain, id_list, metadata=include_metadata)
+        rows = await self._pools.read("fetch", statement.sql, statement.args)
+        if include_metadata:
+            found = {row[0]: (row[1], stored_row(row, vectors=True).metadata) for row in rows}
+        else:
+            found = {row[0]: (row[1], None) for row in rows}
+        return [found.get(i, (None, None)) for i in id_list]
+
+    async def get(
+        self,
+        ids: Sequence[Any] | None,
+        filter: Mapping[str, Any] | None,
+        limit: int | None,
+        include_vectors: bool,
+    ) -> list[Row]:
+        """Rows by ids and/or filter, ordered by document_id, chunk_index, id (every row in scope with neither)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
+        id_list = None
+        if ids is not None:
+            id_list = normalize_ids(ids, self._config.id_type)
+            if not id_list:
+                return []
+        statement = queries.select_rows(self._table, self._domain, filter, id_list, limit, vectors=include_vectors)
+        rows = await self._pools.read("fetch", statement.sql, statement.args)
+        return [stored_row(row, vectors=include_vectors) for row in rows]
+
+    async def count(self, filter: Mapping[str, Any] | None) -> int:
+        """Rows in scope that match `filter`."""
+        statement = queries.count(self._table, self._domain, filter)
+        return int(await self._pools.read("fetchval", statement.sql, statement.args))
+
+    async def stats(self) -> dict[str, Any]:
+        """Rows, documents and tenants in scope, and the table's sizes in bytes."""
+        statement = queries.stats(self._table, self._domain)
+        return dict(await self._pools.read("fetchrow", statement.sql, statement.args))

@@ -1,0 +1,99 @@
+"""`Searcher`: runs the plans of `pgvecstore.planner` through the store's pools and reads rows into results.
+
+An unfiltered search is one statement (no transaction unless its settings need one). A filtered vector search
+(a user filter or the store's domain) on a table with a vector index runs in one transaction: the planner's
+estimate of the filter's share (``EXPLAIN``, nothing read, cached), then the index scan with a candidate list
+sized by that share or, for a very selective filter, an exact scan; and the exact scan again when the index scan
+found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers behind each step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from pgvecstore import search_tuning
+from pgvecstore.connection import set_local
+from pgvecstore.indexes import VectorIndexes
+from pgvecstore.planner import SearchPlan, SearchPlanner, SearchRequest
+from pgvecstore.pool import PoolRegistry, retry_once
+from pgvecstore.results import SearchResult, search_results
+from pgvecstore.text_search import TextSearch
+
+
+def _distance(row: Any) -> float:
+    return row[-1]  # type: ignore[no-any-return]
+
+
+class Searcher:
+    """Answers searches of one table: vector, filtered vector, text and hybrid."""
+
+    def __init__(self, pools: PoolRegistry, planner: SearchPlanner, indexes: VectorIndexes, text: TextSearch) -> None:
+        self._pools = pools
+        self.planner = planner
+        self._indexes = indexes
+        self._text = text
+
+    async def search(self, request: SearchRequest) -> list[SearchResult]:
+        """The results of a search request, best first."""
+        if request.mode == "vector":
+            plan = self.planner.plan(request)
+        else:
+            self.planner.check(request)  # argument errors come before the look at the text-search column
+            plan = self.planner.plan(request, await self._text.query_config())
+        return await self.run(plan)
+
+    async def run(self, plan: SearchPlan) -> list[SearchResult]:
+        """Run a plan and read its rows."""
+        if not plan.filtered:
+            rows = await self._pools.read("fetch", plan.sql, plan.args, plan.settings)
+        elif not await self._indexes.has_index():
+            # No vector index: the query is an exact scan of the matching rows as it stands, in one statement.
+            rows = await self._pools.read("fetch", plan.sql, plan.args)
+            search_tuning.note_path("exact")
+        else:
+            rows = await retry_once(lambda: self._filtered(plan))
+        if plan.by_distance and len(rows) > 1:
+            # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
+            rows = sorted(rows, key=_distance)
+        return search_results(rows, plan.score, metadata=plan.metadata, vectors=plan.vectors, at=plan.at)
+
+    async def _filtered(self, plan: SearchPlan) -> list[Any]:
+        """A filtered vector search on an indexed table, in one transaction (see the module docstring)."""
+        options, k = plan.options, plan.k
+        async with self._pools.connection(transaction=True) as conn:
+            exact = False
+            share: float | None = None
+            if plan.estimate is not None:
+                matching, total = await self._estimate(conn, plan)
+                exact = search_tuning.use_exact_scan(options, matching, total, k)
+                share = search_tuning.estimated_share(matching, total)
+            settings = (
+                search_tuning.EXACT_SCAN_SETTINGS
+                if exact
+                else search_tuning.search_settings(options, filtered=True, k=k, share=share)
+            )
+            await set_local(conn, settings)
+            rows: list[Any] = await conn.fetch(plan.sql, *plan.args)
+            path = "exact" if exact else "index"
+            if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
+                await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+                rows = await conn.fetch(plan.sql, *plan.args)
+                path = "index+exact"
+            search_tuning.note_path(path)
+            return rows
+
+    async def _estimate(self, conn: asyncpg.Connection, plan: SearchPlan) -> tuple[float, float]:
+        """The planner's estimate of the filter's matching rows and of the table's rows (cached; see
+        `pgvecstore.planner.EstimateCache`)."""
+        statement = plan.estimate
+        assert statement is not None
+        cache = self.planner.estimates
+        key = cache.key(statement)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        matching, total = search_tuning.parse_estimate(await conn.fetchval(statement.sql, *statement.args))
+        cache.put(key, matching, total)
+        return matching, total

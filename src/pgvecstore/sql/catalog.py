@@ -1,0 +1,131 @@
+"""What the store reads about the server, the session and its table: each a `Statement` with its values bound.
+
+They read the system catalogs only (no lock on the table), except `text_search_config_used`, which deparses the
+column's generation expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pgvecstore.sql.params import Params, Statement
+from pgvecstore.sql.table import TableRef
+
+# Constant statements about the session and the server (no identifiers, no values).
+CURRENT_DATABASE_AND_ROLE = Statement("SELECT current_database(), current_user")
+TEXT_SEARCH_CONFIGS = Statement("SELECT cfgname FROM pg_ts_config ORDER BY 1")
+# maintenance_work_mem in bytes and max_parallel_maintenance_workers, as the session has them.
+BUILD_SETTINGS_NOW = Statement(
+    "SELECT pg_size_bytes(current_setting('maintenance_work_mem')), "
+    "current_setting('max_parallel_maintenance_workers')::int"
+)
+VECTOR_EXTENSION_SCHEMA = Statement(
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
+)
+CREATE_VECTOR_EXTENSION = "CREATE EXTENSION IF NOT EXISTS vector"
+_EXTENSION_LOCK_KEY = "pgvecstore:create-extension"
+
+
+def advisory_lock(key: str) -> Statement:
+    """Take the transaction-level advisory lock of `key` (held until the transaction ends)."""
+    p = Params()
+    return p.statement(f"SELECT pg_advisory_xact_lock(hashtextextended({p.add(key)}, 0))")
+
+
+def extension_lock() -> Statement:
+    """The advisory lock that serialises CREATE EXTENSION across sessions."""
+    return advisory_lock(_EXTENSION_LOCK_KEY)
+
+
+def table_lock(t: TableRef) -> Statement:
+    """The advisory lock that serialises DDL on this table across sessions."""
+    return advisory_lock(t.lock_key)
+
+
+def set_config(settings: Mapping[str, str]) -> Statement:
+    """One statement that sets `settings` until the current transaction ends; names and values are bound."""
+    p = Params()
+    calls = ", ".join(f"set_config({p.add(name)}, {p.add(value)}, true)" for name, value in settings.items())
+    return p.statement(f"SELECT {calls}")
+
+
+def schema_exists(schema: str) -> Statement:
+    p = Params()
+    return p.statement(f"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = {p.add(schema)})")
+
+
+def relation_exists(schema: str, name: str) -> Statement:
+    """Whether a relation (a table or an index) of that name exists in `schema`."""
+    p = Params()
+    return p.statement(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(schema)} AND c.relname = {p.add(name)})"
+    )
+
+
+def describe_columns(t: TableRef) -> Statement:
+    """Column names and formatted types of the table (``vector(384)``, ``uuid``, ``tsvector`` ...)."""
+    p = Params()
+    return p.statement(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} AND a.attnum > 0 "
+        "AND NOT a.attisdropped"
+    )
+
+
+def column_type(t: TableRef, column: str) -> Statement:
+    """The formatted type of one column of the table; no row when it does not exist."""
+    p = Params()
+    return p.statement(
+        "SELECT format_type(a.atttypid, a.atttypmod) "
+        "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+        "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} AND a.attname = {p.add(column)} "
+        "AND a.attnum > 0 AND NOT a.attisdropped"
+    )
+
+
+def text_search_config_used(t: TableRef) -> Statement:
+    """The text-search configuration the text-search column is generated with, read from the deparsed
+    expression (``to_tsvector('english'::regconfig, ...)``: built-in configurations get no pg_depend entry to
+    read instead) and canonicalised by a regconfig cast. NULL when the column is not generated from a constant
+    configuration. Deparsing takes an ACCESS SHARE lock on the table."""
+    quoted = r"""'''((?:[^'']|'''')*)''::regconfig'"""  # the pattern '((?:[^']|'')*)'::regconfig as a literal
+    p = Params()
+    return p.statement(
+        f"SELECT replace(substring(pg_get_expr(ad.adbin, ad.adrelid) FROM {quoted}), '''''', '''')"
+        "::regconfig::text FROM pg_attrdef AS ad "
+        "JOIN pg_attribute AS a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum "
+        "JOIN pg_class AS c ON c.oid = a.attrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} "
+        f"AND a.attname = {p.add(t.text_search_column)} AND a.attgenerated = 's'"
+    )
+
+
+def resolve_text_search_config(name: str) -> Statement:
+    """The canonical name of the text-search configuration `name` (an error when the server has none)."""
+    p = Params()
+    return p.statement(f"SELECT {p.add(name)}::text::regconfig::text")
+
+
+def row_security_state(t: TableRef) -> Statement:
+    """Row-level security of the table: whether it is enabled, forced and active for the current role (false for
+    owners, superusers and BYPASSRLS roles), and whether the tenant policy exists. No row without the table."""
+    p = Params()
+    return p.statement(
+        "SELECT c.relrowsecurity, c.relforcerowsecurity, row_security_active(c.oid), "
+        f"EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = {p.add(t.policy_name)}) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
+    )
+
+
+def has_vector_index(t: TableRef) -> Statement:
+    """Whether the table has any HNSW or IVFFlat index, whatever its name."""
+    p = Params()
+    return p.statement(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        f"JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass({p.add(t.qualified)}) "
+        "AND a.amname IN ('hnsw', 'ivfflat'))"
+    )

@@ -1,0 +1,190 @@
+"""Reads and writes of rows: vector search, rows by id or filter, counts, deletes, metadata updates, upserts.
+
+Each builder compiles the store's scope (its ``domain_id``) and the user's filter itself, with the same `Params`
+as the rest of the statement, and returns a `Statement`. Rows come back as ``id``, then the vector when asked
+for, then ``metadata, content, document_id, chunk_index`` when asked for (`select_columns`), then any computed
+column; `pgvecstore.results` reads them by that layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from pgvecstore.filters import compile_filter
+from pgvecstore.identifiers import WRITE_COLUMNS, quote_ident, quote_literal
+from pgvecstore.metric import Metric
+from pgvecstore.sql.params import Params, Statement
+from pgvecstore.sql.table import TableRef
+
+Filter = Mapping[str, Any] | None
+
+
+class Where(NamedTuple):
+    """A WHERE clause and whether it restricts anything (False for ``WHERE TRUE``)."""
+
+    sql: str
+    restricts: bool
+
+
+def scope(t: TableRef, p: Params, domain_id: str | None, filter: Filter = None, alias: str = "") -> Where:
+    """The WHERE clause of the store's domain and a user filter, their values bound in `p`."""
+    prefix = f"{alias}." if alias else ""
+    conditions = []
+    if domain_id is not None:
+        conditions.append(f"{prefix}{t.col('domain_id')} = {p.add(domain_id, 'text')}")
+    compiled = compile_filter(filter, t, p, alias)
+    if compiled != "TRUE":
+        conditions.append(f"({compiled})")
+    if not conditions:
+        return Where("WHERE TRUE", False)
+    return Where("WHERE " + " AND ".join(conditions), True)
+
+
+def select_columns(t: TableRef, *, vectors: bool, metadata: bool, alias: str = "") -> str:
+    """Columns read back for a row: id, then optionally the vector, then the metadata and document columns."""
+    a = f"{alias}." if alias else ""
+    cols = [f"{a}{t.col('id')}::text"]
+    if vectors:
+        cols.append(f"{a}{t.col('embedding')}")
+    if metadata:
+        cols += [f"{a}{t.col(c)}" for c in ("metadata", "content", "document_id", "chunk_index")]
+        cols[-4] += "::text"  # metadata as JSON text: json.loads is faster than asyncpg's jsonb decoding
+    return ", ".join(cols)
+
+
+def vector_search(
+    t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int,
+    *, metadata: bool, vectors: bool,
+) -> tuple[Statement, bool]:
+    """The `k` nearest rows to `query`, nearest first, with their distance last; the ORDER BY matches the
+    vector index's operator class. Slots ``query`` and ``k``. Also whether the WHERE clause restricts rows."""
+    p = Params()
+    where = scope(t, p, domain_id, filter)
+    emb, op = t.col("embedding"), metric.operator
+    q = p.named("query", query)
+    cols = select_columns(t, vectors=vectors, metadata=metadata)
+    sql = (
+        f"SELECT {cols}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
+        f"ORDER BY {emb} {op} {q} LIMIT {p.named('k', k)}"
+    )
+    return p.statement(sql), where.restricts
+
+
+def estimate_rows(t: TableRef, domain_id: str | None, filter: Filter) -> Statement:
+    """``EXPLAIN`` (planned, never run) whose plan holds the planner's estimates of the rows matching the
+    filter and of all the table's rows (read by `search_tuning.parse_estimate`)."""
+    p = Params()
+    where = scope(t, p, domain_id, filter)
+    return p.statement(
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {t.qualified} {where.sql} UNION ALL SELECT 1 FROM {t.qualified}"
+    )
+
+
+def rows_by_ids(t: TableRef, domain_id: str | None, ids: Sequence[str], *, metadata: bool) -> Statement:
+    """Rows (with their vectors) of the given ids, in no particular order."""
+    p = Params()
+    where = scope(t, p, domain_id)
+    cols = select_columns(t, vectors=True, metadata=metadata)
+    id_match = f"{t.col('id')} = ANY({p.add(sorted(set(ids)), f'{t.id_cast}[]')})"
+    return p.statement(f"SELECT {cols} FROM {t.qualified} {where.sql} AND {id_match}")
+
+
+def select_rows(
+    t: TableRef, domain_id: str | None, filter: Filter, ids: Sequence[str] | None, limit: int | None,
+    *, vectors: bool,
+) -> Statement:
+    """Rows matching the filter (and ids, when given) in a stable order (document, chunk, id), optionally
+    limited."""
+    p = Params()
+    where = scope(t, p, domain_id, filter).sql
+    if ids is not None:
+        where += f" AND {t.col('id')} = ANY({p.add(list(ids), f'{t.id_cast}[]')})"
+    cols = select_columns(t, vectors=vectors, metadata=True)
+    order = f"{t.col('document_id')}, {t.col('chunk_index')}, {t.col('id')}"
+    limit_sql = f" LIMIT {p.add(limit)}" if limit is not None else ""
+    return p.statement(f"SELECT {cols} FROM {t.qualified} {where} ORDER BY {order}{limit_sql}")
+
+
+def count(t: TableRef, domain_id: str | None, filter: Filter = None) -> Statement:
+    p = Params()
+    return p.statement(f"SELECT count(*) FROM {t.qualified} {scope(t, p, domain_id, filter).sql}")
+
+
+def count_up_to(t: TableRef, limit: int) -> Statement:
+    """Row count capped at a limit, so checking an index threshold never scans a big table."""
+    p = Params()
+    return p.statement(f"SELECT count(*) FROM (SELECT 1 FROM {t.qualified} LIMIT {p.add(limit)}) AS capped")
+
+
+def total_rows(t: TableRef) -> Statement:
+    return Statement(f"SELECT count(*) FROM {t.qualified}")
+
+
+def stats(t: TableRef, domain_id: str | None) -> Statement:
+    """Rows, documents and tenants within the store's scope, and the table's sizes."""
+    p = Params()
+    where = scope(t, p, domain_id).sql
+    name = p.add(t.qualified, "text")
+    return p.statement(
+        f"SELECT count(*) AS rows, count(DISTINCT {t.col('document_id')}) AS documents, "
+        f"count(DISTINCT {t.col('domain_id')}) AS tenants, "
+        f"pg_table_size(to_regclass({name})) AS table_bytes, "
+        f"pg_total_relation_size(to_regclass({name})) AS total_bytes "
+        f"FROM {t.qualified} {where}"
+    )
+
+
+def delete(t: TableRef, domain_id: str | None, filter: Filter = None, ids: Sequence[str] | None = None) -> Statement:
+    """Delete the rows in scope that match the filter and, when given, the ids."""
+    p = Params()
+    where = scope(t, p, domain_id, filter).sql
+    if ids is not None:
+        where += f" AND {t.col('id')} = ANY({p.add(list(ids), f'{t.id_cast}[]')})"
+    return p.statement(f"DELETE FROM {t.qualified} {where}")
+
+
+def update_metadata(
+    t: TableRef, domain_id: str | None, ids: Sequence[str], metadata: Sequence[str], columns: Sequence[str]
+) -> Statement:
+    """Replace metadata by id, keeping content/document_id/chunk_index in step when the new metadata has them:
+    `columns` is aligned with ids, each a JSON object of the column values that metadata carried."""
+    p = Params()
+    where = scope(t, p, domain_id, alias="t").sql
+    c = t.col
+    follow = ", ".join(
+        f"{c(name)} = CASE WHEN u.cols ? {quote_literal(name)} THEN (u.cols->>{quote_literal(name)}){cast} "
+        f"ELSE t.{c(name)} END"
+        for name, cast in (("content", ""), ("document_id", ""), ("chunk_index", "::integer"))
+    )
+    arrays = f"{p.add(list(ids))}::{t.id_cast}[], {p.add(list(metadata))}::jsonb[], {p.add(list(columns))}::jsonb[]"
+    source = f"unnest({arrays})"
+    return p.statement(
+        f"UPDATE {t.qualified} AS t SET {c('metadata')} = u.meta, {follow} "
+        f"FROM {source} AS u(id, meta, cols) {where} AND t.{c('id')} = u.id"
+    )
+
+
+def existing_ids(t: TableRef, ids: Sequence[str]) -> Statement:
+    """Which of the ids exist already (in any domain), with their domain."""
+    p = Params()
+    return p.statement(
+        f"SELECT {t.col('id')}::text, {t.col('domain_id')} FROM {t.qualified} "
+        f"WHERE {t.col('id')} = ANY({p.add(list(ids), f'{t.id_cast}[]')})"
+    )
+
+
+def upsert_from_staging(t: TableRef, staging: str) -> Statement:
+    """Move staged rows into the table; an existing id is replaced only inside the same domain. `created_at`
+    keeps its first value; RETURNING names the ids that landed (ids of another domain are neither inserted nor
+    updated)."""
+    cols = [t.col(c) for c in WRITE_COLUMNS]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+    dom = t.col("domain_id")
+    return Statement(
+        f"INSERT INTO {t.qualified} AS t ({', '.join(cols)}) "
+        f"SELECT {', '.join(cols)} FROM {quote_ident(staging)} "
+        f"ON CONFLICT ({t.col('id')}) DO UPDATE SET {updates} "
+        f"WHERE t.{dom} IS NOT DISTINCT FROM EXCLUDED.{dom} "
+        f"RETURNING t.{t.col('id')}::text"
+    )

@@ -1,0 +1,89 @@
+"""`TableRef`: the quoted names of a store's table and of everything the store makes around it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, quote_ident
+
+if TYPE_CHECKING:
+    from pgvecstore.config import StoreConfig
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """Schema, table and column names of one store table (validated by `StoreConfig`), quoted on use.
+
+    The names of its indexes and policy are derived deterministically, so every store instance finds them in
+    the catalog by name.
+    """
+
+    schema: str
+    name: str
+    columns: Mapping[str, str]
+    id_type: str = "uuid"
+    text_search_column: str = "content_tsv"
+
+    @classmethod
+    def from_config(cls, config: StoreConfig) -> TableRef:
+        return cls(
+            schema=config.schema,
+            name=config.table_name,
+            columns=dict(config.columns),
+            id_type=config.id_type,
+            text_search_column=config.resolved_text_search_column,
+        )
+
+    @classmethod
+    def plain(cls, schema: str, name: str, **options: str) -> TableRef:
+        """A table with the logical column names (for tests and tools)."""
+        return cls(schema, name, {c: c for c in LOGICAL_COLUMNS}, **options)
+
+    @cached_property
+    def qualified(self) -> str:
+        """``"schema"."table"``, quoted."""
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @property
+    def display(self) -> str:
+        """``schema.table`` for messages."""
+        return f"{self.schema}.{self.name}"
+
+    def col(self, logical: str) -> str:
+        """The quoted column that holds logical column `logical`."""
+        return quote_ident(self.columns[logical])
+
+    @property
+    def id_cast(self) -> str:
+        """The SQL type of ids: ``uuid`` or ``text``."""
+        return "uuid" if self.id_type == "uuid" else "text"
+
+    def index_name(self, index_type: str) -> str:
+        """The name of this table's vector index of `index_type` (found by name in the catalog)."""
+        return derived_name(self.name, f"{self.columns['embedding']}_{index_type}_idx")
+
+    @property
+    def domain_index_name(self) -> str:
+        return derived_name(self.name, f"{self.columns['domain_id']}_idx")
+
+    @property
+    def document_index_name(self) -> str:
+        return derived_name(self.name, f"{self.columns['document_id']}_idx")
+
+    @property
+    def text_search_index_name(self) -> str:
+        """The name of the GIN index on the text-search column (found by name in the catalog)."""
+        return derived_name(self.name, f"{self.text_search_column}_gin_idx")
+
+    @property
+    def policy_name(self) -> str:
+        """The name of the table's tenant-isolation policy (found by name in pg_policy)."""
+        return derived_name(self.name, "tenant_isolation")
+
+    @property
+    def lock_key(self) -> str:
+        """Text hashed into the advisory-lock key that serialises DDL on this table across processes."""
+        return f"pgvecstore:{self.schema}.{self.name}"

@@ -1,0 +1,140 @@
+"""The search planner without a server: which SQL, values and settings each search gets, and its bounded caches."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+from pgvector import Vector
+
+from pgvecstore import InvalidInputError, StoreConfig
+from pgvecstore.planner import EstimateCache, SearchPlan, SearchPlanner, SearchRequest
+from pgvecstore.sql.table import TableRef
+
+DIM = 4
+QUERY = [0.5, 0.1, -0.2, 0.9]
+
+
+def planner(**options: Any) -> SearchPlanner:
+    config = StoreConfig.from_options(dimensions=DIM, **options)
+    return SearchPlanner(config, TableRef.from_config(config), DIM)
+
+
+def placeholders(sql: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\$(\d+)", sql)}
+
+
+def assert_bound(plan: SearchPlan) -> None:
+    """Every value has its placeholder and every placeholder its value: $1..$n, n the number of values."""
+    assert placeholders(plan.sql) == set(range(1, len(plan.args) + 1))
+
+
+def test_an_unfiltered_search_is_one_plain_statement_built_once() -> None:
+    p = planner()
+    first = p.plan(SearchRequest(QUERY, k=5))
+    second = p.plan(SearchRequest(np.array(QUERY[::-1]), k=7))
+    assert not first.filtered and first.estimate is None and first.settings == {}
+    assert first.sql is second.sql  # built once, then re-bound
+    assert first.args == [Vector(QUERY).to_binary(), 5]
+    assert second.args == [Vector(QUERY[::-1]).to_binary(), 7]
+    assert 'ORDER BY "embedding" <=> $1 LIMIT $2' in first.sql
+    assert_bound(first)
+    assert first.score is not None and first.score(0.25) == pytest.approx(0.75)  # cosine: 1 - distance
+
+
+def test_search_options_become_transaction_settings() -> None:
+    assert planner().plan(SearchRequest(QUERY, k=100)).settings == {"hnsw.ef_search": "100"}  # k > 40
+    tuned = planner(search_params={"ef_search": 80, "probes": 3}).plan(SearchRequest(QUERY, k=5))
+    assert tuned.settings == {"hnsw.ef_search": "80", "ivfflat.probes": "3"}
+    per_call = planner(search_params={"ef_search": 80}).plan(SearchRequest(QUERY, k=5, search_params={"ef_search": 9}))
+    assert per_call.settings == {"hnsw.ef_search": "9"}
+
+
+def test_a_filter_or_a_domain_makes_a_filtered_plan_with_an_estimate() -> None:
+    filtered = planner().plan(SearchRequest(QUERY, k=5, filter={"lang": "en"}))
+    assert filtered.filtered and filtered.estimate is not None
+    assert filtered.estimate.sql.startswith("EXPLAIN (FORMAT JSON)")
+    assert placeholders(filtered.estimate.sql) == set(range(1, len(filtered.estimate.args) + 1))
+    assert_bound(filtered)
+    tenant = planner(domain_id="acme").plan(SearchRequest(QUERY, k=5))
+    assert tenant.filtered and '"domain_id" = $1::text' in tenant.sql and tenant.args[0] == "acme"
+    assert not planner().plan(SearchRequest(QUERY, k=5, filter={"$and": [{}]})).filtered  # restricts nothing
+    no_estimate = planner(search_params={"exact_selectivity": 0}).plan(SearchRequest(QUERY, filter={"a": 1}))
+    assert no_estimate.filtered and no_estimate.estimate is None
+
+
+def test_columns_follow_include_metadata_and_include_vectors() -> None:
+    p = planner()
+    bare = p.plan(SearchRequest(QUERY, include_metadata=False))
+    assert bare.sql.startswith('SELECT "id"::text, "embedding" <=>')
+    with_vectors = p.plan(SearchRequest(QUERY, include_vectors=True))
+    assert with_vectors.sql.startswith('SELECT "id"::text, "embedding", "metadata"::text, "content"')
+    assert with_vectors.vectors and with_vectors.metadata
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (SearchRequest(QUERY, k=0), "k must be a positive integer"),
+        (SearchRequest(QUERY, mode="semantic"), "mode must be one of"),
+        (SearchRequest(None), "search needs a query vector"),
+        (SearchRequest(QUERY, mode="text", query_text="x"), "searches by query_text alone"),
+        (SearchRequest(None, mode="hybrid", query_text="x"), "needs a query vector as well"),
+        (SearchRequest(None, mode="text"), "needs query_text, a string; got none"),
+        (SearchRequest(QUERY, query_text="x"), "query_text is used by mode='text'"),
+        (SearchRequest(QUERY, alpha=0.5), "used by mode='hybrid' only"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", alpha=2), "alpha must be a number between 0 and 1"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", vector_k=0), "vector_k must be an integer"),
+        (SearchRequest(QUERY, rrf_k=-1), "rrf_k must be a non-negative number"),
+        (SearchRequest(QUERY, search_params={"ef_serch": 5}), "did you mean 'ef_search'"),
+        (SearchRequest([1.0, 2.0]), "query vector has dimension 2, expected 4"),
+    ],
+)
+def test_bad_requests_name_the_argument(request_: SearchRequest, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        planner().plan(request_, text_config="english")
+
+
+def test_text_and_hybrid_plans_bind_every_value() -> None:
+    p = planner(domain_id="acme")
+    text = p.plan(SearchRequest(None, k=3, mode="text", query_text="cell membranes", filter={"y": 1}), "english")
+    assert_bound(text)
+    assert "english" in text.args and "cell membranes" in text.args and not text.filtered
+    rrf = p.plan(SearchRequest(QUERY, k=3, mode="hybrid", query_text="cells", rrf_k=10), "english")
+    assert_bound(rrf)
+    assert "1 / ($" in rrf.sql and 10.0 in rrf.args and rrf.at == -3
+    assert rrf.settings["hnsw.iterative_scan"] == "strict_order"  # the domain filters the vector side
+    weighted = planner().plan(SearchRequest(QUERY, k=3, mode="hybrid", query_text="cells", alpha=0.3), "english")
+    assert_bound(weighted)
+    assert 0.3 in weighted.args and "vector_norm" in weighted.sql and weighted.settings == {}
+    assert "(1 - distance)" in weighted.sql  # the metric's score formula, in SQL
+    with pytest.raises(ValueError, match="text-search configuration"):
+        p.plan(SearchRequest(None, mode="text", query_text="x"))
+
+
+def test_query_text_is_cleaned_not_parsed() -> None:
+    plan = planner().plan(SearchRequest(None, mode="text", query_text="a\x00b & !(c" + "\ud800"), "simple")
+    assert "a b & !(c?" in plan.args
+
+
+# -- the estimate cache ------------------------------------------------------------------------------------------
+def test_estimates_expire_and_stay_within_their_entry_bound() -> None:
+    cache = EstimateCache(ttl=60, max_entries=3, max_bytes=1 << 20)
+    for i in range(5):
+        cache.put(f"k{i}", float(i), 100.0, now=0.0)
+    assert len(cache) == 3 and cache.get("k0", now=1.0) is None and cache.get("k4", now=1.0) == (4.0, 100.0)
+    assert cache.get("k4", now=61.0) is None  # expired entries are dropped
+    assert len(cache) == 2
+
+
+def test_estimates_stay_within_their_byte_bound() -> None:
+    cache = EstimateCache(ttl=60, max_entries=1000, max_bytes=10_000)
+    for i in range(50):
+        cache.put(f"{i:04d}" + "x" * 900, 1.0, 2.0, now=0.0)
+        assert cache.bytes <= 10_000
+    assert 0 < len(cache) < 50
+    cache.put("y" * 5000, 1.0, 2.0, now=0.0)  # larger than an eighth of the budget: not kept
+    assert cache.get("y" * 5000, now=0.0) is None
+    assert cache.bytes <= 10_000
