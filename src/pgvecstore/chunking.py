@@ -141,31 +141,50 @@ _LINE_START = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|\||>)")
 _THEMATIC_BREAK = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 
 
+def _without_front_matter(lines: list[str]) -> list[str]:
+    """The lines after a YAML front matter block, if the text starts with one."""
+    if lines and lines[0].strip() == "---":
+        for end in range(1, len(lines)):
+            if lines[end].strip() in ("---", "..."):
+                return lines[end + 1 :]
+    return lines
+
+
+def _paragraph_text(paragraph: list[str]) -> str:
+    """Soft line breaks become spaces, as Markdown renders them; list items, table rows and quotes keep theirs."""
+    body = ""
+    for line in paragraph:
+        if body and not _LINE_START.match(line):
+            body += " " + line.strip()
+        else:
+            body += ("\n" if body else "") + line.rstrip()
+    return body.strip()
+
+
+def _fenced_block(lines: list[str], start: int, marker: str) -> tuple[str, int]:
+    """The fenced code block opening at line `start`, whole, and the index of the line after its closing fence."""
+    code = [lines[start]]
+    i = start + 1
+    while i < len(lines):
+        code.append(lines[i])
+        if lines[i].strip().startswith(marker[0] * len(marker)) and not lines[i].strip().strip(marker[0]):
+            break
+        i += 1
+    return "\n".join(code).strip(), i + 1
+
+
 def markdown_blocks(text: str) -> list[Block]:
     """Headings (ATX ``#`` and setext underlines), paragraphs and fenced code blocks of a Markdown text.
 
     Front matter is skipped; line breaks inside a paragraph become spaces except before list items, table rows
     and quotes; code blocks stay whole.
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[0].strip() == "---":  # YAML front matter
-        for end in range(1, len(lines)):
-            if lines[end].strip() in ("---", "..."):
-                lines = lines[end + 1 :]
-                break
+    lines = _without_front_matter(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     blocks: list[Block] = []
     paragraph: list[str] = []
 
     def flush() -> None:
-        # Soft line breaks become spaces, as Markdown renders them; list items, table rows and quotes keep theirs.
-        body = ""
-        for line in paragraph:
-            stripped = line.strip()
-            if body and not _LINE_START.match(line):
-                body += " " + stripped
-            else:
-                body += ("\n" if body else "") + line.rstrip()
-        body = body.strip()
+        body = _paragraph_text(paragraph)
         if body:
             blocks.append(Block(body))
         paragraph.clear()
@@ -176,16 +195,8 @@ def markdown_blocks(text: str) -> list[Block]:
         fence = _FENCE.match(line)
         if fence:
             flush()
-            marker = fence.group(1)
-            code = [line]
-            i += 1
-            while i < len(lines):
-                code.append(lines[i])
-                if lines[i].strip().startswith(marker[0] * len(marker)) and not lines[i].strip().strip(marker[0]):
-                    break
-                i += 1
-            blocks.append(Block("\n".join(code).strip()))
-            i += 1
+            code, i = _fenced_block(lines, i, fence.group(1))
+            blocks.append(Block(code))
             continue
         heading = _ATX_HEADING.match(line)
         if heading:

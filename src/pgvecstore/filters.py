@@ -20,9 +20,6 @@ quotes the offending part.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 import numbers
 import uuid
 from collections.abc import Mapping
@@ -30,6 +27,16 @@ from functools import cached_property
 from typing import Any
 
 from pgvecstore.errors import InvalidInputError, did_you_mean
+from pgvecstore.filter_values import (
+    MAX_DEPTH,
+    Value,
+    check_text,
+    json_text,
+    json_value,
+    parse_timestamp,
+    scalar,
+    show,
+)
 from pgvecstore.identifiers import FILTER_COLUMNS
 from pgvecstore.sql.params import Params
 from pgvecstore.sql.table import TableRef
@@ -53,8 +60,7 @@ FIELD_OPERATORS = (
 )
 RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
-# Limits that keep a hostile filter from exhausting the stack or PostgreSQL's parameter count.
-MAX_DEPTH = 32
+# Limits that keep a hostile filter from exhausting the stack or PostgreSQL's parameter count (MAX_DEPTH: nesting).
 MAX_PATH_SEGMENTS = 32
 
 # The ISO-8601 text a metadata value must have to compare as a timestamp (the reference evaluator in the tests
@@ -68,16 +74,6 @@ ISO_OFFSET_PATTERN = "(Z|[+-][0-9]{2}:[0-9]{2})$"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-class _Value:
-    """A filter value checked and classified: kind is 'null', 'bool', 'number', 'string' or 'datetime'."""
-
-    __slots__ = ("kind", "value")
-
-    def __init__(self, kind: str, value: Any) -> None:
-        self.kind = kind
-        self.value = value
-
-
 def compile_filter(filter: Mapping[str, Any] | None, table: TableRef, params: Params, alias: str = "") -> str:
     """Compile `filter` to a SQL boolean expression over `table`, adding its values to `params`.
 
@@ -86,99 +82,10 @@ def compile_filter(filter: Mapping[str, Any] | None, table: TableRef, params: Pa
     if filter is None:
         return "TRUE"
     if not isinstance(filter, Mapping):
-        raise InvalidInputError(f"filter must be a dict such as {{'category': 'science'}}, got {_show(filter)}")
+        raise InvalidInputError(f"filter must be a dict such as {{'category': 'science'}}, got {show(filter)}")
     if not filter:
         return "TRUE"
     return _Compiler(table, params, alias).node(filter, "filter", 0)
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    """repr of a filter part for an error message, shortened when long."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _check_text(value: str, where: str) -> str:
-    if "\x00" in value:
-        raise InvalidInputError(f"{where}: {_show(value)} contains a NUL character, which PostgreSQL text cannot hold")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"{where}: {_show(value)} is not valid Unicode text (lone surrogate)") from None
-    return value
-
-
-def _as_utc(value: dt.date) -> dt.datetime:
-    """A date or datetime as an aware UTC datetime (naive datetimes and dates are taken as UTC)."""
-    if not isinstance(value, dt.datetime):
-        value = dt.datetime(value.year, value.month, value.day)
-    if value.tzinfo is None or value.utcoffset() is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def _scalar(value: Any, where: str) -> _Value:
-    """Check one scalar filter value and classify it."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        value = value.item()  # a numpy scalar (np.int64, np.float32, np.bool_) as the Python value it holds
-    if value is None:
-        return _Value("null", None)
-    if isinstance(value, bool):
-        return _Value("bool", value)
-    if isinstance(value, numbers.Integral):
-        if int(value).bit_length() > 10_000:
-            raise InvalidInputError(f"{where}: an integer of {int(value).bit_length()} bits is too large to compare")
-        return _Value("number", int(value))
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if not math.isfinite(number):
-            raise InvalidInputError(f"{where}: {_show(value)} is not a finite number")
-        return _Value("number", number)
-    if isinstance(value, str):
-        return _Value("string", _check_text(value, where))
-    if isinstance(value, dt.date):
-        return _Value("datetime", _as_utc(value))
-    raise InvalidInputError(
-        f"{where}: {_show(value)} ({type(value).__name__}) is not a filter value; use a string, number, boolean, "
-        "None, date or datetime"
-    )
-
-
-def _json_value(value: Any, where: str, depth: int = 0) -> Any:
-    """Check a JSON value for ``$contains`` (scalars, lists, dicts with string keys) and return it plain."""
-    if depth > MAX_DEPTH:
-        raise InvalidInputError(f"{where}: value is nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInputError(f"{where}: object key {_show(key)} must be a string")
-            out[_check_text(key, where)] = _json_value(item, where, depth + 1)
-        return out
-    if isinstance(value, list | tuple):
-        return [_json_value(item, where, depth + 1) for item in value]
-    checked = _scalar(value, where)
-    if checked.kind == "datetime":
-        raise InvalidInputError(f"{where}: {_show(value)}: dates cannot be inside $contains; use an ISO string")
-    return checked.value
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _parse_timestamp(value: Any, where: str) -> dt.datetime:
-    """A created_at filter value: date, datetime or ISO-8601 string, as an aware UTC datetime."""
-    if isinstance(value, dt.date):
-        return _as_utc(value)
-    if isinstance(value, str):
-        try:
-            return _as_utc(dt.datetime.fromisoformat(value))
-        except ValueError:
-            raise InvalidInputError(f"{where}: {_show(value)} is not an ISO-8601 date or datetime") from None
-    raise InvalidInputError(
-        f"{where}: created_at compares with a date, datetime or ISO-8601 string, got {_show(value)}"
-    )
 
 
 class _Compiler:
@@ -197,13 +104,13 @@ class _Compiler:
             raise InvalidInputError(f"{where}: filter is nested deeper than {MAX_DEPTH} levels")
         if not isinstance(node, Mapping):
             raise InvalidInputError(
-                f"{where}: expected a filter dict such as {{'category': 'science'}}, got {_show(node)}"
+                f"{where}: expected a filter dict such as {{'category': 'science'}}, got {show(node)}"
             )
         parts = []
         for key, value in node.items():
             if not isinstance(key, str):
-                raise InvalidInputError(f"{where}: key {_show(key)} must be a string")
-            at = f"{where}[{_show(key)}]"
+                raise InvalidInputError(f"{where}: key {show(key)} must be a string")
+            at = f"{where}[{show(key)}]"
             if key.startswith("$"):
                 parts.append(self.combinator(key, value, at, depth))
             else:
@@ -215,17 +122,17 @@ class _Compiler:
     def combinator(self, op: str, value: Any, where: str, depth: int) -> str:
         if op == "$not":
             if not isinstance(value, Mapping):
-                raise InvalidInputError(f"{where}: $not takes a filter dict such as {{'k': 1}}, got {_show(value)}")
+                raise InvalidInputError(f"{where}: $not takes a filter dict such as {{'k': 1}}, got {show(value)}")
             return _negate(self.node(value, where, depth + 1))
         if op in ("$and", "$or"):
             if not isinstance(value, list | tuple) or not value:
-                raise InvalidInputError(f"{where}: {op} takes a non-empty list of filter dicts, got {_show(value)}")
+                raise InvalidInputError(f"{where}: {op} takes a non-empty list of filter dicts, got {show(value)}")
             parts = [self.node(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
             joiner = " AND " if op == "$and" else " OR "
             return parts[0] if len(parts) == 1 else "(" + joiner.join(parts) + ")"
         if op in FIELD_OPERATORS:
             raise InvalidInputError(f"{where}: {op!r} needs a key, as in {{'price': {{{op!r}: ...}}}}")
-        raise InvalidInputError(f"{where}: unknown operator {_show(op)}{did_you_mean(op, COMBINATORS)}")
+        raise InvalidInputError(f"{where}: unknown operator {show(op)}{did_you_mean(op, COMBINATORS)}")
 
     # -- one key -------------------------------------------------------------------------------------------
     def field(self, key: str, condition: Any, where: str, depth: int) -> str:
@@ -234,7 +141,7 @@ class _Compiler:
             return self.operators(target, condition, where, depth)
         if isinstance(condition, list | tuple | set | frozenset):
             raise InvalidInputError(
-                f"{where}: {_show(condition)} is a list; use {{'$in': [...]}} for one of several values or "
+                f"{where}: {show(condition)} is a list; use {{'$in': [...]}} for one of several values or "
                 "{'$contains': ...} for list membership"
             )
         return target.eq(condition, where)
@@ -246,16 +153,16 @@ class _Compiler:
             raise InvalidInputError(f"{where}: empty operator dict; give an operator such as {{'$eq': 1}}")
         parts = []
         for op, value in ops.items():
-            at = f"{where}[{_show(op)}]"
+            at = f"{where}[{show(op)}]"
             if not isinstance(op, str) or not op.startswith("$"):
                 raise InvalidInputError(
-                    f"{at}: {_show(op)} is not an operator; to match inside a nested object use a dotted key "
+                    f"{at}: {show(op)} is not an operator; to match inside a nested object use a dotted key "
                     "such as 'a.b', or {'$contains': {...}}"
                 )
             if op not in FIELD_OPERATORS:
                 if op in ("$and", "$or"):
                     raise InvalidInputError(f"{at}: {op} combines whole filters; put it outside the key")
-                raise InvalidInputError(f"{at}: unknown operator {_show(op)}{did_you_mean(op, FIELD_OPERATORS)}")
+                raise InvalidInputError(f"{at}: unknown operator {show(op)}{did_you_mean(op, FIELD_OPERATORS)}")
             parts.append(self.operator(target, op, value, at, depth))
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
 
@@ -273,7 +180,7 @@ class _Compiler:
             return target.compare(RANGE_SQL[op], value, where)
         if op == "$between":
             if not isinstance(value, list | tuple) or len(value) != 2:
-                raise InvalidInputError(f"{where}: $between takes a list [low, high], got {_show(value)}")
+                raise InvalidInputError(f"{where}: $between takes a list [low, high], got {show(value)}")
             low, high = value
             target.check_same_kind(low, high, where)
             return f"({target.compare('>=', low, where)} AND {target.compare('<=', high, where)})"
@@ -283,39 +190,39 @@ class _Compiler:
             return _negate(target.isin(_as_list(value, where), where))
         if op in ("$like", "$ilike"):
             if not isinstance(value, str):
-                raise InvalidInputError(f"{where}: {op} takes a string pattern such as 'abc%', got {_show(value)}")
-            _check_text(value, where)
+                raise InvalidInputError(f"{where}: {op} takes a string pattern such as 'abc%', got {show(value)}")
+            check_text(value, where)
             if _ends_with_escape(value):
-                raise InvalidInputError(f"{where}: pattern {_show(value)} ends with the escape character '\\'")
+                raise InvalidInputError(f"{where}: pattern {show(value)} ends with the escape character '\\'")
             return target.like(value, "LIKE" if op == "$like" else "ILIKE", where)
         if op == "$exists":
             if not isinstance(value, bool):
-                raise InvalidInputError(f"{where}: $exists takes True or False, got {_show(value)}")
+                raise InvalidInputError(f"{where}: $exists takes True or False, got {show(value)}")
             return target.exists(value)
         if op == "$contains":
             return target.contains(value, where)
         # "$not" at key level: the complement of an operator dict.
         if not isinstance(value, Mapping):
             raise InvalidInputError(
-                f"{where}: $not on a key takes an operator dict such as {{'$gt': 5}}, got {_show(value)}"
+                f"{where}: $not on a key takes an operator dict such as {{'$gt': 5}}, got {show(value)}"
             )
         return _negate(self.operators(target, value, where, depth + 1))
 
     def target(self, key: str, where: str) -> _Target:
         if not key:
             raise InvalidInputError(f"{where}: filter keys must not be empty")
-        _check_text(key, where)
+        check_text(key, where)
         segments = key.split(".")
         if any(not segment for segment in segments):
             raise InvalidInputError(
-                f"{where}: key {_show(key)} has an empty path segment; use dots only between names, as in 'a.b'"
+                f"{where}: key {show(key)} has an empty path segment; use dots only between names, as in 'a.b'"
             )
         if len(segments) > MAX_PATH_SEGMENTS:
-            raise InvalidInputError(f"{where}: key {_show(key)} has more than {MAX_PATH_SEGMENTS} path segments")
+            raise InvalidInputError(f"{where}: key {show(key)} has more than {MAX_PATH_SEGMENTS} path segments")
         if segments[0] in FILTER_COLUMNS:
             if len(segments) > 1:
                 raise InvalidInputError(
-                    f"{where}: {segments[0]!r} is a column, not an object; {_show(key)} cannot address a field "
+                    f"{where}: {segments[0]!r} is a column, not an object; {show(key)} cannot address a field "
                     "inside it"
                 )
             return _ColumnTarget(self, key)
@@ -329,7 +236,7 @@ def _negate(expression: str) -> str:
 
 def _as_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list | tuple | set | frozenset):
-        raise InvalidInputError(f"{where}: takes a list of values, got {_show(value)}")
+        raise InvalidInputError(f"{where}: takes a list of values, got {show(value)}")
     return list(value)
 
 
@@ -394,7 +301,7 @@ class _MetadataTarget(_Target):
         """A jsonb parameter holding `inner` at this path, for GIN-friendly containment (``@>``)."""
         for segment in reversed(self.segments):
             inner = {segment: inner}
-        return self.p.add(_json_text(inner), "jsonb")
+        return self.p.add(json_text(inner), "jsonb")
 
     def timestamp_test(self, op: str, rhs: str) -> str:
         """True when the value is an ISO-8601 string whose timestamp satisfies ``<ts> op rhs``; never an error."""
@@ -409,7 +316,7 @@ class _MetadataTarget(_Target):
         )
 
     def eq(self, value: Any, where: str) -> str:
-        checked = _scalar(value, where)
+        checked = scalar(value, where)
         if checked.kind == "null":
             return f"({self.value} IS NULL OR jsonb_typeof({self.value}) = 'null')"
         if checked.kind == "datetime":
@@ -418,17 +325,17 @@ class _MetadataTarget(_Target):
 
     def json_eq(self, value: Any, where: str) -> str:
         """The value at the path equals this list or object as JSON (numbers by value, lists in order)."""
-        return f"({self.value} = {self.p.add(_json_text(_json_value(value, where)), 'jsonb')})"
+        return f"({self.value} = {self.p.add(json_text(json_value(value, where)), 'jsonb')})"
 
     def check_same_kind(self, low: Any, high: Any, where: str) -> None:
         kinds = {self.range_value(low, where).kind, self.range_value(high, where).kind}
         if len(kinds) != 1:
-            raise InvalidInputError(f"{where}: $between bounds must be of one type, got {_show(low)} and {_show(high)}")
+            raise InvalidInputError(f"{where}: $between bounds must be of one type, got {show(low)} and {show(high)}")
 
-    def range_value(self, value: Any, where: str) -> _Value:
-        checked = _scalar(value, where)
+    def range_value(self, value: Any, where: str) -> Value:
+        checked = scalar(value, where)
         if checked.kind not in ("number", "string", "datetime"):
-            raise InvalidInputError(f"{where}: compares with a number, string, date or datetime, got {_show(value)}")
+            raise InvalidInputError(f"{where}: compares with a number, string, date or datetime, got {show(value)}")
         return checked
 
     def compare(self, op: str, value: Any, where: str) -> str:
@@ -436,7 +343,7 @@ class _MetadataTarget(_Target):
         if checked.kind == "number":
             return (
                 f"(jsonb_typeof({self.value}) = 'number' AND {self.value} {op} "
-                f"{self.p.add(_json_text(checked.value), 'jsonb')})"
+                f"{self.p.add(json_text(checked.value), 'jsonb')})"
             )
         if checked.kind == "string":
             operand = self.p.add(checked.value, "text")
@@ -444,9 +351,9 @@ class _MetadataTarget(_Target):
         return self.timestamp_test(op, self.p.add(checked.value, "timestamptz"))
 
     def isin(self, values: list[Any], where: str) -> str:
-        checked = [_scalar(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        checked = [scalar(v, f"{where}[{i}]") for i, v in enumerate(values)]
         parts = []
-        plain = [_json_text(c.value) for c in checked if c.kind not in ("null", "datetime")]
+        plain = [json_text(c.value) for c in checked if c.kind not in ("null", "datetime")]
         if plain:
             parts.append(f"{self.value} = ANY({self.p.add(plain, 'jsonb[]')})")
         if any(c.kind == "null" for c in checked):
@@ -465,7 +372,7 @@ class _MetadataTarget(_Target):
         return f"({self.value} IS {'NOT ' if flag else ''}NULL)"
 
     def contains(self, value: Any, where: str) -> str:
-        checked = _json_value(value, where)
+        checked = json_value(value, where)
         if not isinstance(checked, dict | list):
             checked = [checked]
         return f"({self.metadata} @> {self.nested(checked)})"
@@ -484,10 +391,10 @@ class _ColumnTarget(_Target):
         """The filter value converted to the column's type, and the cast of its parameter."""
         name = self.name
         if name == "created_at":
-            return _parse_timestamp(value, where), "timestamptz"
+            return parse_timestamp(value, where), "timestamptz"
         if name == "chunk_index":
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise InvalidInputError(f"{where}: chunk_index is an integer column, got {_show(value)}")
+                raise InvalidInputError(f"{where}: chunk_index is an integer column, got {show(value)}")
             number = int(value)
             if not _INT64[0] <= number <= _INT64[1]:
                 raise InvalidInputError(f"{where}: {number.bit_length()}-bit integer is out of range for chunk_index")
@@ -498,19 +405,19 @@ class _ColumnTarget(_Target):
             if isinstance(value, int) and not isinstance(value, bool) and not self.uuid_ids and not ordering:
                 value = str(value)
             if not isinstance(value, str):
-                raise InvalidInputError(f"{where}: id compares with a string, got {_show(value)}")
-            _check_text(value, where)
+                raise InvalidInputError(f"{where}: id compares with a string, got {show(value)}")
+            check_text(value, where)
             if self.uuid_ids:
                 try:
                     return str(uuid.UUID(value)), "uuid"
                 except ValueError:
                     raise InvalidInputError(
-                        f"{where}: {_show(value)} is not a UUID, and this store has id_type='uuid'"
+                        f"{where}: {show(value)} is not a UUID, and this store has id_type='uuid'"
                     ) from None
             return value, "text"
         if not isinstance(value, str):
-            raise InvalidInputError(f"{where}: {name} is a text column; compare it with a string, got {_show(value)}")
-        return _check_text(value, where), "text"
+            raise InvalidInputError(f"{where}: {name} is a text column; compare it with a string, got {show(value)}")
+        return check_text(value, where), "text"
 
     def eq(self, value: Any, where: str) -> str:
         if value is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,14 @@ import asyncpg
 import numpy as np
 import pytest
 
-from pgvecstore import PgVectorStore, SchemaMismatchError, StoreClosedError, SyncPgVectorStore, VectorStoreFactory
+from pgvecstore import (
+    PgVectorStore,
+    SchemaMismatchError,
+    StoreClosedError,
+    SyncPgVectorStore,
+    TableNotFoundError,
+    VectorStoreFactory,
+)
 
 StoreMaker = Callable[..., PgVectorStore]
 U1, U2 = "6f1c7a0e-3c1b-4bb5-9a55-0c7d8c3e2a11", "0b9f2d44-7a7e-4a53-9a0a-2f4f5e6d7c88"
@@ -531,6 +539,62 @@ async def test_sync_store_works_inside_a_running_event_loop(pg_dsn: str, schema:
         assert await store.store.count() == 2
     finally:
         store.close()
+
+
+def test_the_sync_store_has_the_async_stores_methods_and_signatures() -> None:
+    public = {
+        name for name, member in inspect.getmembers(PgVectorStore)
+        if not name.startswith("_") and inspect.iscoroutinefunction(member) and name != "get_pool"
+    }
+    assert public <= set(dir(SyncPgVectorStore))
+    for name in public:
+        assert inspect.signature(getattr(SyncPgVectorStore, name)) == inspect.signature(getattr(PgVectorStore, name))
+        assert not inspect.iscoroutinefunction(getattr(SyncPgVectorStore, name))
+        if name != "close":  # the one close of the sync API documents itself (see close_blocking)
+            assert getattr(SyncPgVectorStore, name).__doc__ == getattr(PgVectorStore, name).__doc__
+    store = SyncPgVectorStore(dimensions=3)
+    assert list(inspect.signature(store.search).parameters)[:4] == ["query", "k", "filter", "include_metadata"]
+
+
+async def test_dimensions_come_from_an_existing_table(make_store: StoreMaker) -> None:
+    with pytest.raises(TableNotFoundError, match="no 'dimensions' to create it with"):
+        await make_store(table_name="nothing_yet").initialize()
+    writer = make_store(dimensions=5, id_type="text")
+    await writer.add_vectors(rng_vectors(3, 5), ids=["a", "b", "c"])
+    reader = make_store(id_type="text")  # no dimensions: read from the table's vector column
+    assert reader.dimensions is None
+    await reader.initialize()
+    assert reader.dimensions == 5
+    assert [hit.id for hit in await reader.search(rng_vectors(3, 5)[1], k=1)] == ["b"]
+    with pytest.raises(ValueError, match="query vector has dimension 4, expected 5"):
+        await reader.search([1.0, 0.0, 0.0, 0.0])
+    with pytest.raises(SchemaMismatchError, match="dimensions=6"):
+        await make_store(dimensions=6, id_type="text").initialize()
+
+
+async def test_results_carry_their_columns_and_on_request_their_vectors(make_store: StoreMaker) -> None:
+    store = make_store(dimensions=3, id_type="text")
+    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]], dtype=np.float32)
+    await store.add_vectors(vectors, ids=["a", "b", "c"], metadata=[{"tag": "x"}, None, {"document_id": "m"}],
+                            contents=["alpha", "beta", None], document_ids=["d1", "d1", None],
+                            chunk_indexes=[0, 1, None])
+    hits = await store.search([1, 0, 0], k=3)
+    first = hits[0]
+    row_id, _score, meta = first  # the seed's tuple
+    assert (row_id, meta, first[0], len(first)) == ("a", {"tag": "x"}, "a", 3)
+    assert first == ("a", pytest.approx(1.0), {"tag": "x"})
+    assert (first.content, first.document_id, first.chunk_index, first.vector) == ("alpha", "d1", 0, None)
+    assert [hit.metadata for hit in hits] == [{"tag": "x"}, {}, {"document_id": "m"}]  # exactly as written
+    assert hits[2].document_id is None  # the explicit list wins over the metadata key
+    with_vectors = await store.search([1, 0, 0], k=3, include_vectors=True)
+    np.testing.assert_array_equal(np.stack([hit.vector for hit in with_vectors]), vectors)
+    assert [hit.score for hit in with_vectors] == [hit.score for hit in hits]
+    rows = await store.get(["c", "a"], include_vectors=True)
+    assert [(r.id, r.content, r.document_id, r.chunk_index) for r in rows] == [
+        ("a", "alpha", "d1", 0), ("c", None, None, None)]  # ordered by document, chunk, id (NULLs last)
+    row_id, vector, meta = rows[0]
+    np.testing.assert_array_equal(vector, vectors[0])
+    assert meta == {"tag": "x"}
 
 
 async def test_store_sessions_run_in_utc_whatever_the_connection_asks(make_store: StoreMaker, pg_dsn: str) -> None:

@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from tests.columns import document_columns
 
 from langchain_pgvecstore import PgVecStore
-from pgvecstore import PgVectorStore, StoreClosedError, run_sync
+from pgvecstore import PgVectorStore, StoreClosedError, TableNotFoundError, run_sync
 
 VOCABULARY = ("postgres", "vector", "index", "python", "async", "cat", "dog", "pizza")
 
@@ -368,10 +368,44 @@ def test_from_texts_and_documents_learn_dimensions(pg_dsn: str, schema: str) -> 
 
     assert [d.id for d in asyncio.run(build())][:1] == ["x"]
 
-    # Without dimensions and before any add: the first call learns them from one embedded probe.
+    # Without dimensions and before any add: a read takes them from the existing table.
     later = PgVecStore(embedding, connection_string=pg_dsn, schema=schema, table_name="from_texts")
     try:
         assert [d.id for d in later.get_by_ids(["b"])] == ["b"]
+        assert later.dimensions == 5
+    finally:
+        later.close()
+
+
+class NoProbeEmbeddings(DeterministicFakeEmbedding):
+    """Embeds documents; refuses to embed a query, so no call may embed one just to learn the dimensions."""
+
+    def embed_query(self, text: str) -> list[float]:
+        raise AssertionError(f"a query was embedded: {text!r}")
+
+    async def aembed_query(self, text: str) -> list[float]:
+        raise AssertionError(f"a query was embedded: {text!r}")
+
+
+async def test_calls_without_vectors_never_embed_a_probe(pg_dsn: str, schema: str) -> None:
+    options = {"connection_string": pg_dsn, "schema": schema, "table_name": "no_probe"}
+    fresh = PgVecStore(NoProbeEmbeddings(size=5), **options)
+    try:
+        # No table yet and no dimensions: nothing to read, delete or clear, and nothing is created.
+        assert fresh.get_by_ids(["a"]) == [] and await fresh.aget_by_ids(["a"]) == []
+        assert fresh.delete(["a"]) is True and await fresh.adelete(filter={"k": 1}) is True
+        assert fresh.clear() == 0 and fresh.dimensions is None
+        with pytest.raises(TableNotFoundError, match="add documents first"):
+            fresh.store  # noqa: B018
+        assert fresh.add_texts(["a", "b"], [{"k": 1}, {"k": 2}], ids=["a", "b"]) == ["a", "b"]
+        assert fresh.dimensions == 5
+    finally:
+        fresh.close()
+    later = PgVecStore(NoProbeEmbeddings(size=5), **options)
+    try:
+        assert [d.metadata for d in await later.aget_by_ids(["b", "a"])] == [{"k": 2}, {"k": 1}]
+        assert later.delete(filter={"k": 1}) is True and later.clear() == 1
+        assert later.dimensions == 5
     finally:
         later.close()
 

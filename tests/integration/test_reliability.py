@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,6 +29,7 @@ from tests.dsn import dsn_as
 
 from pgvecstore import (
     ConnectionFailedError,
+    ConnectionLostError,
     ExtensionMissingError,
     PgVectorStore,
     QueryTimeoutError,
@@ -142,6 +144,61 @@ async def private_store(private_server: PrivateServer) -> AsyncIterator[Callable
     yield factory
     for store in made:
         await store.close()
+
+
+# -- a connection lost in the middle of admin work -----------------------------------------------------------------
+def kill_sessions_unnoticed(dsn: str, app: str) -> None:
+    """End every session named `app`, from another thread, while this event loop is blocked: the store's pool
+    cannot notice, so its next operation starts on a connection the server has already closed (as after a
+    failover the client did not see)."""
+
+    async def kill() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            pids = [row["pid"] for row in await sessions(conn, app)]
+            assert pids, "the store has no session to end"
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+            while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids):
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    worker = threading.Thread(target=lambda: asyncio.run(kill()))
+    worker.start()
+    worker.join()  # blocks this loop, on purpose
+
+
+@pytest.mark.parametrize("operation", ["create_index", "drop_index", "index_info", "enable_text_search",
+                                       "first text search"])
+async def test_a_connection_lost_during_admin_work_is_connection_lost_and_the_next_call_works(
+    make_store: Callable[..., PgVectorStore], pg_dsn: str, operation: str
+) -> None:
+    dsn, app = app_dsn(pg_dsn, "admin")
+    store = make_store(connection_string=dsn, dimensions=DIM, id_type="text", pool_min_size=2, pool_max_size=2,
+                       text_search=operation != "enable_text_search")
+    await store.add_vectors(vectors(40), ids=[f"r{i}" for i in range(40)],
+                            contents=[f"alpha beta {i}" for i in range(40)])
+    if operation in ("drop_index", "index_info"):
+        await store.create_index("hnsw")
+    calls = {
+        "create_index": lambda: store.create_index("hnsw"),
+        "drop_index": store.drop_index,
+        "index_info": store.index_info,
+        "enable_text_search": store.enable_text_search,
+        "first text search": lambda: store.search(query_text="alpha", mode="text", k=3),
+    }
+    call = calls[operation]
+    await asyncio.gather(*(store.count() for _ in range(4)))  # both pooled connections open
+    kill_sessions_unnoticed(pg_dsn, app)
+    with pytest.raises(ConnectionLostError, match="lost the connection to PostgreSQL"):
+        await call()
+    expected = {"create_index": True, "drop_index": True, "index_info": "hnsw", "enable_text_search": True}
+    result = await call()  # the same store, the next call: the pool was renewed
+    if operation == "first text search":
+        assert len(result) == 3 and all("alpha" in (hit.content or "") for hit in result)
+    else:
+        assert result == expected[operation]
+    assert await store.count() == 40
 
 
 # -- server restart and outage ------------------------------------------------------------------------------------
