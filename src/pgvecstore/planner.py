@@ -15,8 +15,8 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from pgvecstore.sql.table import TableRef
 from pgvecstore.vectors import query_wire
 
 SEARCH_MODES = ("vector", "text", "hybrid")
+_NO_SETTINGS: Mapping[str, str] = MappingProxyType({})
+_INTEGERS = (int, np.integer)
+# query_text, rrf_k, alpha, vector_k, text_k of a request that sets none of them.
+_NO_TEXT_OPTIONS = (None, 60, None, None, None)
 # Candidates each side of a hybrid search contributes by default: at least k (so either side alone can fill the
 # result), and at least pgvector's default hnsw.ef_search (40), the list an HNSW scan builds anyway.
 DEFAULT_CANDIDATES = 40
@@ -39,8 +43,7 @@ MAX_CANDIDATES = 10_000
 MAX_QUERY_TEXT_CHARS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class SearchRequest:
+class SearchRequest(NamedTuple):
     """The arguments of one `PgVectorStore.search` call, as given."""
 
     query: Any = None
@@ -57,8 +60,7 @@ class SearchRequest:
     include_vectors: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SearchPlan:
+class SearchPlan(NamedTuple):
     """How to answer one search: run `sql` with `args`, under `settings` unless `filtered` (then the searcher's
     filtered flow decides the settings, helped by `estimate`), and read rows into results with `score` (a
     distance column `at` from the end turned into a score, or None when that column is the score)."""
@@ -67,7 +69,7 @@ class SearchPlan:
     args: list[Any]
     k: int
     options: SearchOptions
-    settings: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = _NO_SETTINGS
     filtered: bool = False
     estimate: Statement | None = None
     score: Callable[[float], float] | None = None
@@ -94,11 +96,12 @@ class SearchPlanner:
         """Validate a request without building anything: its k and search options, or an error naming the
         argument that is wrong."""
         k = r.k
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, _INTEGERS) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         if r.mode not in SEARCH_MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {r.mode!r}")
-        _check_hybrid_options(r)
+        if r.mode != "vector" or r[5:10] != _NO_TEXT_OPTIONS:  # a plain vector search leaves them at their defaults
+            _check_hybrid_options(r)
         options = self._default_options
         if r.search_params is not None:
             options = SearchOptions.from_params(self._config.search_params, r.search_params)
@@ -194,7 +197,7 @@ def _check_hybrid_options(r: SearchRequest) -> None:
             continue
         if mode != "hybrid":
             raise InvalidInputError(f"{name} (candidates of one side of a hybrid search) is used by mode='hybrid' only")
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= value <= MAX_CANDIDATES:
+        if isinstance(value, bool) or not isinstance(value, _INTEGERS) or not 1 <= value <= MAX_CANDIDATES:
             raise InvalidInputError(f"{name} must be an integer between 1 and {MAX_CANDIDATES}, got {value!r}")
 
 

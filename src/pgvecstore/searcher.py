@@ -9,6 +9,7 @@ found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers beh
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import asyncpg
@@ -21,10 +22,7 @@ from pgvecstore.pool import PoolRegistry, retry_once
 from pgvecstore.results import SearchResult, search_results
 from pgvecstore.text_search import TextSearch
 
-
-def _distance(row: Any) -> float:
-    return row[-1]  # type: ignore[no-any-return]
-
+_distance = operator.itemgetter(-1)  # the last column of a vector search's row
 
 class Searcher:
     """Answers searches of one table: vector, filtered vector, text and hybrid."""
@@ -42,10 +40,6 @@ class Searcher:
         else:
             self.planner.check(request)  # argument errors come before the look at the text-search column
             plan = self.planner.plan(request, await self._text.query_config())
-        return await self.run(plan)
-
-    async def run(self, plan: SearchPlan) -> list[SearchResult]:
-        """Run a plan and read its rows."""
         if not plan.filtered:
             rows = await self._pools.read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():

@@ -19,6 +19,7 @@ from pgvector import Vector
 from pgvecstore.errors import InvalidInputError
 
 _HEADER = struct.Struct(">HH")
+_FLOAT32 = np.dtype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,7 +117,10 @@ def wire_vectors(items: Sequence[Any], dimensions: int, offset: int) -> list[byt
 
 def query_wire(query: Any, dimensions: int) -> bytes:
     """A query vector checked (one vector, `dimensions` long, finite) and in pgvector's binary format."""
-    if type(query) is list and len(query) == dimensions:
+    if type(query) is np.ndarray and query.dtype is _FLOAT32 and query.shape == (dimensions,):
+        if np.isfinite(query).all():  # the common case: an embedding model's float32 vector
+            return _HEADER.pack(dimensions, 0) + query.astype(">f4").tobytes()
+    elif type(query) is list and len(query) == dimensions:
         try:
             packed = _wire_packer(dimensions)(dimensions, 0, *query)
         except Exception:  # not numbers, or beyond float32: the checks below say which

@@ -509,6 +509,30 @@ async def test_2000_concurrent_searches_through_a_pool_of_10(
     await eventually(lambda: _no_sessions(admin, app), "close() ended every session")
 
 
+async def test_a_connection_kept_between_operations_never_keeps_anyone_waiting(
+    make_store: Callable[..., PgVectorStore]
+) -> None:
+    """Back-to-back operations of a task reuse their connection without the pool's round trip (pgvecstore.pool.
+    LoopPool); with a pool of one connection, nobody else ever waits for it longer than it is really in use."""
+    store = make_store(dimensions=DIM, pool_min_size=1, pool_max_size=1)
+    ids = await store.add_vectors(vectors(20))
+    query = vectors(20)[3]
+    for _ in range(5):
+        assert (await store.search(query, k=1))[0].id == ids[3]  # one after another: the kept connection
+    pool = await store.get_pool()  # SQL of the user's own gets the connection the store kept
+    assert await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=10) == 1
+    await store.search(query, k=1)
+    # Many operations at once through one connection: each waits for it only while another uses it.
+    done = await asyncio.wait_for(
+        asyncio.gather(*(store.search(query, k=1) for _ in range(40)), *(store.count() for _ in range(40))),
+        timeout=30,
+    )
+    assert done[:40] == [done[0]] * 40 and done[40:] == [20] * 40
+    await store.search(query, k=1)
+    assert await asyncio.wait_for(pool.fetchval("SELECT 2"), timeout=10) == 2  # an earlier-taken pool too
+    await asyncio.wait_for(store.close(), timeout=10)  # and close right after an operation does not wait
+
+
 async def test_store_sessions_are_named_pgvecstore(make_store: Callable[..., PgVectorStore]) -> None:
     store = make_store(dimensions=DIM)
     await store.add_vectors(vectors(3))

@@ -65,11 +65,11 @@ def test_names_are_quoted_and_values_are_bound() -> None:
         assert TABLE.name not in statement.sql and TABLE.name in statement.args  # names are values to the catalog
 
 
-scalars = st.one_of(st.integers(0, 3), st.text(max_size=3))
+scalars = st.one_of(st.integers(0, 3), st.text(alphabet="abc xyz", max_size=3))
 leaves = st.one_of(
     st.dictionaries(st.sampled_from(["a", "b.c"]), st.one_of(scalars, st.fixed_dictionaries(
         {"$in": st.lists(scalars, max_size=3)})), max_size=2),
-    st.fixed_dictionaries({"document_id": st.text(max_size=3)}),
+    st.fixed_dictionaries({"document_id": st.text(alphabet="abc xyz", max_size=3)}),
     st.fixed_dictionaries({"chunk_index": st.fixed_dictionaries({"$gte": st.integers(0, 5)})}),
 )
 filters = st.recursive(
