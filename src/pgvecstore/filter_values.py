@@ -1,4 +1,4 @@
-"""Filter values: each checked and classified before it is bound to a filter's SQL (`pgvecstore.filters`).
+"""Filter values: each checked and classified before it is bound to a filter's SQL (`pgvecstore.sql.filters`).
 
 A value that cannot be compared (NaN, a huge integer, a NUL character, an object where a scalar belongs) is an
 `InvalidInputError` that quotes it and says where in the filter it is.

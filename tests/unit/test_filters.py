@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.reference_filter import json_contains, like_match, matches
 
 from pgvecstore.config import StoreConfig
-from pgvecstore.filters import compile_filter
+from pgvecstore.sql.filters import compile_filter
 from pgvecstore.sql.params import Params
 from pgvecstore.sql.table import TableRef
 

@@ -2,6 +2,7 @@
 
 - `params`: `Params` hands out the ``$n`` placeholder of each bound value; `Statement` is SQL text with its values.
 - `table`: `TableRef`, the table's quoted names (columns, indexes, policy, advisory-lock key).
+- `filters`: the metadata filter language, compiled to a boolean expression whose values are all bound.
 - `ddl`: schema, table, indexes, text-search column, row-level security policy (no parameters: names and
   validated integers only).
 - `catalog`: what the store reads about the server and its table (extension, columns, indexes, settings).

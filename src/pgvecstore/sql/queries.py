@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pgvecstore.filters import compile_filter
 from pgvecstore.identifiers import WRITE_COLUMNS, quote_ident, quote_literal
 from pgvecstore.metric import Metric
+from pgvecstore.sql.filters import compile_filter
 from pgvecstore.sql.params import Params, Statement
 from pgvecstore.sql.table import TableRef
 
