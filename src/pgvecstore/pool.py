@@ -6,8 +6,8 @@
   loop's pool.
 - Scoping: `connection` lends a pooled connection for one operation: plain, or in a transaction that first sets
   the operation's settings and, under row-level security, the tenant, in one ``set_config`` statement.
-- Lending: each loop's `LoopPool` keeps a connection that an operation gave back cleanly until the loop's next
-  turn, so a task's next operation takes it without asyncpg's acquire and release (see `LoopPool`).
+- Lending: each loop's `LoopPool` keeps a connection that an operation gave back cleanly for the store's next
+  operation on that loop, which then takes it without asyncpg's acquire and release (see `LoopPool`).
 - One boundary: an exception leaving an operation becomes the store's error (`pgvecstore.driver`); a connection
   lost mid-operation renews the pool, and `read` retries a read once on a fresh connection.
 """
