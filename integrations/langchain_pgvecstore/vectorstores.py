@@ -20,6 +20,7 @@ from langchain_pgvecstore.mapping import rows, to_document
 from langchain_pgvecstore.search import SearchMixin
 from pgvecstore import InvalidInputError, PgVectorStore, StoreConfig, TableNotFoundError
 from pgvecstore.config import redact_dsn
+from pgvecstore.rows import normalize_id
 from pgvecstore.sync import close_blocking, run_sync
 
 DEFAULT_TABLE = "langchain_embeddings"
@@ -269,8 +270,9 @@ class PgVecStore(SearchMixin, VectorStore):
         store = await self._existing() if unique else None
         if store is None:
             return []
-        found = {row.id: row for row in await store.get(unique)}
-        return [to_document(found[i]) for i in unique if i in found]
+        found = {row.id: row for row in await store.get(unique)}  # ids as the store writes them (canonical)
+        canonical = [normalize_id(i, store.config.id_type) for i in unique]
+        return [to_document(found[i]) for i in canonical if i in found]
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents by id, in the order asked; ids not found are left out (no error)."""

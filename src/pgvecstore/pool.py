@@ -220,10 +220,10 @@ class PoolRegistry:
         """A connection for one operation (an asyncpg proxy of a `StoreConnection`), or the store's error."""
         try:
             return await pool.acquire()
-        except asyncpg.InterfaceError:
+        except asyncpg.InterfaceError as exc:
             if self._closed:  # close() ran while this call was on its way to the pool
                 raise StoreClosedError() from None
-            raise
+            raise store_error(exc) from exc
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise connect_failed(self._dsn, self.config, exc) from None
 

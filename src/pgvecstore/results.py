@@ -99,6 +99,7 @@ class Row(_Result):
     """One stored row from `get`: unpacks as ``(id, vector, metadata)``; ``content``, ``document_id`` and
     ``chunk_index`` are attributes."""
 
+    __slots__ = ()
     _fields = ("id", "vector", "metadata")
 
     def __init__(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -422,6 +423,14 @@ async def test_an_existing_core_store(make_store: Callable[..., PgVectorStore]) 
     ]
     with pytest.raises(ValueError, match="not both"):
         PgVecStore(DeterministicFakeEmbedding(size=6), store=core, schema="other")
+
+
+async def test_reads_by_id_on_a_uuid_store_take_ids_in_any_spelling(make_store: Callable[..., PgVectorStore]) -> None:
+    store = PgVecStore(DeterministicFakeEmbedding(size=6), store=make_store(dimensions=6, table_name="uuids"))
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    await store.aadd_texts(["a", "b", "c"], ids=ids)
+    asked = [ids[2].upper(), ids[0], "{" + ids[1] + "}"]
+    assert [d.page_content for d in await store.aget_by_ids(asked)] == ["c", "a", "b"]
 
 
 async def test_document_id_and_chunk_index_mapping(make_lc: Callable[..., PgVecStore]) -> None:

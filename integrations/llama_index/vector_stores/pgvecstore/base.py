@@ -19,6 +19,7 @@ from llama_index.vector_stores.pgvecstore.filters import and_filters, in_filter,
 from llama_index.vector_stores.pgvecstore.nodes import nodes_to_rows, row_to_node
 from llama_index.vector_stores.pgvecstore.query import SUPPORTED_MODES, TEXT_MODES, text_query, vector_query
 from pgvecstore import InvalidInputError, PgVectorStore, StoreConfig
+from pgvecstore.rows import normalize_id
 from pgvecstore.sync import close_blocking, run_sync
 
 DEFAULT_TABLE = "llamaindex_embeddings"
@@ -149,8 +150,9 @@ class PgVecStore(BasePydanticVectorStore):
         if node_ids is not None and not node_ids:
             return []
         rows = await self._store.get(node_ids, metadata_filters_to_dict(filters), include_vectors=True)
-        if node_ids is not None:
-            rank = {node_id: r for r, node_id in enumerate(node_ids)}
+        if node_ids is not None:  # in the order asked (the store's ids are canonical, as it writes them)
+            id_type = self._store.config.id_type
+            rank = {normalize_id(node_id, id_type): r for r, node_id in reversed(list(enumerate(node_ids)))}
             rows.sort(key=lambda row: rank[row.id])
         return [row_to_node(r.id, r.metadata, r.content, r.document_id, r.vector) for r in rows]
 
