@@ -13,6 +13,7 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.driver import connect_failed
 from pgvecstore.errors import ExtensionMissingError
 from pgvecstore.identifiers import TENANT_SETTING
+from pgvecstore.search_tuning import ITERATIVE_SCAN
 from pgvecstore.server import embedded_dsn
 from pgvecstore.sql import catalog
 
@@ -21,10 +22,6 @@ logger = logging.getLogger("pgvecstore")
 # Every connection of a store names itself, so its sessions can be told apart in pg_stat_activity (pool sizing,
 # leaks, pg_terminate_backend). A connection string's own ``?application_name=...`` takes precedence.
 APPLICATION_NAME = "pgvecstore"
-# pgvector 0.8 iterative index scans: a filtered search keeps scanning the index until it has k matches instead of
-# returning fewer rows than asked for. HNSW keeps exact order; IVFFlat only offers relaxed order, so the store
-# re-sorts its results by distance.
-ITERATIVE_SCAN_SETTINGS = {"hnsw.iterative_scan": "strict_order", "ivfflat.iterative_scan": "relaxed_order"}
 _CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -117,7 +114,9 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
     to that tenant by the row-level security policy even outside the store's own transactions.
     """
     # created_at is a TIMESTAMP filled by NOW(): UTC on every connection keeps it (and date filters) unambiguous.
-    server_settings = {**session_settings(dsn), **ITERATIVE_SCAN_SETTINGS, "timezone": "UTC"}
+    # Iterative index scans on every session (pgvecstore.search_tuning.ITERATIVE_SCAN), for SQL of the user's own
+    # too; the store's filtered searches set them again in their transaction.
+    server_settings = {**session_settings(dsn), **ITERATIVE_SCAN, "timezone": "UTC"}
     if tenant is not None:
         server_settings[TENANT_SETTING] = tenant
     if config.statement_timeout is not None:

@@ -292,13 +292,17 @@ class LoopPool:
         elif self._timer is None:
             self._timer = self._loop.call_later(KEEP_SECONDS, self.return_kept)
 
-    def return_kept(self) -> None:
-        """Give every kept connection back to the pool (in tasks of their own)."""
+    def _take_kept(self) -> list[StoreConnection]:
+        """Every kept connection, no longer kept (and no timer left to return them)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         kept, self._kept = self._kept, []
-        for conn in kept:
+        return kept
+
+    def return_kept(self) -> None:
+        """Give every kept connection back to the pool (in tasks of their own)."""
+        for conn in self._take_kept():
             task = self._loop.create_task(self.release(conn))
             self._returning.add(task)
             task.add_done_callback(self._returning.discard)
@@ -321,11 +325,7 @@ class LoopPool:
 
     async def close(self) -> None:
         """Give every kept connection back, then close the pool (which waits for the borrowed ones)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        kept, self._kept = self._kept, []
-        for conn in kept:
+        for conn in self._take_kept():
             await self.release(conn)
         await self.pool.close()
 

@@ -10,10 +10,10 @@ import numpy as np
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.pool import PoolRegistry
-from pgvecstore.results import Row, stored_row
+from pgvecstore.results import Row, metadata_of, stored_row
+from pgvecstore.rows import normalize_ids
 from pgvecstore.sql import queries
 from pgvecstore.sql.table import TableRef
-from pgvecstore.writer import normalize_ids
 
 
 class Reader:
@@ -34,10 +34,9 @@ class Reader:
             return []
         statement = queries.rows_by_ids(self._table, self._domain, id_list, metadata=include_metadata)
         rows = await self._pools.read("fetch", statement.sql, statement.args)
-        if include_metadata:
-            found = {row[0]: (row[1], stored_row(row, vectors=True).metadata) for row in rows}
-        else:
-            found = {row[0]: (row[1], None) for row in rows}
+        found: dict[str, tuple[np.ndarray | None, dict[str, Any] | None]] = {
+            row[0]: (row[1], metadata_of(row[2]) if include_metadata else None) for row in rows
+        }
         return [found.get(i, (None, None)) for i in id_list]
 
     async def get(

@@ -16,6 +16,11 @@ import numpy as np
 _loads = json.loads
 
 
+def metadata_of(raw: str | None) -> dict[str, Any]:
+    """The metadata dict of a row's metadata column, read as JSON text (an empty dict for none)."""
+    return _loads(raw) if raw else {}
+
+
 class _Result:
     """A result that unpacks and indexes as a short tuple (`_fields`) and also has the row's columns."""
 
@@ -136,7 +141,7 @@ def search_results(
         r.vector = row[1] if vectors else None
         if metadata:
             raw = row[m]
-            r.metadata = _loads(raw) if raw else {}
+            r.metadata = _loads(raw) if raw else {}  # metadata_of, written out in the per-row loop
             r.content, r.document_id, r.chunk_index = row[m + 1], row[m + 2], row[m + 3]
         else:
             r.metadata = r.content = r.document_id = r.chunk_index = None
@@ -147,5 +152,4 @@ def search_results(
 def stored_row(row: Any, *, vectors: bool) -> Row:
     """The `Row` of a row read with metadata (and, with `vectors`, the vector)."""
     m = 2 if vectors else 1
-    raw = row[m]
-    return Row(row[0], row[1] if vectors else None, _loads(raw) if raw else {}, row[m + 1], row[m + 2], row[m + 3])
+    return Row(row[0], row[1] if vectors else None, metadata_of(row[m]), row[m + 1], row[m + 2], row[m + 3])

@@ -116,6 +116,13 @@ def normalize_id(value: object, id_type: str, position: int | None = None) -> st
     return text
 
 
+def normalize_ids(ids: Iterable[Any], id_type: str) -> list[str]:
+    """Canonical ids, or an error naming the first one that is not valid."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise InvalidInputError(f"ids must be a list of ids, got {type(ids).__name__}")
+    return [normalize_id(value, id_type, i) for i, value in enumerate(ids)]
+
+
 def _is_utf8(text: str) -> bool:
     """False for text PostgreSQL cannot store as UTF-8 (lone surrogates)."""
     try:

@@ -21,18 +21,11 @@ from pgvecstore.rows import (
     check_document_id,
     encode_metadata,
     iter_row_batches,
-    normalize_id,
+    normalize_ids,
 )
 from pgvecstore.sql import ddl, queries
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
-
-
-def normalize_ids(ids: Iterable[Any], id_type: str) -> list[str]:
-    """Canonical ids, or an error naming the first one that is not valid."""
-    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-        raise InvalidInputError(f"ids must be a list of ids, got {type(ids).__name__}")
-    return [normalize_id(value, id_type, i) for i, value in enumerate(ids)]
 
 
 def rowcount(status: str) -> int:

@@ -47,9 +47,9 @@ def select_columns(t: TableRef, *, vectors: bool, metadata: bool, alias: str = "
     cols = [f"{a}{t.col('id')}::text"]
     if vectors:
         cols.append(f"{a}{t.col('embedding')}")
-    if metadata:
-        cols += [f"{a}{t.col(c)}" for c in ("metadata", "content", "document_id", "chunk_index")]
-        cols[-4] += "::text"  # metadata as JSON text: json.loads is faster than asyncpg's jsonb decoding
+    if metadata:  # metadata as JSON text: json.loads is faster than asyncpg's jsonb decoding
+        cols.append(f"{a}{t.col('metadata')}::text")
+        cols += [f"{a}{t.col(c)}" for c in ("content", "document_id", "chunk_index")]
     return ", ".join(cols)
 
 
