@@ -116,3 +116,20 @@ def test_the_llamaindex_view_embeds_with_the_same_model(embedder: SentenceTransf
     np.testing.assert_allclose(batch, embedder.embed(["tea", "bees"]), atol=1e-5)
     np.testing.assert_allclose(view.get_query_embedding("tea"), batch[0], atol=1e-5)
     np.testing.assert_allclose(asyncio.run(view.aget_text_embedding("bees")), batch[1], atol=1e-5)
+
+
+def test_loading_the_model_leaves_the_process_environment_alone(tmp_path: Path) -> None:
+    """The model loads from local files only; the library never writes os.environ (it used to set HF_HUB_OFFLINE)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from pgvecstore.embeddings import SentenceTransformerEmbedder; "
+        "before = dict(os.environ); SentenceTransformerEmbedder().load(); "
+        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
