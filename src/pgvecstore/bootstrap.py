@@ -118,8 +118,11 @@ class TableBootstrap:
         dimensions = int(match.group(1))
         if config.dimensions is not None and dimensions != config.dimensions:
             raise SchemaMismatchError(
-                f"column {embedding!r} of {t.display} is {found[embedding]}, "
-                f"but this store has dimensions={config.dimensions}"
+                f"table {t.display} holds {dimensions}-dimensional vectors (column {embedding!r} is "
+                f"{found[embedding]}), but this store has dimensions={config.dimensions}. Vectors of another "
+                f"model need a table of their own: give another table_name (or schema); or leave dimensions out "
+                f"to use this table's {dimensions}; or, to replace its rows, drop the table "
+                f"(DROP TABLE {t.qualified}) and let the store create it again"
             )
         id_kind = found[t.columns["id"]]
         is_uuid = id_kind == "uuid"

@@ -9,9 +9,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pgvecstore.errors import InvalidOptionError, did_you_mean
+from pgvecstore.filter_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_VALUES
 from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
 from pgvecstore.metric import Metric
 from pgvecstore.search_tuning import validate_search_options
+
+# Every statement of a store's pool is stopped after this many seconds unless the option says otherwise (None:
+# no limit). Index builds, enable_text_search and clear() lift it inside their own transactions.
+DEFAULT_STATEMENT_TIMEOUT = 60.0
 
 METRICS = tuple(m.value for m in Metric)
 INDEX_TYPES = ("none", "hnsw", "ivfflat")
@@ -27,12 +32,48 @@ HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
 
 
 def redact_dsn(dsn: str | None) -> str | None:
-    """The connection string with any password replaced by ``***`` (URL and key=value forms)."""
+    """The connection string with any password replaced by ``***`` (URL and key=value forms).
+
+    A URL's password is everything between the user name's ``:`` and the last ``@``, so a password with an
+    unencoded ``/``, ``#``, ``?``, ``:`` or ``@`` is hidden whole (at worst, part of the host is hidden too).
+    """
     if dsn is None:
         return None
-    redacted = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", dsn)
+    redacted = dsn
+    scheme = redacted.find("://")
+    if scheme >= 0:
+        start = scheme + 3
+        at = redacted.rfind("@", start)
+        if at >= 0:
+            userinfo = redacted[start:at]
+            colon = userinfo.find(":")
+            if colon >= 0:
+                redacted = f"{redacted[:start]}{userinfo[:colon]}:***{redacted[at:]}"
     redacted = re.sub(r"(?i)(password\s*=\s*)('[^']*'|[^\s&]+)", r"\1***", redacted)
     return redacted
+
+
+_URL_SPECIALS = {"/": "%2F", "#": "%23", "?": "%3F", "@": "%40"}
+
+
+def check_dsn(dsn: str) -> None:
+    """Refuse a URL whose user name or password holds an unencoded ``/ # ? @``: drivers then read part of the
+    password as the host or port and quote it in their errors. Key=value strings are not checked."""
+    scheme = dsn.find("://")
+    if scheme < 0:
+        return
+    start = scheme + 3
+    at = dsn.rfind("@", start)
+    if at < 0:
+        return
+    userinfo = dsn[start:at]
+    found = [char for char in _URL_SPECIALS if char in userinfo]
+    if found:
+        encoded = ", ".join(f"{char} as {_URL_SPECIALS[char]}" for char in found)
+        raise InvalidOptionError(
+            f"the connection string {redact_dsn(dsn)} has {', '.join(repr(c) for c in found)} in its user name or "
+            f"password: percent-encode them ({encoded}), e.g. with urllib.parse.quote(password, safe='')"
+        )
 
 
 def _check_int(option: str, value: object, low: int, high: int) -> int:
@@ -85,7 +126,9 @@ class StoreConfig:
     batch_size: int = 5000
     command_timeout: float | None = None
     connect_timeout: float = 10.0
-    statement_timeout: float | None = None
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT
+    max_filter_conditions: int = MAX_FILTER_CONDITIONS
+    max_filter_values: int = MAX_FILTER_VALUES
     statement_cache_size: int = 100
     text_search: bool = True
     text_search_config: str | None = None
@@ -150,6 +193,8 @@ class StoreConfig:
         self._check_tenancy()
         _check_int("batch_size", self.batch_size, 1, 1_000_000)
         _check_int("statement_cache_size", self.statement_cache_size, 0, 100_000)
+        _check_int("max_filter_conditions", self.max_filter_conditions, 1, 1_000_000)
+        _check_int("max_filter_values", self.max_filter_values, 1, 100_000_000)
         for option in ("command_timeout", "connect_timeout", "statement_timeout"):
             value = getattr(self, option)
             if value is None and option != "connect_timeout":

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from pgvecstore import vectors
-from pgvecstore.config import StoreConfig
+from pgvecstore.config import StoreConfig, check_dsn, redact_dsn
 from pgvecstore.driver import connect_failed
-from pgvecstore.errors import ExtensionMissingError
+from pgvecstore.errors import ExtensionMissingError, InvalidOptionError
 from pgvecstore.identifiers import TENANT_SETTING
 from pgvecstore.search_tuning import ITERATIVE_SCAN
 from pgvecstore.server import embedded_dsn
@@ -41,6 +41,7 @@ def session_settings(dsn: str) -> dict[str, str]:
 
 async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
     """One connection outside the pool (used for set-up), with a clear error when the server is unreachable."""
+    check_dsn(dsn)
     try:
         return await asyncpg.connect(
             dsn,
@@ -50,6 +51,17 @@ async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
         )
     except _CONNECT_ERRORS as exc:
         raise connect_failed(dsn, config, exc) from None
+    except ValueError:
+        raise unparsable_dsn(dsn) from None
+
+
+def unparsable_dsn(dsn: str) -> InvalidOptionError:
+    """The error for a connection string the driver could not parse; the driver's own message may quote part of
+    the password, so it is left out."""
+    return InvalidOptionError(
+        f"the connection string {redact_dsn(dsn)} is not a valid PostgreSQL URL or key=value string "
+        "(check the port, and percent-encode special characters in the user name and password)"
+    )
 
 
 async def ensure_extension(conn: asyncpg.Connection) -> str:
@@ -144,6 +156,8 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
         )
     except _CONNECT_ERRORS as exc:
         raise connect_failed(dsn, config, exc) from None
+    except ValueError:
+        raise unparsable_dsn(dsn) from None
 
 
 async def set_local(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:

@@ -23,7 +23,9 @@ import numpy as np
 from pgvecstore import search_tuning
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import InvalidInputError
+from pgvecstore.filter_limits import check_filter_size
 from pgvecstore.metric import Metric
+from pgvecstore.rows import MAX_ROWS
 from pgvecstore.search_tuning import SearchOptions
 from pgvecstore.sql import hybrid, queries
 from pgvecstore.sql.params import Statement
@@ -96,8 +98,9 @@ class SearchPlanner:
         """Validate a request without building anything: its k and search options, or an error naming the
         argument that is wrong."""
         k = r.k
-        if isinstance(k, bool) or not isinstance(k, _INTEGERS) or k < 1:
-            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, _INTEGERS) or not 1 <= k <= MAX_ROWS:
+            raise InvalidInputError(f"k must be an integer between 1 and {MAX_ROWS} (PostgreSQL's bigint), got {k!r}")
+        check_filter_size(r.filter, self._config.max_filter_conditions, self._config.max_filter_values)
         if r.mode not in SEARCH_MODES:
             raise InvalidInputError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {r.mode!r}")
         if r.mode != "vector" or r[5:10] != _NO_TEXT_OPTIONS:  # a plain vector search leaves them at their defaults

@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
@@ -36,6 +38,7 @@ from pgvecstore.connection import (
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
 from pgvecstore.errors import ConnectionLostError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
+from pgvecstore.server import before_stop
 
 logger = logging.getLogger("pgvecstore")
 T = TypeVar("T")
@@ -52,6 +55,24 @@ class SetUp(Protocol):
 
 
 S = TypeVar("S", bound=SetUp)
+
+
+# Registries with pools open, for `close_all_at_exit`.
+_open_registries: weakref.WeakSet[PoolRegistry] = weakref.WeakSet()
+# How long closing at exit waits for one pool before terminating its connections.
+EXIT_CLOSE_SECONDS = 2.0
+
+
+def close_all_at_exit() -> None:
+    """At interpreter exit, close the pools of stores that were never closed: before the embedded server stops
+    (`server.before_stop`), and at exit for any other server, so nothing is printed about connections that a
+    stopping server or a dying event loop cut off."""
+    for registry in list(_open_registries):
+        registry.close_at_exit()
+
+
+before_stop(close_all_at_exit)
+atexit.register(close_all_at_exit)
 
 
 class PoolRegistry:
@@ -99,6 +120,7 @@ class PoolRegistry:
                     await pool.close()
                 self._check_open()
                 self._pools[loop] = LoopPool(pool, loop)
+                _open_registries.add(self)
         done: S = self._set_up
         return done
 
@@ -131,6 +153,23 @@ class PoolRegistry:
                 # That loop may be blocked waiting for this very call (a sync close() made inside a running loop,
                 # as in Jupyter): hand it the close without waiting, or the two would wait on each other forever.
                 asyncio.run_coroutine_threadsafe(pool.close(), loop)
+
+    def close_at_exit(self) -> None:
+        """Close every pool from outside its event loop (interpreter exit, no loop running here): gracefully on
+        a loop that still runs (the sync API's background loop), else by terminating the connections."""
+        self._closed = True
+        pools, self._pools = self._pools, {}
+        for loop, pool in pools.items():
+            if loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(pool.close(), loop)
+                try:
+                    future.result(EXIT_CLOSE_SECONDS)
+                    continue
+                except Exception:  # a timeout or a dead connection: terminate below
+                    future.cancel()
+                    loop.call_soon_threadsafe(_terminate, pool.pool)
+            else:
+                _terminate(pool.pool)
 
     def _sweep_dead_pools(self) -> None:
         """Drop pools whose event loop has been closed (their connections are closed without a loop)."""

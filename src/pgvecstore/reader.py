@@ -9,9 +9,10 @@ import numpy as np
 
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import InvalidInputError
+from pgvecstore.filter_limits import check_filter_size
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.results import Row, metadata_of, stored_row
-from pgvecstore.rows import normalize_ids
+from pgvecstore.rows import MAX_ROWS, normalize_ids
 from pgvecstore.sql import queries
 from pgvecstore.sql.table import TableRef
 
@@ -47,8 +48,9 @@ class Reader:
         include_vectors: bool,
     ) -> list[Row]:
         """Rows by ids and/or filter, ordered by document_id, chunk_index, id (every row in scope with neither)."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise InvalidInputError(f"limit must be a positive integer or None, got {limit!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROWS):
+            raise InvalidInputError(f"limit must be None or an integer between 1 and {MAX_ROWS}, got {limit!r}")
+        check_filter_size(filter, self._config.max_filter_conditions, self._config.max_filter_values)
         id_list = None
         if ids is not None:
             id_list = normalize_ids(ids, self._config.id_type)
@@ -60,6 +62,7 @@ class Reader:
 
     async def count(self, filter: Mapping[str, Any] | None) -> int:
         """Rows in scope that match `filter`."""
+        check_filter_size(filter, self._config.max_filter_conditions, self._config.max_filter_values)
         statement = queries.count(self._table, self._domain, filter)
         return int(await self._pools.read("fetchval", statement.sql, statement.args))
 

@@ -30,6 +30,8 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 MAX_ID_BYTES = 2000
 # Longest document_id: the column is VARCHAR(255).
 MAX_DOCUMENT_ID_CHARS = 255
+# Largest k or limit: PostgreSQL's LIMIT is a bigint.
+MAX_ROWS = 2**63 - 1
 
 _MISSING = object()
 

@@ -7,11 +7,13 @@ exits. It listens on a Unix socket only.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -23,6 +25,21 @@ logger = logging.getLogger("pgvecstore")
 DATA_DIR_ENV = "PGVECSTORE_DATA_DIR"
 _lock = threading.Lock()
 _dsn_by_dir: dict[Path, str] = {}
+_before_stop: list[Callable[[], None]] = []
+
+
+def before_stop(callback: Callable[[], None]) -> None:
+    """Run `callback` at interpreter exit before the embedded server stops (the store's pools close there, so
+    none of them sees the server shut down under it)."""
+    _before_stop.append(callback)
+
+
+def _run_before_stop() -> None:
+    for callback in _before_stop:
+        try:
+            callback()
+        except Exception:  # exit must go on; the server stops next either way
+            logger.debug("pgvecstore: a close at exit failed", exc_info=True)
 
 
 def data_directory() -> Path:
@@ -70,5 +87,8 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
             # Another process may be creating it at this moment; the store checks again on initialize().
             logger.debug("CREATE EXTENSION on the embedded server failed; the store will retry", exc_info=True)
         logger.info("pgvecstore: using the embedded PostgreSQL server with data in %s", pgdata)
+        if not _dsn_by_dir:
+            # atexit runs last-registered first: registered after the server's own stop, this runs before it.
+            atexit.register(_run_before_stop)
         _dsn_by_dir[pgdata] = dsn
         return dsn

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgvecstore.config import StoreConfig
+from pgvecstore.pool import close_all_at_exit
 from pgvecstore.store import PgVectorStore
 
 T = TypeVar("T")
@@ -63,7 +64,13 @@ class BackgroundLoop:
 
 
 _background = BackgroundLoop()
-atexit.register(_background.stop)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    """Close the pools of stores never closed while the background loop still runs, then stop it."""
+    close_all_at_exit()
+    _background.stop()
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

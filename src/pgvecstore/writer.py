@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import numpy as np
 
 from pgvecstore.config import StoreConfig
-from pgvecstore.errors import InvalidInputError
+from pgvecstore.errors import ConflictError, InvalidInputError
+from pgvecstore.filter_limits import check_filter_size
+from pgvecstore.filter_values import show
 from pgvecstore.identifiers import WRITE_COLUMNS
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.rows import (
@@ -24,8 +29,31 @@ from pgvecstore.rows import (
     normalize_ids,
 )
 from pgvecstore.sql import ddl, queries
+from pgvecstore.sql.filters import restricts
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
+
+logger = logging.getLogger("pgvecstore")
+T = TypeVar("T")
+
+# Attempts of a write that conflicted with another session's (deadlock or serialization failure).
+CONFLICT_ATTEMPTS = 4
+
+
+def _rereadable(value: object) -> bool:
+    """Whether `value` gives the same items when iterated again (so a rolled-back write can be repeated)."""
+    return value is None or isinstance(value, np.ndarray | list | tuple)
+
+
+async def _repeat_on_conflict(write: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """`write()`, repeated after a `ConflictError` (which rolled it back) up to `attempts` times in all."""
+    for attempt in range(1, attempts):
+        try:
+            return await write()
+        except ConflictError:
+            logger.info("pgvecstore: write conflicted with another session's (attempt %d); repeating", attempt)
+            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+    return await write()
 
 
 def rowcount(status: str) -> int:
@@ -61,20 +89,35 @@ class Writer:
         document_ids: Iterable[str | None] | None,
         chunk_indexes: Iterable[int | None] | None,
     ) -> list[str]:
-        """Insert or replace rows in one transaction; their ids (generated where not given), in input order."""
+        """Insert or replace rows in one transaction; their ids (generated where not given), in input order.
+
+        A deadlock or serialization failure with another session's writes (two callers writing the same new ids
+        in different orders) rolls the call back; it is repeated up to `CONFLICT_ATTEMPTS` times when the input
+        can be read again (arrays, lists, tuples), else raised as `ConflictError`.
+        """
         config = self._config
-        batches = iter_row_batches(
-            vectors,
-            dimensions=self._dimensions,
-            id_type=config.id_type,
-            domain_id=self._domain,
-            batch_size=config.batch_size,
-            ids=ids,
-            metadata=metadata,
-            contents=contents,
-            document_ids=document_ids,
-            chunk_indexes=chunk_indexes,
-        )
+        rereadable = all(_rereadable(value) for value in (vectors, ids, metadata, contents, document_ids,
+                                                          chunk_indexes))
+
+        async def write() -> list[str]:
+            batches = iter_row_batches(
+                vectors,
+                dimensions=self._dimensions,
+                id_type=config.id_type,
+                domain_id=self._domain,
+                batch_size=config.batch_size,
+                ids=ids,
+                metadata=metadata,
+                contents=contents,
+                document_ids=document_ids,
+                chunk_indexes=chunk_indexes,
+            )
+            return await self._write(batches)
+
+        return await _repeat_on_conflict(write, CONFLICT_ATTEMPTS if rereadable else 1)
+
+    async def _write(self, batches: Iterable[RowBatch]) -> list[str]:
+        """Write the batches in one transaction; their ids."""
         written: list[str] = []
         async with self._pools.connection(transaction=True) as conn:
             staging: str | None = None
@@ -155,15 +198,21 @@ class Writer:
         return await self._execute(queries.delete(self._table, self._domain, ids=id_list))
 
     async def delete(self, filter: Mapping[str, Any] | None) -> int:
-        """Delete the rows matching `filter` (which must not be empty); how many."""
-        if not filter:
-            raise InvalidInputError("delete() needs a non-empty filter; use clear() to delete every row")
+        """Delete the rows matching `filter`, which must restrict the rows (``{}`` and filters that fold to
+        nothing, such as ``{"$and": [{}]}``, are refused); how many."""
+        check_filter_size(filter, self._config.max_filter_conditions, self._config.max_filter_values)
+        if not restricts(filter, self._table):
+            matches_all = f" ({show(filter)} matches every row)" if filter else ""
+            raise InvalidInputError(
+                f"delete() needs a filter that restricts the rows{matches_all}; use clear() to delete every row"
+            )
         return await self._execute(queries.delete(self._table, self._domain, filter))
 
     async def clear(self) -> int:
-        """Delete every row in the store's scope; how many."""
-        return await self._execute(queries.delete(self._table, self._domain))
+        """Delete every row in the store's scope; how many. A big table may take longer than the store's
+        statement_timeout, which this statement lifts (as index builds do)."""
+        return await self._execute(queries.delete(self._table, self._domain), settings={"statement_timeout": "0"})
 
-    async def _execute(self, statement: Statement) -> int:
-        async with self._pools.connection() as conn:
+    async def _execute(self, statement: Statement, settings: Mapping[str, str] | None = None) -> int:
+        async with self._pools.connection(settings=settings) as conn:
             return rowcount(await conn.execute(statement.sql, *statement.args))

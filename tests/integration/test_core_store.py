@@ -216,7 +216,7 @@ async def test_crud(make_store: StoreMaker) -> None:
 
     assert await store.delete_vectors(["doc_1", "doc_2", "nope"]) == 2
     for empty in (None, {}):
-        with pytest.raises(ValueError, match="non-empty filter; use clear"):
+        with pytest.raises(ValueError, match="needs a filter that restricts the rows; use clear"):
             await store.delete(filter=empty)
     assert await store.count() == 8
     assert await store.count(filter={"source": "file.pdf"}) == 8
@@ -239,7 +239,7 @@ async def test_get_rows_by_ids_and_filter_without_a_query(make_store: StoreMaker
     np.testing.assert_allclose(vector, [0, 1])
     assert len(await store.get(limit=2)) == 2
     assert await store.get(ids=[]) == []
-    with pytest.raises(ValueError, match="limit must be a positive integer"):
+    with pytest.raises(ValueError, match="limit must be None or an integer between 1 and"):
         await store.get(limit=0)
 
 
@@ -378,7 +378,7 @@ async def test_search_arguments_are_checked(make_store: StoreMaker) -> None:
     store = make_store(dimensions=3)
     await store.add_vectors([[1, 0, 0]])
     for bad_k in (0, -1, 2.5, "3", True):
-        with pytest.raises(ValueError, match="k must be a positive integer"):
+        with pytest.raises(ValueError, match="k must be an integer between 1 and"):
             await store.search([1, 0, 0], k=bad_k)
     with pytest.raises(ValueError, match="query vector has dimension 2, expected 3"):
         await store.search([1, 0])
@@ -399,7 +399,8 @@ async def test_large_streamed_input_lands_in_batches(make_store: StoreMaker) -> 
 
 async def test_existing_table_must_match(make_store: StoreMaker) -> None:
     await make_store(dimensions=3).initialize()
-    with pytest.raises(SchemaMismatchError, match=r"is vector\(3\), but this store has dimensions=5"):
+    with pytest.raises(SchemaMismatchError, match=r"holds 3-dimensional vectors .*is vector\(3\)\), but this store "
+                       r"has dimensions=5\. .*another table_name .*leave dimensions out .*DROP TABLE"):
         await make_store(dimensions=5).initialize()
     with pytest.raises(SchemaMismatchError, match="id_type='text'.*set id_type='uuid'"):
         await make_store(dimensions=3, id_type="text").initialize()

@@ -310,6 +310,16 @@ async def test_delete_by_ref_doc_id_removes_only_that_document(vector_store: PgV
     assert await vector_store.client.count() == 3
 
 
+async def test_delete_without_a_document_id_is_refused_and_deletes_nothing(vector_store: PgVecStore) -> None:
+    await vector_store.async_add(doc_nodes())  # n4 has no source document
+    for bad in (None, ""):
+        with pytest.raises(ValueError, match="ref_doc_id"):
+            await vector_store.adelete(bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="ref_doc_id"):
+            vector_store.delete(bad)  # type: ignore[arg-type]
+    assert sorted(ids_of(await vector_store.aget_nodes())) == ["n0", "n1", "n2", "n3", "n4"]
+
+
 async def test_delete_nodes_get_nodes_and_clear(vector_store: PgVecStore) -> None:
     await vector_store.async_add(doc_nodes())
     only_x = MetadataFilters(filters=[MetadataFilter(key="topic", value="x")])
@@ -322,8 +332,13 @@ async def test_delete_nodes_get_nodes_and_clear(vector_store: PgVecStore) -> Non
     await vector_store.adelete_nodes(node_ids=["n1"])
     await vector_store.adelete_nodes(filters=MetadataFilters(filters=[MetadataFilter(key="topic", value="y")]))
     assert sorted(ids_of(await vector_store.aget_nodes())) == ["n2", "n4"]
-    with pytest.raises(ValueError, match="clear"):
-        await vector_store.adelete_nodes()
+    # LlamaIndex's convention: no ids and no filters, or an empty id list, or filters without a condition,
+    # delete nothing (clear() deletes every node).
+    await vector_store.adelete_nodes()
+    await vector_store.adelete_nodes(node_ids=[])
+    await vector_store.adelete_nodes(filters=MetadataFilters(filters=[]))
+    vector_store.delete_nodes()
+    assert sorted(ids_of(await vector_store.aget_nodes())) == ["n2", "n4"]
     await vector_store.client.create_index("hnsw")  # filtered reads still return every match with an index
     assert ids_of(await vector_store.aget_nodes(filters=only_x)) == ["n2", "n4"]
     await vector_store.aclear()

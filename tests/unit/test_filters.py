@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from tests.reference_filter import json_contains, like_match, matches
 
 from pgvecstore.config import StoreConfig
-from pgvecstore.sql.filters import compile_filter
+from pgvecstore.errors import InvalidInputError
+from pgvecstore.filter_limits import check_filter_size
+from pgvecstore.sql.filters import LARGE_LIST, compile_filter, restricts
 from pgvecstore.sql.params import Params
 from pgvecstore.sql.table import TableRef
 
@@ -295,3 +297,57 @@ def test_reference_missing_key_rules() -> None:
     assert matches({"k": {"$exists": True}}, row) and not matches({"gone": {"$exists": True}}, row)
     assert not matches({"gone": {"$gt": 0}}, row) and matches({"$not": {"gone": {"$gt": 0}}}, row)
     assert matches({"document_id": None}, row) and not matches({"content": {"$exists": True}}, row)
+
+
+# -- filters that restrict nothing, and filter size ----------------------------------------------------------------
+NOTHING_RESTRICTED = [
+    None, {}, {"$and": [{}]}, {"$or": [{}]}, {"$not": {"$not": {}}}, {"$or": [{}, {"a": 1}]},
+    {"$or": [{"a": 1}, {"$and": [{}, {}]}]}, {"a": {"$nin": []}}, {"$and": [{}, {"$not": {"a": {"$in": []}}}]},
+]
+
+
+@pytest.mark.parametrize("filter", NOTHING_RESTRICTED)
+def test_filters_that_restrict_nothing_fold_to_true_and_bind_nothing(filter: Any) -> None:
+    assert compile_(filter) == ("TRUE", [])
+    assert not restricts(filter, table())
+
+
+@pytest.mark.parametrize("filter", [{"a": 1}, {"$not": {}}, {"$and": [{}, {"a": 1}]}, {"a": {"$in": []}},
+                                    {"$or": [{}, {"a": 1}], "b": 2}])
+def test_filters_that_restrict_rows_are_recognised(filter: Any) -> None:
+    assert restricts(filter, table())
+
+
+def test_folded_branches_leave_the_placeholders_in_step() -> None:
+    sql, values = compile_({"$and": [{"$or": [{"a": 1}, {}]}, {"b": {"$gt": 2}}, {"$or": [{"c": 3}, {"d": 4}]}]})
+    numbers = sorted({int(n) for n in re.findall(r"\$(\d+)", sql)})
+    assert numbers == list(range(1, len(values) + 1))  # every value is used, in order, none left over
+    assert "TRUE" not in sql
+
+
+def test_large_lists_compare_through_a_set_small_ones_through_any() -> None:
+    small, _ = compile_({"document_id": {"$in": ["a"] * 5}})
+    assert "= ANY(" in small
+    large, values = compile_({"document_id": {"$in": [str(i) for i in range(LARGE_LIST)]}})
+    assert large == '("document_id" IN (SELECT unnest($1::text[])))' and len(values) == 1
+    meta, values = compile_({"k": {"$nin": list(range(LARGE_LIST))}})
+    assert "IN (SELECT unnest($2::jsonb[]))" in meta and len(values[1]) == LARGE_LIST
+
+
+@pytest.mark.parametrize(
+    ("filter", "message"),
+    [
+        ({"$or": [{"a": i} for i in range(11)]}, "more than 10 conditions .*max_filter_conditions"),
+        ({"a": {"$in": list(range(21))}}, r"filter\['\$in'\]: 21 values is more than 20 .*max_filter_values"),
+        ({"tags": {"$contains": list(range(21))}}, "max_filter_values"),
+        ({"$and": [{"$not": {"a": {"$nin": list(range(21))}}}]}, "max_filter_values"),
+    ],
+)
+def test_oversized_filters_are_refused_naming_the_option(filter: Any, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        check_filter_size(filter, max_conditions=10, max_values=20)
+
+
+def test_filters_within_the_limits_pass_and_json_values_count_once() -> None:
+    check_filter_size({"$or": [{"a": i} for i in range(10)]}, max_conditions=11, max_values=20)
+    check_filter_size({"obj": {"$eq": {str(i): i for i in range(50)}}}, max_conditions=2, max_values=20)

@@ -77,7 +77,11 @@ def test_columns_follow_include_metadata_and_include_vectors() -> None:
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (SearchRequest(QUERY, k=0), "k must be a positive integer"),
+        (SearchRequest(QUERY, k=0), "k must be an integer between 1 and"),
+        (SearchRequest(QUERY, k=2**63), r"k must be an integer between 1 and 9223372036854775807 \(PostgreSQL"),
+        (SearchRequest(QUERY, filter={"$or": [{"a": i} for i in range(300)]}), "max_filter_conditions"),
+        (SearchRequest(QUERY, filter={"a": {"$in": list(range(100_001))}}), r"100001 values .*max_filter_values"),
+        (SearchRequest([[1.0, 2.0, 3.0, 4.0]] * 2), r"query must be one vector, got 2 vectors \(shape \(2, 4\)\)"),
         (SearchRequest(QUERY, mode="semantic"), "mode must be one of"),
         (SearchRequest(None), "search needs a query vector"),
         (SearchRequest(QUERY, mode="text", query_text="x"), "searches by query_text alone"),

@@ -23,7 +23,7 @@ TEXT_RANK_NORMALIZATION = 1
 
 
 def _text_candidates(
-    t: TableRef, p: Params, scope_where: str, where: str, config: str, text: str, limit: int
+    t: TableRef, p: Params, scope_where: str, where: str, config: str, text: str, limit: int, *, tenant: bool
 ) -> list[str]:
     """The text side, as CTEs ending in ``text_candidates(id, score, rank)``: the `limit` best rows by an
     IDF-weighted ``ts_rank``.
@@ -34,8 +34,9 @@ def _text_candidates(
       syntax and no input can make the query fail.
     - Matching: a row matches when it contains any term (OR, as BM25 does). The GIN index serves it.
     - Weights: each term gets BM25's IDF, ``ln(1 + (N - df + 0.5) / (df + 0.5))``, with df counted by the GIN
-      index within the store's scope (`scope_where`: its domain, not the user filter) and N the table's row
-      estimate (pg_class.reltuples, at least the sum of the dfs). ts_rank takes one weight per label A-D, so with
+      index within the store's scope (`scope_where`: its domain, not the user filter) and N the row count of that
+      scope: the table's row estimate (pg_class.reltuples), or for a `tenant` store its own rows counted; at
+      least the sum of the dfs. ts_rank takes one weight per label A-D, so with
       up to four distinct IDFs each gets a label of its own; with more, the terms are put in four equal-width IDF
       bands. Labels are set with setweight; each weighs its mean IDF, relative to the largest.
     - Score: ``ts_rank(weights, labelled vector, query, 1)``, normalised by 1 + log(document length).
@@ -51,6 +52,7 @@ def _text_candidates(
         for band, label in enumerate("dcba")
     )
     config_ph, text_ph = p.add(config, "text::regconfig"), p.add(text, "text")
+    rows = _scope_rows(table, scope_where, tenant=tenant)
     return [
         "text_terms AS MATERIALIZED ("
         "SELECT u.lexeme, array_to_tsvector(ARRAY[u.lexeme])::text::tsquery AS term "
@@ -63,8 +65,7 @@ def _text_candidates(
         "FROM text_terms AS tt)",
         "text_idf AS MATERIALIZED ("
         "SELECT d.lexeme, ln(1 + (n.n - d.df + 0.5) / (d.df + 0.5)) AS idf "
-        "FROM text_df AS d, (SELECT greatest("
-        f"(SELECT c.reltuples::float8 FROM pg_class AS c WHERE c.oid = {quote_literal(table)}::regclass), "
+        f"FROM text_df AS d, (SELECT greatest({rows}, "
         "(SELECT sum(df)::float8 FROM text_df)) AS n) AS n WHERE d.df > 0)",
         "text_bands AS MATERIALIZED ("
         "SELECT lexeme, idf, CASE WHEN max(r) OVER () <= 4 THEN (r - 1)::int "
@@ -81,6 +82,14 @@ def _text_candidates(
     ]
 
 
+def _scope_rows(table: str, scope_where: str, *, tenant: bool) -> str:
+    """N of the IDF: a tenant's own rows, counted (the statistics know no tenant's share); else the table's row
+    estimate."""
+    if tenant:
+        return f"(SELECT count(*)::float8 FROM {table} AS t {scope_where})"
+    return f"(SELECT c.reltuples::float8 FROM pg_class AS c WHERE c.oid = {quote_literal(table)}::regclass)"
+
+
 def text_search(
     t: TableRef, domain_id: str | None, filter: Filter, config: str, text: str, k: int,
     *, metadata: bool, vectors: bool,
@@ -89,7 +98,7 @@ def text_search(
     p = Params()
     where = scope(t, p, domain_id, filter, alias="t").sql
     scope_where = scope(t, p, domain_id, alias="t").sql
-    ctes = _text_candidates(t, p, scope_where, where, config, text, k)
+    ctes = _text_candidates(t, p, scope_where, where, config, text, k, tenant=domain_id is not None)
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     return p.statement(
         f"WITH {', '.join(ctes)} "
@@ -124,7 +133,7 @@ def hybrid_search(
     p = Params()
     where = scope(t, p, domain_id, filter, alias="t")
     scope_where = scope(t, p, domain_id, alias="t").sql
-    text_ctes = _text_candidates(t, p, scope_where, where.sql, config, text, text_k)
+    text_ctes = _text_candidates(t, p, scope_where, where.sql, config, text, text_k, tenant=domain_id is not None)
     vector_sql = _vector_candidates(t, metric, where.sql, p.add(query), p.add(vector_k))
     ctes = [
         "vector_candidates AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance, v.id) AS rank "

@@ -51,6 +51,17 @@ class Params:
         self._slots[name] = len(self.values)
         return self.add(value, cast)
 
+    def mark(self) -> int:
+        """How many values there are now; `rewind` to it drops the values added since (for SQL text that was
+        built and then left out)."""
+        return len(self.values)
+
+    def rewind(self, mark: int) -> None:
+        """Drop the values added since `mark`; named values among them would be a bug."""
+        if any(position >= mark for position in self._slots.values()):
+            raise ValueError("cannot rewind past a named parameter")
+        del self.values[mark:]
+
     def statement(self, sql: str) -> Statement:
         """The finished statement: `sql` with the values added so far."""
         return Statement(sql, tuple(self.values), dict(self._slots))

@@ -122,16 +122,21 @@ def total_rows(t: TableRef) -> Statement:
 
 
 def stats(t: TableRef, domain_id: str | None) -> Statement:
-    """Rows, documents and tenants within the store's scope, and the table's sizes."""
+    """Rows, documents and tenants within the store's scope, and sizes in bytes. A store with a domain_id sees
+    only its own rows' size (``table_bytes``: the sum of their sizes; ``total_bytes`` NULL, since index space is
+    not kept per tenant), never the size of the other tenants' data."""
     p = Params()
-    where = scope(t, p, domain_id).sql
-    name = p.add(t.qualified, "text")
+    where = scope(t, p, domain_id, alias="t").sql
+    if domain_id is None:
+        name = p.add(t.qualified, "text")
+        sizes = (f"pg_table_size(to_regclass({name})) AS table_bytes, "
+                 f"pg_total_relation_size(to_regclass({name})) AS total_bytes")
+    else:
+        sizes = "coalesce(sum(pg_column_size(t.*)), 0)::bigint AS table_bytes, NULL::bigint AS total_bytes"
     return p.statement(
-        f"SELECT count(*) AS rows, count(DISTINCT {t.col('document_id')}) AS documents, "
-        f"count(DISTINCT {t.col('domain_id')}) AS tenants, "
-        f"pg_table_size(to_regclass({name})) AS table_bytes, "
-        f"pg_total_relation_size(to_regclass({name})) AS total_bytes "
-        f"FROM {t.qualified} {where}"
+        f"SELECT count(*) AS rows, count(DISTINCT t.{t.col('document_id')}) AS documents, "
+        f"count(DISTINCT t.{t.col('domain_id')}) AS tenants, {sizes} "
+        f"FROM {t.qualified} AS t {where}"
     )
 
 
@@ -177,14 +182,24 @@ def existing_ids(t: TableRef, ids: Sequence[str]) -> Statement:
 def upsert_from_staging(t: TableRef, staging: str) -> Statement:
     """Move staged rows into the table; an existing id is replaced only inside the same domain. `created_at`
     keeps its first value; RETURNING names the ids that landed (ids of another domain are neither inserted nor
-    updated)."""
+    updated). Rows go in id order, so concurrent upserts of the same ids lock them in the same order and do not
+    deadlock."""
     cols = [t.col(c) for c in WRITE_COLUMNS]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
     dom = t.col("domain_id")
     return Statement(
         f"INSERT INTO {t.qualified} AS t ({', '.join(cols)}) "
-        f"SELECT {', '.join(cols)} FROM {quote_ident(staging)} "
+        f"SELECT {', '.join(cols)} FROM {quote_ident(staging)} ORDER BY {t.col('id')} "
         f"ON CONFLICT ({t.col('id')}) DO UPDATE SET {updates} "
         f"WHERE t.{dom} IS NOT DISTINCT FROM EXCLUDED.{dom} "
         f"RETURNING t.{t.col('id')}::text"
     )
+
+
+def document_chunk_counts(t: TableRef, domain_id: str | None, like: str) -> Statement:
+    """The documents of the store's table (in its domain) whose document_id matches the LIKE pattern `like`, and
+    how many rows (chunks) each has, ordered by document_id."""
+    p = Params()
+    where = scope(t, p, domain_id, {"document_id": {"$like": like}}).sql
+    column = t.col("document_id")
+    return p.statement(f"SELECT {column}, count(*) FROM {t.qualified} {where} GROUP BY {column} ORDER BY {column}")

@@ -102,26 +102,31 @@ class PgVecStore(BasePydanticVectorStore):
         return run_sync(self.async_add(nodes, **kwargs))
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Delete every node of the document `ref_doc_id`."""
+        """Delete every node of the document `ref_doc_id` (a non-empty string; None is refused, since it would
+        name the nodes that have no document)."""
+        if not isinstance(ref_doc_id, str) or not ref_doc_id:
+            raise InvalidInputError(
+                f"delete needs ref_doc_id, the id of a source document, got {ref_doc_id!r}; use "
+                "delete_nodes(node_ids=[...]) for nodes by id, or clear() for every node"
+            )
         await self._store.delete({"document_id": ref_doc_id})
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Delete every node of the document `ref_doc_id`."""
+        """Delete every node of the document `ref_doc_id` (see `adelete`)."""
         run_sync(self.adelete(ref_doc_id, **delete_kwargs))
 
     async def adelete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
-        """Delete nodes by id, by metadata filters, or both (nodes matching both)."""
-        if node_ids is None and filters is None:
-            raise InvalidInputError("delete_nodes needs node_ids or filters; use clear() to delete every node")
+        """Delete nodes by id, by metadata filters, or both (nodes matching both). As in LlamaIndex's other
+        stores, neither ids nor filters (or an empty id list, or filters with no condition) deletes nothing;
+        `clear` deletes every node."""
         if node_ids is not None and not node_ids:
             return
         where = metadata_filters_to_dict(filters)
         if where is None:
-            if node_ids is None:
-                raise InvalidInputError("delete_nodes: the filters restrict nothing; use clear() to delete every node")
-            await self._store.delete_vectors(list(node_ids))
+            if node_ids is not None:
+                await self._store.delete_vectors(list(node_ids))
             return
         if node_ids is not None:
             where = and_filters([in_filter("id", node_ids), where])
