@@ -8,9 +8,12 @@ query) run where the embedding code cannot even be imported, which proves they d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from pgvecstore.chunking import (
@@ -153,24 +157,32 @@ def test_ingest_a_folder_query_it_and_reingest_a_changed_file(docs: Path, pg_dsn
     text_hits = json.loads(ok(run_without_model("query", "Dunlop pneumatic", "--mode", "text", "-k", "1", "--json",
                                                 *target)))  # full-text search needs no model
     assert text_hits[0]["document_id"] == bicycles and "Dunlop" in text_hits[0]["content"]
-    assert query_json("Who patented the pneumatic tyre?", "--mode", "hybrid", "-k", "1",
-                      *target)[0]["document_id"] == bicycles
+    # Hybrid scores are fusion scores, and say so: a fusion_score key in JSON, a "fusion score" column.
+    fused = query_json("Who patented the pneumatic tyre?", "--mode", "hybrid", "-k", "2", *target)
+    assert fused[0]["document_id"] == bicycles
+    assert all(row["fusion_score"] == row["score"] for row in fused)
+    shown = ok(run("query", "Who patented the pneumatic tyre?", "--mode", "hybrid", "-k", "1", *target))
+    assert "fusion score" in shown and "hybrid: fusion scores of the vector and full-text ranks" in shown
+    assert "fusion" not in ok(run_without_model("query", "Dunlop", "--mode", "text", *target))
 
     # Ingesting again with nothing changed embeds nothing.
     assert "unchanged, skipped         4" in ok(run("ingest", str(docs), *target))
 
     (docs / "notes.md").write_text(NOTES_V2)
-    output = ok(run("ingest", str(docs), *target))
-    assert "ingested (new or changed)  1" in output and "unchanged, skipped         3" in output
+    (docs / "tea.html").unlink()  # gone from the folder: --prune deletes its chunks after ingesting
+    output = ok(run("ingest", str(docs), "--prune", *target))
+    assert "ingested (new or changed)  1" in output and "unchanged, skipped         2" in output
+    assert "deleted files pruned       1 (" in output
     rows = query_json("salamander", "--filter", json.dumps({"document_id": notes}), "-k", "20", *target)
     assert [row["chunk_index"] for row in rows] == [0]
     assert "axolotl" in rows[0]["content"]
     for word in ("quokka", "kakapo", "tuatara"):
         assert not any(word in row["content"].lower() for row in rows)
 
-    stats_after = json.loads(ok(run("stats", "--json", *target)))
-    assert stats_after["documents"] == 4
-    assert stats_after["rows"] == stats["rows"] - 2  # three chunks of notes became one
+    stats_after = json.loads(ok(run_without_model("stats", "--json", *target)))
+    assert stats_after["documents"] == 3
+    tea_chunks = len(chunk_blocks(load_file(demo_corpus_path() / "tea.html").blocks))
+    assert stats_after["rows"] == stats["rows"] - 2 - tea_chunks  # three chunks of notes became one; tea is gone
 
 
 def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, schema: str) -> None:
@@ -199,6 +211,48 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
     assert "none (exact search)" in shown and "384" in shown
 
 
+async def test_ctrl_c_during_ingest_stops_cleanly_and_says_how_far_it_got(
+    tmp_path: Path, pg_dsn: str, schema: str, admin: asyncpg.Connection
+) -> None:
+    files = 1000  # far more than get stored between the first row and the signal
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(files):
+        (folder / f"note{number:04}.txt").write_text(f"Note {number}: the kakapo number {number} was seen again.\n")
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "pgvecstore.cli"]
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*command, "ingest", str(folder), "--dsn", pg_dsn, "--schema", schema],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=environment)
+        try:
+            stored = 0
+            for _ in range(3000):  # until the first file is stored (the model loads first), at most 5 minutes
+                if process.poll() is not None:
+                    break
+                if await admin.fetchval("SELECT to_regclass($1)", f"{schema}.documents"):
+                    stored = await admin.fetchval(f'SELECT count(*) FROM "{schema}".documents')
+                    if stored:
+                        break
+                await asyncio.sleep(0.1)
+            assert stored, "no file was stored"
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            status = process.wait(timeout=120)
+        finally:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert status == 130, output
+    assert "Traceback" not in output and "Aborted" not in output
+    last = output.strip().splitlines()[-1]
+    match = re.fullmatch(rf"interrupted: (\d+) of {files} files stored; run again to continue", last)
+    assert match, output
+    documents = await admin.fetchval(f'SELECT count(DISTINCT document_id) FROM "{schema}".documents')
+    rows = await admin.fetchval(f'SELECT count(*) FROM "{schema}".documents')
+    assert int(match.group(1)) == documents == rows  # every file counted is stored whole (one chunk each)
+    assert 0 < documents < files
+
+
 def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str) -> None:
     bad_mode = run("query", "anything", "--mode", "sparse", "--dsn", pg_dsn, "--schema", schema)
     assert bad_mode.returncode == 2 and "--mode" in bad_mode.stderr
@@ -214,22 +268,19 @@ def test_mistakes_are_reported_clearly(tmp_path: Path, pg_dsn: str, schema: str)
     assert "s3cret" not in refused.stderr + refused.stdout
 
 
-def test_commands_without_a_model_on_a_table_that_does_not_exist(pg_dsn: str, schema: str) -> None:
+async def test_commands_on_a_table_that_does_not_exist_create_nothing(
+    pg_dsn: str, schema: str, admin: asyncpg.Connection
+) -> None:
     target = ("--dsn", pg_dsn, "--schema", schema, "--table", "nothing_here")
-    # A full-text query of a missing table is a query of an empty one.
-    empty = run_without_model("query", "anything", "--mode", "text", *target)
-    assert empty.returncode == 0
-    assert f"{schema}.nothing_here is empty: run 'pgvecstore ingest PATH' first" in empty.stderr
-    assert json.loads(ok(run_without_model("query", "anything", "--mode", "text", "--json", *target))) == []
-    # stats and index cannot learn the dimensions of a table that is not there: one clear line, status 1.
-    for command in (("stats",), ("index", "create"), ("index", "drop")):
+    # Every command but ingest and demo: one clear line, status 1, no model loaded, and nothing created (not even
+    # the schema). The line lists the server's tables (test_cli_commands.py checks that list exactly).
+    for command in (("stats",), ("query", "anything"), ("query", "anything", "--mode", "text", "--json"),
+                    ("index", "create"), ("index", "drop"), ("delete", "--document", "a.md"), ("prune", ".")):
         missing = run_without_model(*command, *target)
         assert missing.returncode == 1, missing
-        assert missing.stderr.strip() == (
-            f"error: {schema}.nothing_here does not exist yet: run 'pgvecstore ingest PATH' first"
-        )
-    # ... and none of them created it.
-    assert run_without_model("stats", *target).returncode == 1
+        assert missing.stdout == "" and len(missing.stderr.splitlines()) == 1, missing.stderr
+        assert missing.stderr.startswith(f"error: no such table {schema}.nothing_here"), missing.stderr
+    assert await admin.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema) == 0
 
 
 def test_without_the_cli_extra_the_command_says_what_to_install() -> None:

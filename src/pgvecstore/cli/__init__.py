@@ -8,7 +8,8 @@ The command needs typer and rich, the ``cli`` extra: this module imports them on
 ``import pgvecstore.cli`` works without them and `main` says what to install.
 
 Modules, one job each: `app` (the typer application, shared options, `Target`, opening the store, error
-reporting), `ingest`, `query`, `admin` (``stats``, ``index create|drop``) and `demo`. `main` assembles them.
+reporting), `ingest`, `query`, `admin` (``stats``, ``index create|drop``), `remove` (``delete``, ``prune``),
+`where` (``tables``, ``dsn``) and `demo`. `main` assembles them.
 """
 
 from __future__ import annotations
@@ -38,16 +39,15 @@ def _missing_requirement() -> str | None:
 
 def build_app() -> typer.Typer:
     """A new typer application with every command registered (needs the ``cli`` extra)."""
-    from pgvecstore.cli import admin, demo, ingest, query
-    from pgvecstore.cli.app import new_app
+    from pgvecstore.cli import admin, demo, ingest, query, remove, where
+    from pgvecstore.cli.app import Command, new_app
 
     app, index_app = new_app()
-    app.command()(ingest.ingest)
-    app.command()(query.query)
-    app.command()(admin.stats)
-    index_app.command("create")(admin.index_create)
-    index_app.command("drop")(admin.index_drop)
-    app.command()(demo.demo)
+    for command in (ingest.ingest, query.query, admin.stats, remove.delete, remove.prune, where.tables, where.dsn,
+                    demo.demo):
+        app.command(cls=Command)(command)
+    index_app.command("create", cls=Command)(admin.index_create)
+    index_app.command("drop", cls=Command)(admin.index_drop)
     return app
 
 

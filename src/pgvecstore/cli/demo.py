@@ -21,6 +21,7 @@ from pgvecstore.cli.app import (
     TableOption,
     Target,
     err,
+    fail,
     friendly_errors,
     load_embedder,
     open_store,
@@ -174,12 +175,14 @@ def demo(
 ) -> None:
     """Ingest the shipped corpus, then answer questions through the core, LangChain and LlamaIndex."""
     questions = list(question or DEMO_QUESTIONS)
+    if any(not text.strip() for text in questions):
+        fail("a question (-q) is empty: give a question, e.g. -q \"how do bees dance?\"", 2)
     target = Target(dsn, schema, table)
     out.rule("[bold]pgvecstore demo")
     out.print(Text(f"store:  {target.describe()}"))
     embedder = load_embedder(None)
     _load_model(embedder)
-    with open_store(target, embedder.dimensions) as store:
+    with open_store(target, embedder.dimensions, create=True) as store:
         _ingest_corpus(store, embedder)
         out.print(Text("Each question goes to the core (PgVectorStore.search), the LangChain retriever (LC) and a "
                        "LlamaIndex query engine with MockLLM (LI); scores are cosine similarities, the LC and LI "

@@ -1,19 +1,26 @@
-"""``pgvecstore ingest``: chunk, embed and store files; a changed file's chunks replace the old ones."""
+"""``pgvecstore ingest``: chunk, embed and store files; a changed file's chunks replace the old ones.
+
+Ctrl-C stops it cleanly: the file being stored when the signal comes is stored whole first (its write is never
+cut in half, so the count reported is exact), then the command says how many files are stored and exits with
+status 130. Running it again continues, since the stored files are skipped as unchanged.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from pgvecstore.chunking import DEFAULT_MAX_CHARS, DEFAULT_MIN_CHARS, Chunk, chunk_document, find_files, load_file
 from pgvecstore.cli.app import (
@@ -25,12 +32,16 @@ from pgvecstore.cli.app import (
     TableOption,
     Target,
     TenantOption,
+    announce_dsn_source,
     err,
+    fail,
     friendly_errors,
     load_embedder,
+    note,
     open_store,
     out,
 )
+from pgvecstore.cli.remove import PruneReport, prune_missing
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.store import PgVectorStore
 from pgvecstore.sync import run_sync
@@ -53,6 +64,38 @@ class IngestReport:
     chunks_removed: int = 0
     seconds: float = 0.0
     written: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        """Files whose rows are now up to date: written by this run, or found unchanged."""
+        return self.written_files + self.unchanged_files
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `ingest_files`; ``report`` says what was done until then (every file it counts is stored
+    whole)."""
+
+    def __init__(self, report: IngestReport) -> None:
+        super().__init__(f"interrupted: {report.stored} of {report.files} files stored")
+        self.report = report
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block is done, then deliver it: a file's write is never abandoned
+    halfway, with its transaction still running on the store's loop. Only in the main thread (where Python
+    handles signals); elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # as the previous handler would have had it: KeyboardInterrupt by default
 
 
 @dataclass
@@ -87,18 +130,22 @@ def ingest_files(
 
     A changed file's chunks are upserted by id (``document_id#chunk_index``) in one transaction, then the rows of
     that document beyond its new chunk count are deleted, so the document never disappears from search while it is
-    replaced and no stale chunk survives.
+    replaced and no stale chunk survives. Ctrl-C raises `IngestInterrupted` with the report so far.
     """
     started = time.perf_counter()
     report = IngestReport(files=len(files))
     plans: list[_Planned] = []
-    for path, document_id in files:
-        plan = _plan_file(store, path, document_id, max_chars, min_chars, embedder.model_name, force)
-        if plan is None:
-            report.unchanged_files += 1
-        else:
-            plans.append(plan)
-    _write_plans(store, embedder, plans, report, progress)
+    try:
+        for path, document_id in files:
+            plan = _plan_file(store, path, document_id, max_chars, min_chars, embedder.model_name, force)
+            if plan is None:
+                report.unchanged_files += 1
+            else:
+                plans.append(plan)
+        _write_plans(store, embedder, plans, report, progress)
+    except KeyboardInterrupt:
+        report.seconds = time.perf_counter() - started
+        raise IngestInterrupted(report) from None
     report.seconds = time.perf_counter() - started
     return report
 
@@ -137,7 +184,8 @@ def _write_plans(
             bar.update(task, description=f"embedding {plan.path.name}")
             texts = [chunk.text for chunk in plan.chunks]
             vectors = _embed(embedder, texts, lambda done: bar.advance(task, done))
-            _store_plan(store, plan, vectors, texts, report)
+            with _interrupt_after():
+                _store_plan(store, plan, vectors, texts, report)
 
 
 def _embed(embedder: SentenceTransformerEmbedder, texts: list[str], advance: Callable[[int], None]) -> np.ndarray:
@@ -186,6 +234,11 @@ def ingest(
         int, typer.Option("--min-chunk", min=0, help="Shorter paragraphs join the next one into a chunk.")
     ] = DEFAULT_MIN_CHARS,
     force: Annotated[bool, typer.Option("--force", help="Re-embed files even when they have not changed.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="Then delete the chunks of files ingested from under PATH that are gone from "
+                     "the disk (as 'pgvecstore prune PATH')."),
+    ] = False,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
     table: TableOption = DEFAULT_TABLE,
@@ -195,26 +248,43 @@ def ingest(
     """Chunk, embed and store text, Markdown and HTML files; re-ingesting a changed file replaces its chunks.
 
     The document id of a file is its absolute path; each chunk's chunk_index is its position in the file.
+    Ctrl-C stops after the file being stored; run the command again to continue.
     """
     if min_chunk > chunk_size:
-        raise typer.BadParameter(f"--min-chunk ({min_chunk}) must not exceed --chunk-size ({chunk_size})")
+        fail(f"--min-chunk ({min_chunk}) must not exceed --chunk-size ({chunk_size})", 2)
     files = find_files(paths)
     if not files:
-        err.print("no .txt, .md or .html files found in " + ", ".join(map(str, paths)))
-        raise typer.Exit(1)
+        fail("no .txt, .md or .html files found in " + ", ".join(map(str, paths)))
     target = Target(dsn, schema, table, model, tenant)
-    embedder = load_embedder(model)
-    err.print(Text(f"ingesting {len(files)} file(s) into {target.describe()}", style="dim"))
-    with open_store(target, embedder.dimensions) as store:
-        report = ingest_files(
-            store, embedder, [(path, path.as_posix()) for path in files],
-            max_chars=chunk_size, min_chars=min_chunk, force=force,
-        )
-        rows = run_sync(store.count())
-    _print_ingest_report(report, rows)
+    report: IngestReport | None = None
+    announce_dsn_source(dsn)
+    try:
+        embedder = load_embedder(model)
+        note(f"ingesting {len(files)} file(s) into {target.describe()}")
+        with open_store(target, embedder.dimensions, create=True) as store:
+            report = ingest_files(
+                store, embedder, [(path, path.as_posix()) for path in files],
+                max_chars=chunk_size, min_chars=min_chunk, force=force,
+            )
+            pruned = prune_missing(store, paths) if prune else None
+            rows = run_sync(store.count())
+    except IngestInterrupted as stopped:
+        fail_interrupted(f"interrupted: {stopped.report.stored} of {len(files)} files stored; run again to continue")
+    except KeyboardInterrupt:
+        if report is None:
+            fail_interrupted("interrupted before storing any file; run again to continue")
+        fail_interrupted(f"interrupted: {report.stored} of {len(files)} files stored"
+                         + ("; run again to prune" if prune else ""))
+    _print_ingest_report(report, rows, pruned)
 
 
-def _print_ingest_report(report: IngestReport, rows: int) -> None:
+def fail_interrupted(message: str) -> NoReturn:
+    """End an interrupted command: `message` on stderr, status 130 (128 + SIGINT, as shells report Ctrl-C)."""
+    note(message)
+    raise typer.Exit(130)
+
+
+def _print_ingest_report(report: IngestReport, rows: int, pruned: PruneReport | None) -> None:
     summary = Table(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
     summary.add_column()
@@ -223,6 +293,8 @@ def _print_ingest_report(report: IngestReport, rows: int) -> None:
     summary.add_row("unchanged, skipped", str(report.unchanged_files))
     summary.add_row("chunks written", str(report.chunks_written))
     summary.add_row("stale chunks removed", str(report.chunks_removed))
+    if pruned is not None:
+        summary.add_row("deleted files pruned", f"{len(pruned.documents)} ({pruned.chunks} chunks)")
     summary.add_row("rows in the table", str(rows))
     summary.add_row("time", f"{report.seconds:.1f} s")
     out.print(summary)

@@ -129,3 +129,29 @@ def has_vector_index(t: TableRef) -> Statement:
         f"JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass({p.add(t.qualified)}) "
         "AND a.amname IN ('hnsw', 'ivfflat'))"
     )
+
+
+# -- the inventory of a server (`pgvecstore.inventory`: the command line's ``tables`` and its "no such table") ------
+def vector_tables() -> Statement:
+    """Every table with a column of pgvector's ``vector`` type, one row each (its first such column), ordered by
+    schema and table: schema, table, column, dimensions (NULL for a ``vector`` column without a length) and
+    PostgreSQL's row estimate (``reltuples``: -1 for a table never vacuumed or analysed). Partitions are left
+    out (their parent is listed); no row without the pgvector extension."""
+    return Statement(
+        "SELECT DISTINCT ON (n.nspname, c.relname) n.nspname, c.relname, a.attname, "
+        "NULLIF(a.atttypmod, -1), c.reltuples::bigint "
+        "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+        "JOIN pg_namespace AS n ON n.oid = c.relnamespace JOIN pg_type AS ty ON ty.oid = a.atttypid "
+        "JOIN pg_extension AS e ON e.extname = 'vector' AND e.extnamespace = ty.typnamespace "
+        "WHERE ty.typname = 'vector' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+        "AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY n.nspname, c.relname, a.attnum"
+    )
+
+
+def count_rows_up_to(schema: str, table: str, limit: int) -> Statement:
+    """The rows of any table, counted up to `limit` (so counting never scans a big table to its end)."""
+    p = Params()
+    qualified = TableRef.plain(schema, table).qualified
+    return p.statement(f"SELECT count(*) FROM (SELECT 1 FROM {qualified} LIMIT {p.add(limit)}) AS capped")
+
