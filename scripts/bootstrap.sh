@@ -1,27 +1,37 @@
-# Sourced by the other scripts: make sure .venv exists and holds this checkout with all extras.
-# Re-installs only when pyproject.toml changed since the last install.
+# Sourced by the other scripts: make sure .venv exists, then `pgvecstore_install EXTRAS` installs this checkout
+# with those extras (demo.sh: all; test.sh: all,dev). Installs only when pyproject.toml changed since the last
+# install of those extras (or of all,dev, which includes every other set). Needs no root; installs no system package.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON_BIN="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
-    echo "pgvecstore: creating $VENV" >&2
+    echo "pgvecstore: creating the virtualenv $VENV" >&2
     "$PYTHON_BIN" -m venv "$VENV"
 fi
-STAMP="$VENV/.pgvecstore-installed"
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "pgvecstore: installing pgvecstore[all,dev] into $VENV (first run takes a few minutes)" >&2
+
+# The stamp of an install of EXTRAS: the hash of pyproject.toml it was made from. The full set (all,dev) keeps the
+# historical name .pgvecstore-installed.
+pgvecstore_stamp() {
+    if [ "$1" = "all,dev" ]; then echo "$VENV/.pgvecstore-installed"; else echo "$VENV/.pgvecstore-installed-$1"; fi
+}
+
+pgvecstore_install() {
+    local extras="$1" what="$2"
+    local want stamp full
+    want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    stamp="$(pgvecstore_stamp "$extras")"
+    full="$(pgvecstore_stamp "all,dev")"
+    if { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; } || { [ -f "$full" ] && [ "$(cat "$full")" = "$want" ]; }
+    then
+        return 0
+    fi
+    echo "pgvecstore: installing pgvecstore[$extras] ($what) into $VENV" >&2
+    echo "pgvecstore: the first run downloads and installs torch and the rest: it takes a few minutes" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    # torch is pinned (torch==2.13.0, the CPU build) by the embeddings extra in pyproject.toml.
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[all,dev]"
-    echo "$WANT" > "$STAMP"
-fi
-# PgBouncer, for the tests that run the store behind a transaction-mode pooler (Debian package; needs root).
-if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ] \
-        && command -v apt-get >/dev/null 2>&1; then
-    echo "pgvecstore: installing pgbouncer (apt-get) for the pooler tests" >&2
-    (apt-get install -y -q pgbouncer >/dev/null 2>&1 \
-        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1)) \
-        || echo "pgvecstore: could not install pgbouncer; its tests will say so" >&2
-fi
+    # torch is pinned (torch==2.13.0) by the embeddings extra in pyproject.toml; pip installs the build it finds
+    # first (see docs/quickstart.md: install torch from the index of your choice first to pick CPU or CUDA).
+    "$VENV/bin/python" -m pip install -e "$ROOT[$extras]"
+    echo "$want" > "$stamp"
+    echo "pgvecstore: installed pgvecstore[$extras] into $VENV" >&2
+}

