@@ -87,8 +87,9 @@ def embedded_dsn(data_dir: str | os.PathLike[str] | None = None) -> str:
             # Another process may be creating it at this moment; the store checks again on initialize().
             logger.debug("CREATE EXTENSION on the embedded server failed; the store will retry", exc_info=True)
         logger.info("pgvecstore: using the embedded PostgreSQL server with data in %s", pgdata)
-        if not _dsn_by_dir:
-            # atexit runs last-registered first: registered after the server's own stop, this runs before it.
-            atexit.register(_run_before_stop)
+        # atexit runs last-registered first: registered (again) after this server's own stop, it runs before the
+        # stop of every server started so far.
+        atexit.unregister(_run_before_stop)
+        atexit.register(_run_before_stop)
         _dsn_by_dir[pgdata] = dsn
         return dsn
