@@ -351,3 +351,21 @@ def test_oversized_filters_are_refused_naming_the_option(filter: Any, message: s
 def test_filters_within_the_limits_pass_and_json_values_count_once() -> None:
     check_filter_size({"$or": [{"a": i} for i in range(10)]}, max_conditions=11, max_values=20)
     check_filter_size({"obj": {"$eq": {str(i): i for i in range(50)}}}, max_conditions=2, max_values=20)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [list(range(-50, 150)), [2**63 + i for i in range(120)], [f"doc-{i} ü\"'\\" for i in range(150)], ["only"]],
+)
+def test_long_lists_of_plain_ints_or_strings_compile_as_value_by_value(values: list[Any]) -> None:
+    fast_sql, fast_values = compile_({"k": {"$in": values}})
+    mixed = [*values, 1.5] if isinstance(values[0], str) else [*values, "x"]  # a mixed list goes value by value
+    slow_sql, slow_values = compile_({"k": {"$in": mixed}})
+    assert fast_sql == slow_sql
+    assert fast_values[1] == slow_values[1][:-1]
+
+
+@pytest.mark.parametrize(("bad", "message"), [("a\x00b", "NUL character"), ("\ud800", "lone surrogate")])
+def test_a_bad_string_in_a_long_list_is_named(bad: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=rf"\[150\]: .*{message}"):
+        compile_({"k": {"$in": [f"v{i}" for i in range(150)] + [bad]}})

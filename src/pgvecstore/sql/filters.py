@@ -33,6 +33,7 @@ from pgvecstore.filter_values import (
     json_text,
     json_value,
     parse_timestamp,
+    plain_json_texts,
     scalar,
     show,
 )
@@ -381,9 +382,10 @@ class _MetadataTarget(_Target):
         return self.timestamp_test(op, self.p.add(checked.value, "timestamptz"))
 
     def isin(self, values: list[Any], where: str) -> str:
-        checked = [scalar(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        fast = plain_json_texts(values)
+        checked = [] if fast is not None else [scalar(v, f"{where}[{i}]") for i, v in enumerate(values)]
         parts = []
-        plain = [json_text(c.value) for c in checked if c.kind not in ("null", "datetime")]
+        plain = fast or [json_text(c.value) for c in checked if c.kind not in ("null", "datetime")]
         if plain:
             parts.append(_member(self.value, self.p.add(plain, "jsonb[]"), len(plain)))
         if any(c.kind == "null" for c in checked):
