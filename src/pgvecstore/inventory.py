@@ -44,7 +44,9 @@ class TableInfo:
         return f"{self.schema}.{self.table}"
 
 
-async def list_tables(conn: asyncpg.Connection, *, exact_up_to: int = EXACT_COUNT_LIMIT) -> list[TableInfo]:
+async def list_tables(
+    conn: asyncpg.Connection, *, exact_up_to: int = EXACT_COUNT_LIMIT, count_rows: bool = True
+) -> list[TableInfo]:
     """The tables of `conn`'s database that have a pgvector ``vector`` column, ordered by schema and table.
 
     Rows are counted exactly up to `exact_up_to` per table (what the connection's role may see, row-level
@@ -53,7 +55,7 @@ async def list_tables(conn: asyncpg.Connection, *, exact_up_to: int = EXACT_COUN
     found = []
     listing = catalog.vector_tables()
     for schema, table, column, dimensions, estimate in await conn.fetch(listing.sql, *listing.args):
-        rows, exact = await _count(conn, schema, table, exact_up_to)
+        rows, exact = await _count(conn, schema, table, exact_up_to) if count_rows else (None, False)
         if not exact:
             rows = max(estimate, rows or 0) if estimate is not None and estimate >= 0 else rows
         found.append(TableInfo(schema, table, column, dimensions, rows, exact))
@@ -71,13 +73,14 @@ async def _count(conn: asyncpg.Connection, schema: str, table: str, limit: int) 
     return (counted, True) if counted < limit else (limit, False)
 
 
-async def server_tables(config: StoreConfig) -> list[TableInfo]:
+async def server_tables(config: StoreConfig, *, count_rows: bool = True) -> list[TableInfo]:
     """`list_tables` on the server a store of `config` would use (its connection string, else
-    ``$DATABASE_URL``, else the embedded server, started if needed), on a connection of its own."""
+    ``$DATABASE_URL``, else the embedded server, started if needed), on a connection of its own. Without
+    `count_rows`, rows are only PostgreSQL's estimates (for listing names)."""
     dsn = resolve_dsn(config)
     conn = await connect_once(dsn, config)
     try:
-        return await list_tables(conn)
+        return await list_tables(conn, count_rows=count_rows)
     except Exception as exc:
         _reraise(exc)
     finally:

@@ -294,7 +294,7 @@ def open_store(target: Target, dimensions: int | None = None, *, create: bool = 
 def no_such_table(target: Target, config: StoreConfig) -> str:
     """The message for a table that does not exist: the tables of the server, or how to create one."""
     try:
-        names = [info.qualified for info in run_sync(server_tables(config))]
+        names = [info.qualified for info in run_sync(server_tables(config, count_rows=False))]
     except PgVecStoreError:  # the listing is a courtesy: the missing table is the error to report
         return f"no such table {target.name}; run '{target.ingest_hint()}' to create it"
     if not names:
