@@ -16,6 +16,15 @@ from typing import Any
 from pgvecstore.errors import InvalidInputError
 
 MAX_DEPTH = 32
+INT64 = (-(2**63), 2**63 - 1)
+
+# The ISO-8601 text a metadata value must have to compare as a timestamp (the reference evaluator in the tests
+# uses the same pattern). No backslashes, so it needs no escaping inside a SQL string literal.
+ISO_TIMESTAMP_PATTERN = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])?)?$"
+)
+ISO_OFFSET_PATTERN = "(Z|[+-][0-9]{2}:[0-9]{2})$"
 
 
 class Value:

@@ -369,3 +369,20 @@ def test_long_lists_of_plain_ints_or_strings_compile_as_value_by_value(values: l
 def test_a_bad_string_in_a_long_list_is_named(bad: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=rf"\[150\]: .*{message}"):
         compile_({"k": {"$in": [f"v{i}" for i in range(150)] + [bad]}})
+
+
+@pytest.mark.parametrize(
+    "filter",
+    [
+        {"k": {"$not": {"$gt": 1, "$in": []}, "$lt": 5}},  # the $not folds to TRUE after binding the path
+        {"k": {"$gt": 1, "$not": {"$lt": 3, "$nin": []}}},
+        {"a.b": {"$not": {"$exists": True, "$in": []}, "$eq": 2}},
+    ],
+)
+def test_a_folded_key_level_not_leaves_the_other_operators_placeholders_in_step(filter: Any) -> None:
+    sql, values = compile_(filter)
+    numbers = sorted({int(n) for n in re.findall(r"\$(\d+)", sql)})
+    assert numbers == list(range(1, len(values) + 1))
+    for number in numbers:  # each path placeholder is used as text, each compared value as jsonb
+        casts = set(re.findall(rf"\${number}::(\w+)", sql))
+        assert len(casts) == 1, (number, casts, sql)

@@ -27,6 +27,9 @@ from typing import Any
 
 from pgvecstore.errors import InvalidInputError, did_you_mean
 from pgvecstore.filter_values import (
+    INT64,
+    ISO_OFFSET_PATTERN,
+    ISO_TIMESTAMP_PATTERN,
     MAX_DEPTH,
     Value,
     check_text,
@@ -61,16 +64,6 @@ FIELD_OPERATORS = (
 RANGE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 MAX_PATH_SEGMENTS = 32  # with MAX_DEPTH (nesting): a hostile filter cannot exhaust the stack
-
-# The ISO-8601 text a metadata value must have to compare as a timestamp (the reference evaluator in the tests
-# uses the same pattern). No backslashes, so it needs no escaping inside a SQL string literal.
-ISO_TIMESTAMP_PATTERN = (
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])?)?$"
-)
-ISO_OFFSET_PATTERN = "(Z|[+-][0-9]{2}:[0-9]{2})$"
-
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 def compile_filter(filter: Mapping[str, Any] | None, table: TableRef, params: Params, alias: str = "") -> str:
@@ -228,7 +221,7 @@ class _Compiler:
             raise InvalidInputError(
                 f"{where}: $not on a key takes an operator dict such as {{'$gt': 5}}, got {show(value)}"
             )
-        return _negate(self.operators(target, value, where, depth + 1))
+        return _negate(self.operators(target.fresh(), value, where, depth + 1))
 
     def target(self, key: str, where: str) -> _Target:
         if not key:
@@ -281,6 +274,10 @@ class _Target:
         self.c = compiler
         self.p = compiler.params
 
+    def fresh(self) -> _Target:
+        """The same target without placeholders bound yet (a nested ``$not`` may drop the values it bound)."""
+        return self
+
     def check_same_kind(self, low: Any, high: Any, where: str) -> None:
         raise NotImplementedError
 
@@ -314,6 +311,9 @@ class _MetadataTarget(_Target):
         super().__init__(compiler)
         self.segments = segments
         self.metadata = compiler.column("metadata")
+
+    def fresh(self) -> _MetadataTarget:
+        return _MetadataTarget(self.c, self.segments)
 
     @cached_property
     def value(self) -> str:
@@ -426,7 +426,7 @@ class _ColumnTarget(_Target):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise InvalidInputError(f"{where}: chunk_index is an integer column, got {show(value)}")
             number = int(value)
-            if not _INT64[0] <= number <= _INT64[1]:
+            if not INT64[0] <= number <= INT64[1]:
                 raise InvalidInputError(f"{where}: {number.bit_length()}-bit integer is out of range for chunk_index")
             return number, "bigint"
         if name == "id":
