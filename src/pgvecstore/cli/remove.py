@@ -95,13 +95,8 @@ def delete(
             conditions.append({"document_id": {"$in": found}})
         if core_filter is not None:
             conditions.append(core_filter)
-        chosen = conditions[0] if len(conditions) == 1 else {"$and": conditions}
-        if documents and not found:
-            deleted = 0  # none of the documents is there: nothing can match
-            if core_filter is not None:  # still say whether the filter was valid
-                run_sync(store.count(core_filter))
-        else:
-            deleted = run_sync(store.delete(chosen))
+        # With none of the documents there, {"$in": []} matches nothing: the core still checks the filter.
+        deleted = run_sync(store.delete(conditions[0] if len(conditions) == 1 else {"$and": conditions}))
     out.print(Text(f"deleted {_plural(deleted, 'chunk')} from {_scope(target)}"))
 
 
