@@ -83,3 +83,34 @@ def test_exit_without_close_on_another_server_is_quiet(tmp_path: Path, pg_dsn: s
     env["DATABASE_URL"] = pg_dsn
     env["EXIT_TEST_SCHEMA"] = schema  # dropped after the test
     check_quiet(run_program(tmp_path, env))
+
+
+TWO_SERVERS = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+
+    from pgvecstore import SyncPgVectorStore
+    from pgvecstore.server import embedded_dsn
+
+    # Two embedded servers, the second started after the first store runs; neither store is closed.
+    first = SyncPgVectorStore(connection_string=embedded_dsn(sys.argv[1]), dimensions=4, table_name="first")
+    first.add_vectors(np.eye(4, dtype=np.float32))
+    second = SyncPgVectorStore(connection_string=embedded_dsn(sys.argv[2]), dimensions=4, table_name="second")
+    second.add_vectors(np.eye(4, dtype=np.float32))
+    print(first.count(), second.count())
+    """
+)
+
+
+def test_exit_without_close_is_quiet_with_two_embedded_servers(tmp_path: Path) -> None:
+    script = tmp_path / "two_servers.py"
+    script.write_text(TWO_SERVERS)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGVECSTORE_TEST_DSN")}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), str(tmp_path / "two")], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "4 4\n"
+    for word in ALARMING:
+        assert word not in done.stderr, done.stderr
