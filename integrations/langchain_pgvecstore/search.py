@@ -97,8 +97,9 @@ class SearchMixin:
     # -- hybrid --------------------------------------------------------------------------------------------
     def hybrid_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
         """The `k` best Documents for `query` by vector similarity and full-text search fused in one SQL statement,
-        with the fused score. Options: ``filter``, ``rrf_k`` (60), ``alpha`` (the vector weight of a weighted
-        fusion), ``vector_k`` / ``text_k``, ``search_params``. See docs/hybrid.md."""
+        with the fused score. Options: ``filter``, ``alpha`` (the vector weight of the weighted fusion, 0.5 by
+        default) or ``rrf_k`` (reciprocal rank fusion instead), ``vector_k`` / ``text_k``, ``search_params``. See
+        docs/hybrid.md."""
         check_kwargs("hybrid_search_with_score", kwargs, HYBRID_OPTIONS)
         embedding = self.embedding.embed_query(query)
         return self._with_scores(run_sync(self._asearch(embedding, k, kwargs, query)))

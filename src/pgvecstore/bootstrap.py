@@ -18,7 +18,7 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
 from pgvecstore.metric import Metric
-from pgvecstore.sql import catalog, ddl
+from pgvecstore.sql import catalog, ddl, text_ddl
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
 
@@ -60,7 +60,7 @@ class TableBootstrap:
         if config.text_search_config is not None:
             text_config = await text_search.resolve_config(conn, config.text_search_config)
         if not await indexes.relation_exists(conn, t.schema, t.name):
-            await self._create_table(conn, text_config)
+            await self._create_table(conn, text_config, vector_schema)
         dimensions = await self._check_table(conn)
         await text_search.has_column(conn, t)  # a column of that name must be a tsvector
         tenant, copy_direct = await self._row_security(conn)
@@ -70,7 +70,7 @@ class TableBootstrap:
             built = True
         return TableState(dimensions, tenant, copy_direct, text_config, built)
 
-    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None) -> None:
+    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> None:
         config, t = self.config, self.table
         if not config.auto_create_table:
             raise TableNotFoundError(
@@ -89,13 +89,13 @@ class TableBootstrap:
                 await conn.execute(ddl.create_schema(t))
             if await indexes.relation_exists(conn, t.schema, t.name):
                 return  # another store created it while this one waited for the lock
-            if config.text_search:
-                text_config = text_config or await text_search.resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)
-            await conn.execute(ddl.create_table(t, config.dimensions, text_config if config.text_search else None))
+            text_columns = text_ddl.column_definitions(t, vector_schema) if config.text_search else []
+            await conn.execute(ddl.create_table(t, config.dimensions, text_columns))
             for statement in ddl.support_indexes(t):
                 await conn.execute(statement)
             if config.text_search:
-                await conn.execute(ddl.create_text_search_index(t))
+                text_config = text_config or await text_search.resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)
+                await text_search.install(conn, t, text_config, vector_schema, row_security=False, fill=False)
             logger.info("pgvecstore: created table %s", t.display)
 
     async def _check_table(self, conn: asyncpg.Connection) -> int:
@@ -152,6 +152,9 @@ class TableBootstrap:
                         await conn.execute(ddl.create_tenant_policy(t))
                     if not enabled:
                         await conn.execute(ddl.enable_row_security(t))
+                    if (await text_search.read_layout(conn, t)).has_statistics:
+                        for text_statement in text_ddl.statistics_row_security(t):
+                            await conn.execute(text_statement)
                     logger.info("pgvecstore: enabled row-level security on %s", t.display)
             except (asyncpg.InsufficientPrivilegeError, PermissionDeniedError):
                 raise SchemaMismatchError(

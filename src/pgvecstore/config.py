@@ -235,12 +235,13 @@ class StoreConfig:
         if self.text_search_column is not None:
             validate_identifier(self.text_search_column, "text_search_column")
         tsv_column = self.resolved_text_search_column
-        if tsv_column in self.columns.values():
-            logical = next(name for name, column in self.columns.items() if column == tsv_column)
-            raise InvalidOptionError(
-                f"text_search_column={tsv_column!r} is already the column of {logical!r}; "
-                "name another column for the text-search vector"
-            )
+        for derived in (tsv_column, derived_name(tsv_column, "tf")):
+            if derived in self.columns.values():
+                logical = next(name for name, column in self.columns.items() if column == derived)
+                raise InvalidOptionError(
+                    f"text_search_column={tsv_column!r}: column {derived!r} (which full-text search keeps) is "
+                    f"already the column of {logical!r}; name another text_search_column"
+                )
 
     @staticmethod
     def _validated_columns(columns: object) -> dict[str, str]:
@@ -264,7 +265,7 @@ class StoreConfig:
     # -- derived -------------------------------------------------------------------------------------------
     @property
     def resolved_text_search_column(self) -> str:
-        """The generated tsvector column of full-text search: `text_search_column`, else ``<content column>_tsv``."""
+        """The tsvector column of full-text search: `text_search_column`, else ``<content column>_tsv``."""
         return self.text_search_column or derived_name(self.columns["content"], "tsv")
 
     def resolved_dsn(self) -> str | None:

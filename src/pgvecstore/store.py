@@ -171,7 +171,7 @@ class PgVectorStore:
         *,
         mode: str = "vector",
         query_text: str | None = None,
-        rrf_k: float = 60,
+        rrf_k: float | None = None,
         alpha: float | None = None,
         vector_k: int | None = None,
         text_k: int | None = None,
@@ -183,9 +183,11 @@ class PgVectorStore:
 
         - ``mode="vector"``: the nearest rows to `query`; scores: cosine ``1 - distance``, euclidean
           ``1 / (1 + distance)``, inner product the raw product.
-        - ``mode="text"``: full-text search for `query_text`; an IDF-weighted, length-normalised ``ts_rank``.
-        - ``mode="hybrid"``: both in one statement, fused by reciprocal rank fusion (``rrf_k``) or, with
-          ``alpha``, a weighted sum of min-max normalised scores; ``vector_k`` / ``text_k`` candidates per side.
+        - ``mode="text"``: full-text search for `query_text`, ranked by BM25 with the domain's term statistics
+          over a bounded set of candidate rows (its cost does not grow with the table).
+        - ``mode="hybrid"``: both in one statement, fused by a weighted sum of min-max normalised scores
+          (``alpha``, the vector side's weight, 0.5 by default) or, with ``rrf_k``, reciprocal rank fusion;
+          ``vector_k`` / ``text_k`` candidates per side.
 
         `filter` and the store's domain apply to every side. `search_params` override the store's for this call
         (see `pgvecstore.search_tuning.SearchOptions`); a filtered vector search returns `k` rows whenever `k`
@@ -225,8 +227,9 @@ class PgVectorStore:
 
     # -- full-text search and indexes ----------------------------------------------------------------------
     async def enable_text_search(self) -> bool:
-        """Add full-text search to an existing table: the generated tsvector column over content and its GIN
-        index. True when this call added either. Rewrites the table: see docs/hybrid.md."""
+        """Add full-text search to an existing table (or bring a table of pgvecstore 0.1 to the current layout):
+        the tsvector and term-frequency columns, their triggers, the term statistics and the GIN index, filled
+        from every row while writers wait. True when this call added anything. See docs/hybrid.md."""
         return await (await self._ready()).text.enable()
 
     async def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:

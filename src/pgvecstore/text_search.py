@@ -1,14 +1,16 @@
-"""Full-text search's knowledge of the table: its generated tsvector column and the configuration queries use.
+"""Full-text search's knowledge of the table: its text-search columns, statistics and triggers, and the
+configuration queries use.
 
 Set-up only looks the column up by name in the catalog (no lock on the table). The first text or hybrid search
-settles which text-search configuration the column is generated with (reading it takes a lock that set-up must
-not wait for) and every query then stems words the same way. `enable_text_search` adds the column and its GIN
-index to an existing table.
+checks the table has every part (`pgvecstore.sql.text_ddl`) and settles which text-search configuration its row
+trigger uses, so every query stems words the same way. `enable_text_search` adds the parts to an existing table,
+including one of the pgvecstore 0.1 layout (a generated tsvector column, no statistics).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -17,7 +19,7 @@ from pgvecstore.connection import set_local
 from pgvecstore.errors import InvalidOptionError, PermissionDeniedError, SchemaMismatchError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
 from pgvecstore.pool import PoolRegistry
-from pgvecstore.sql import catalog, ddl
+from pgvecstore.sql import catalog, text_ddl
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
@@ -50,6 +52,54 @@ async def has_column(conn: asyncpg.Connection, t: TableRef) -> bool:
     return kind is not None
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The full-text search parts a table has (see `catalog.text_search_layout`)."""
+
+    column_type: str | None
+    generated: bool
+    has_terms_column: bool
+    has_statistics: bool
+    config: str | None  # the row trigger's configuration; None without the trigger
+
+    @property
+    def complete(self) -> bool:
+        return (self.column_type == "tsvector" and not self.generated and self.has_terms_column
+                and self.has_statistics and self.config is not None)
+
+
+async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
+    statement = catalog.text_search_layout(t)
+    row = await conn.fetchrow(statement.sql, *statement.args)
+    if row is None:
+        return Layout(None, False, False, False, None)
+    return Layout(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4])
+
+
+async def install(
+    conn: asyncpg.Connection, t: TableRef, config: str, vector_schema: str, *, row_security: bool, fill: bool
+) -> None:
+    """Create the statistics tables, functions and triggers and the GIN index (the columns must exist), inside the
+    caller's transaction; with `fill`, set the text columns of rows written before the triggers existed; then count
+    the statistics from the table's rows (statistics tables left by a dropped table of the same name start over).
+    With `row_security`, the statistics tables get the tenant policy too."""
+    statements = [
+        *text_ddl.create_statistics_tables(t),
+        text_ddl.create_row_function(t, vector_schema),
+        text_ddl.create_statistics_function(t, vector_schema),
+        *text_ddl.create_triggers(t, config),
+        text_ddl.create_index(t),
+    ]
+    if row_security:
+        statements += text_ddl.statistics_row_security(t)
+    if fill:
+        statements.append(text_ddl.fill_rows(t))
+    for statement in statements:
+        await conn.execute(statement)
+    for statement in text_ddl.rebuild_statistics(t, vector_schema):
+        await conn.execute(statement)
+
+
 class TextSearch:
     """Whether text and hybrid search can run, and with which configuration (settled at the first search)."""
 
@@ -57,58 +107,87 @@ class TextSearch:
         self._config = config
         self._table = table
         self._pools = pools
-        # The explicit text_search_config, resolved to its canonical name at set-up (None: take the column's).
+        # The explicit text_search_config, resolved to its canonical name at set-up (None: take the table's).
         self._explicit = explicit_config
-        self._settled: str | None = None  # the configuration queries use, once the column has been read
+        self._settled: str | None = None  # the configuration queries use, once the table has been read
 
     async def query_config(self) -> str:
-        """The configuration queries use. The first call reads it from the column (another store may have added
-        the column since this one started); a table without the column is an error that says how to add it."""
+        """The configuration queries use. The first call reads the table's parts (another store may have added
+        them since this one started); a table without them is an error that says how to add them."""
         if self._settled is not None:
             return self._settled
         t = self._table
         async with self._pools.connection() as conn:
-            if not await has_column(conn, t):
-                raise SchemaMismatchError(
-                    f"table {t.display} has no text-search column {t.text_search_column!r}, which text and hybrid "
-                    "search need. Add it with 'await store.enable_text_search()' (as the table owner; it rewrites "
-                    "the table) or create new tables with text_search=True (see docs/hybrid.md)"
-                )
-            statement = catalog.text_search_config_used(t)
-            used = await conn.fetchval(statement.sql, *statement.args)
-        if used is not None and self._explicit is not None and used != self._explicit:
+            has = await has_column(conn, t)
+            layout = await read_layout(conn, t) if has else None
+        if layout is None:
             raise SchemaMismatchError(
-                f"column {t.text_search_column!r} of {t.display} is generated with text-search configuration "
-                f"{used!r}, but this store has text_search_config={self._config.text_search_config!r}; set "
-                f"text_search_config={used!r} (or leave it unset to use the column's)"
+                f"table {t.display} has no text-search column {t.text_search_column!r}, which text and hybrid "
+                "search need. Add it with 'await store.enable_text_search()' (as the table owner; it fills the "
+                "column from every row) or create new tables with text_search=True (see docs/hybrid.md)"
             )
-        self._settled = used or self._explicit or DEFAULT_TEXT_SEARCH_CONFIG
+        if not layout.complete or layout.config is None:
+            raise SchemaMismatchError(
+                f"table {t.display} has a text-search column but not the term statistics that text and hybrid "
+                "search use since pgvecstore 0.2 (a table made by an older version). Add them with "
+                "'await store.enable_text_search()' (as the table owner; it fills them from every row, and "
+                "writes wait while it runs)"
+            )
+        if self._explicit is not None and layout.config != self._explicit:
+            raise SchemaMismatchError(
+                f"table {t.display} indexes its text with text-search configuration {layout.config!r}, but this "
+                f"store has text_search_config={self._config.text_search_config!r}; set "
+                f"text_search_config={layout.config!r} (or leave it unset to use the table's)"
+            )
+        self._settled = layout.config
         return self._settled
 
     async def enable(self) -> bool:
-        """Add the text-search column and its GIN index unless both exist; True when this call added either.
-        Runs once, under the table's advisory lock, without the session's statement_timeout."""
+        """Add whatever of the text-search parts the table lacks and fill them from its rows; True when this call
+        added anything. Runs once, under the table's advisory lock and a lock that makes writers wait (readers go
+        on), without the session's statement_timeout."""
         t = self._table
-        changed = False
         try:
             async with self._pools.connection(transaction=True) as conn:
                 lock = catalog.table_lock(t)
                 await conn.execute(lock.sql, *lock.args)
                 await set_local(conn, {"statement_timeout": "0"})
-                if not await has_column(conn, t):
-                    config = await resolve_config(conn, self._explicit or DEFAULT_TEXT_SEARCH_CONFIG)
-                    logger.info("pgvecstore: adding text-search column %s to %s (rewrites the table)",
-                                t.text_search_column, t.display)
-                    await conn.execute(ddl.add_text_search_column(t, config))
-                    changed = True
-                exists = catalog.relation_exists(t.schema, t.text_search_index_name)
-                if not await conn.fetchval(exists.sql, *exists.args):
-                    await conn.execute(ddl.create_text_search_index(t))
-                    changed = True
+                await conn.execute(text_ddl.lock_writers(t))
+                layout = await read_layout(conn, t)
+                await has_column(conn, t)  # a column of that name must be a tsvector
+                if layout.complete:
+                    exists = catalog.relation_exists(t.schema, t.text_search_index_name)
+                    if await conn.fetchval(exists.sql, *exists.args):
+                        return False
+                config = await self._config_for(conn, layout)
+                vector_schema = str(await conn.fetchval(catalog.VECTOR_EXTENSION_SCHEMA.sql))
+                logger.info("pgvecstore: adding full-text search to %s (fills it from every row)", t.display)
+                for statement in text_ddl.add_columns(t, vector_schema):
+                    await conn.execute(statement)
+                if layout.generated:
+                    await conn.execute(text_ddl.drop_generation(t))
+                security = catalog.row_security_state(t)
+                state = await conn.fetchrow(security.sql, *security.args)
+                row_security = state is not None and bool(state[0])
+                await install(conn, t, config, vector_schema, row_security=row_security, fill=not layout.complete)
         except PermissionDeniedError:
             raise SchemaMismatchError(
                 f"enable_text_search: this role may not alter table {t.display}; run it as the table's owner "
                 "(see docs/hybrid.md)"
             ) from None
         self._settled = None
-        return changed
+        return True
+
+    async def _config_for(self, conn: asyncpg.Connection, layout: Layout) -> str:
+        """The configuration of the table's text: the explicit one, else the one the table already uses (its row
+        trigger's, or the expression of a generated column), else the default."""
+        if self._explicit is not None:
+            return self._explicit
+        if layout.config is not None:
+            return layout.config
+        if layout.generated:
+            statement = catalog.text_search_config_used(self._table)
+            used = await conn.fetchval(statement.sql, *statement.args)
+            if used is not None:
+                return str(used)
+        return await resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)

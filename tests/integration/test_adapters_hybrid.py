@@ -101,8 +101,8 @@ def test_langchain_hybrid_search_finds_what_each_side_alone_misses(lc_store: Lan
 
 
 async def test_langchain_async_hybrid_search_and_scores(lc_store: LangChainStore) -> None:
-    scored = await lc_store.ahybrid_search_with_score(QUERY, k=5)
-    sync_scored = lc_store.hybrid_search_with_score(QUERY, k=5)
+    scored = await lc_store.ahybrid_search_with_score(QUERY, k=5, rrf_k=60)
+    sync_scored = lc_store.hybrid_search_with_score(QUERY, k=5, rrf_k=60)
     assert [(d.id, s) for d, s in scored] == [(d.id, s) for d, s in sync_scored]
     scores = dict((d.id, s) for d, s in scored)
     # "keyword": text rank 1 (it and keyword_de hold "zyxomab"), vector rank 4 (similarity 0, tied with keyword_de
@@ -110,7 +110,11 @@ async def test_langchain_async_hybrid_search_and_scores(lc_store: LangChainStore
     assert ids([d for d, _ in scored])[0] == "keyword"
     assert scores["keyword"] == pytest.approx(1 / 61 + 1 / 64)
     assert scores["semantic"] == pytest.approx(1 / 61)
-    assert ids(await lc_store.ahybrid_search(QUERY, k=5)) == [d.id for d, _ in scored]
+    assert ids(await lc_store.ahybrid_search(QUERY, k=5, rrf_k=60)) == [d.id for d, _ in scored]
+    # Without rrf_k: weighted fusion (alpha 0.5): the text side's best row ("keyword_de": "zyxomab" twice in a
+    # short text) gets half the weight, as does the vector side's best ("semantic").
+    default = dict((d.id, s) for d, s in await lc_store.ahybrid_search_with_score(QUERY, k=5))
+    assert default["semantic"] == pytest.approx(0.5) and default["keyword_de"] == pytest.approx(0.5)
 
 
 def test_langchain_hybrid_options_reach_the_core(lc_store: LangChainStore) -> None:
@@ -167,14 +171,14 @@ def li_query(mode: VectorStoreQueryMode, **fields: Any) -> VectorStoreQuery:
 
 
 async def test_llamaindex_hybrid_mode(li_store: LlamaStore) -> None:
-    result = await li_store.aquery(li_query(VectorStoreQueryMode.HYBRID, similarity_top_k=3))
+    result = await li_store.aquery(li_query(VectorStoreQueryMode.HYBRID, similarity_top_k=3), rrf_k=60)
     assert {"keyword", "semantic"} <= set(result.ids or [])
     assert [node.node_id for node in result.nodes or []] == result.ids
     assert result.similarities == sorted(result.similarities or [], reverse=True)
     keyword = (result.ids or []).index("keyword")
     assert (result.similarities or [])[keyword] == pytest.approx(1 / 61 + 1 / 64)
     assert (result.nodes or [])[keyword].get_content() == TEXTS["keyword"][0]
-    assert li_store.query(li_query(VectorStoreQueryMode.HYBRID, similarity_top_k=3)).ids == result.ids
+    assert li_store.query(li_query(VectorStoreQueryMode.HYBRID, similarity_top_k=3), rrf_k=60).ids == result.ids
 
 
 async def test_llamaindex_hybrid_honours_alpha_sparse_and_hybrid_top_k(li_store: LlamaStore) -> None:

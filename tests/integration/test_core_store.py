@@ -130,7 +130,8 @@ async def test_column_mappings_with_text_ids(make_store: StoreMaker, admin: asyn
         "source_file": "character varying",
         "segment_num": "integer",
         "indexed_at": "timestamp without time zone",
-        "description_tsv": "tsvector",  # generated from the content column for full-text search
+        "description_tsv": "tsvector",  # full-text search: the content's tsvector ...
+        "description_tsv_tf": "USER-DEFINED",  # ... and its term frequencies (a sparsevec), set by a trigger
     }
     ids = await store.add_vectors(
         rng_vectors(3, 8),
@@ -515,7 +516,7 @@ async def test_eight_concurrent_initializations_make_one_table_and_one_index(
         await asyncio.gather(*(store.close() for store in stores))
     tables = await admin.fetchval(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema)
-    assert tables == 1
+    assert tables == 3  # the table and its two term-statistics tables, each made once
     assert len(await vector_indexes(admin, schema, "shared")) == 1
     assert await table_rows(admin, schema, "shared") == 80
 

@@ -508,16 +508,18 @@ async def test_reserved_and_mixed_case_names_are_quoted_not_interpreted(
     assert await store.count({"x": 2}) == 1
     tables = await admin.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND c.relkind = 'r'", schema)
-    assert [row[0] for row in tables] == ["Select"]
+        "WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 1", schema)
+    assert [row[0] for row in tables] == ["Select", "Select_text_docs", "Select_text_terms"]
     columns = {r[0] for r in await admin.fetch(
         "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0", f'"{schema}"."Select"')}
     assert {"from", "Where", "user", "table", "order"} <= columns
     after = await catalog_counts(admin)
-    # Exactly one schema and one table (with its TOAST table, primary key, support indexes and the full-text GIN
-    # index) appeared.
+    # Exactly one schema and one table (with its TOAST table and index, primary key, support indexes and the
+    # full-text GIN index: 7) and its two term-statistics tables (each with TOAST table and index and primary key:
+    # 8) appeared, with the two text-search trigger functions and five triggers.
     assert after["schemas"] == before["schemas"] + 1
-    assert after["relations"] - before["relations"] == 7
+    assert after["relations"] - before["relations"] == 15
+    assert (after["functions"] - before["functions"], after["triggers"] - before["triggers"]) == (2, 5)
 
 
 # -- hostile domains --------------------------------------------------------------------------------------------

@@ -186,10 +186,16 @@ async def test_candidate_depth_limits_each_side(store: PgVectorStore) -> None:
     one_each = await store.search(QUERY, k=10, mode="hybrid", query_text="zyxomab", vector_k=1, text_k=1)
     best_text = ids(await store.search(query_text="zyxomab", mode="text", k=1))
     assert set(ids(one_each)) == {"semantic", *best_text}
-    # A text side with no term left (stop words) leaves the vector ranking, scored 1 / (60 + rank).
-    plain = await store.search(QUERY, k=3, mode="hybrid", query_text="the of and")
+    # A text side with no term left (stop words) leaves the vector ranking: with rrf_k, scored 1 / (rrf_k + rank);
+    # by default (weighted fusion, alpha 0.5), half the min-max normalised similarity.
+    plain = await store.search(QUERY, k=3, mode="hybrid", query_text="the of and", rrf_k=60)
     assert ids(plain) == ids(await store.search(QUERY, k=3))
     assert [s for _, s, _ in plain] == pytest.approx([1 / 61, 1 / 62, 1 / 63])
+    default = await store.search(QUERY, k=3, mode="hybrid", query_text="the of and")
+    every = await store.search(QUERY, k=len(DOCS))
+    low, high = min(s for _, s, _ in every), max(s for _, s, _ in every)
+    assert ids(default) == ids(every)[:3]
+    assert [s for _, s, _ in default] == pytest.approx([0.5 * (s - low) / (high - low) for _, s, _ in every[:3]])
 
 
 # -- user text never breaks a query ----------------------------------------------------------------------------
@@ -290,6 +296,9 @@ async def test_row_level_security_bounds_the_text_side(
     role, dsn = app_role
     await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
     await admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".knowledge_embeddings TO "{role}"')
+    # Searching reads the term statistics; writing needs no privilege on them (the trigger keeps them as owner).
+    await admin.execute(f'GRANT SELECT ON "{schema}".knowledge_embeddings_text_terms, '
+                        f'"{schema}".knowledge_embeddings_text_docs TO "{role}"')
     store_a = make_store(dimensions=DIM, id_type="text", domain_id="a", row_level_security=True,
                          connection_string=dsn)
     store_b = make_store(dimensions=DIM, id_type="text", domain_id="b", row_level_security=True,
@@ -305,6 +314,13 @@ async def test_row_level_security_bounds_the_text_side(
     assert await pool.fetchval(
         f"SELECT count(*) FROM \"{schema}\".knowledge_embeddings WHERE content_tsv @@ 'zyxomab'::tsquery"
     ) == 0
+    # ... and to the statistics: tenant a's session sees its own domain's only.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('pgvecstore.domain_id', 'a', true)")
+        terms = await conn.fetch(f'SELECT lexeme, domain_key, df FROM "{schema}".knowledge_embeddings_text_terms')
+        docs = await conn.fetch(f'SELECT domain_key, n FROM "{schema}".knowledge_embeddings_text_docs')
+    assert sorted(tuple(r) for r in terms) == [("appl", "a", 1), ("pear", "a", 1)]
+    assert [tuple(r) for r in docs] == [("a", 1)]
 
 
 # -- the text-search column ------------------------------------------------------------------------------------
@@ -323,15 +339,75 @@ async def index_names(admin: asyncpg.Connection, schema: str, table: str) -> dic
     return {row[0]: row[1] for row in rows}
 
 
-async def test_a_new_table_gets_the_generated_column_and_its_gin_index(
+async def trigger_names(admin: asyncpg.Connection, schema: str, table: str) -> set[str]:
+    rows = await admin.fetch(
+        "SELECT g.tgname FROM pg_trigger AS g WHERE g.tgrelid = to_regclass($1) AND NOT g.tgisinternal",
+        f'"{schema}"."{table}"')
+    return {row[0] for row in rows}
+
+
+TEXT_TRIGGERS = {f"knowledge_embeddings_text_{kind}" for kind in ("row", "ins", "upd", "del", "trunc")}
+
+
+async def test_a_new_table_gets_the_text_columns_statistics_triggers_and_gin_index(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str
 ) -> None:
     await make_store(dimensions=DIM).initialize()
     info = await column_info(admin, schema, "knowledge_embeddings", "content_tsv")
-    assert info is not None and info["data_type"] == "tsvector" and info["is_generated"] == "ALWAYS"
-    assert "to_tsvector('english'::regconfig" in info["generation_expression"]
+    assert info is not None and info["data_type"] == "tsvector" and info["is_generated"] == "NEVER"
+    terms = await column_info(admin, schema, "knowledge_embeddings", "content_tsv_tf")
+    assert terms is not None and terms["data_type"] == "USER-DEFINED"
     indexes = await index_names(admin, schema, "knowledge_embeddings")
     assert "gin (content_tsv)" in indexes["knowledge_embeddings_content_tsv_gin_idx"]
+    assert await trigger_names(admin, schema, "knowledge_embeddings") == TEXT_TRIGGERS
+    for table in ("knowledge_embeddings_text_terms", "knowledge_embeddings_text_docs"):
+        assert await admin.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{schema}".{table}')
+
+
+async def test_the_text_columns_follow_the_content_whoever_writes(
+    store: PgVectorStore, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Raw SQL cannot make the text columns disagree with the content: setting them by hand is undone, setting the
+    term frequencies to NULL computes both again (as after a major-version upgrade), changing content updates them."""
+    table = f'"{schema}".knowledge_embeddings'
+
+    async def columns() -> tuple[str, str]:
+        row = await admin.fetchrow(f"SELECT content_tsv::text, content_tsv_tf::text FROM {table} WHERE id = 'keyword'")
+        assert row is not None
+        return row[0], row[1]
+
+    before = await columns()
+    await admin.execute(f"UPDATE {table} SET content_tsv = 'junk'::tsvector WHERE id = 'keyword'")
+    assert await columns() == before
+    await admin.execute(f"UPDATE {table} SET content_tsv_tf = NULL WHERE id = 'keyword'")
+    assert await columns() == before
+    await admin.execute(f"UPDATE {table} SET content = 'nothing else' WHERE id = 'keyword'")
+    tsv, tf = await columns()
+    assert tsv == "'els':2 'noth':1" and tf.count(":") == 2
+    assert ids(await store.search(query_text="zyxomab", mode="text")) == ["keyword_de"]
+
+
+async def test_a_table_of_the_0_1_layout_is_named_and_enable_text_search_converts_it(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
+    """pgvecstore 0.1 made a generated tsvector column and no statistics: searching says what to run, and
+    enable_text_search keeps the column's configuration and fills the statistics from the rows."""
+    old = make_store(dimensions=DIM, id_type="text", text_search=False)
+    await fill(old)
+    await admin.execute(
+        f'ALTER TABLE "{schema}".knowledge_embeddings ADD COLUMN content_tsv tsvector GENERATED ALWAYS AS '
+        "(to_tsvector('simple'::regconfig, coalesce(content, ''))) STORED")
+    store = make_store(dimensions=DIM, id_type="text")
+    with pytest.raises(SchemaMismatchError, match=r"not the term statistics.*enable_text_search"):
+        await store.search(query_text="antibody", mode="text")
+    assert await store.enable_text_search() is True
+    assert (await column_info(admin, schema, "knowledge_embeddings", "content_tsv"))["is_generated"] == "NEVER"
+    assert await trigger_names(admin, schema, "knowledge_embeddings") == TEXT_TRIGGERS
+    assert ids(await store.search(query_text="antibody", mode="text")) == ["keyword"]
+    # 'simple' does not drop stop words: the column's configuration was kept.
+    assert await admin.fetchval(
+        f'SELECT df FROM "{schema}".knowledge_embeddings_text_terms WHERE lexeme = \'the\'') is not None
+    assert await store.enable_text_search() is False
 
 
 async def test_text_search_false_creates_no_column_and_enable_text_search_adds_it(
@@ -426,7 +502,7 @@ async def test_the_configuration_of_an_existing_column_is_used_or_checked(make_s
     mismatched = make_store(dimensions=DIM, id_type="text", text_search_config="english")
     await mismatched.initialize()  # set-up does not read the column's configuration: that would lock the table
     assert len(await mismatched.search(unit(1, 0, 0, 0), k=1)) == 1
-    with pytest.raises(SchemaMismatchError, match=r"generated with text-search configuration 'simple'.*'english'"):
+    with pytest.raises(SchemaMismatchError, match=r"indexes its text with .*configuration 'simple'.*'english'"):
         await mismatched.search(query_text="the", mode="text")
 
 
@@ -479,7 +555,8 @@ async def test_modes_take_the_inputs_they_use(store: PgVectorStore) -> None:
 
 async def test_hybrid_vector_side_uses_the_index_and_its_settings(store: PgVectorStore) -> None:
     await store.create_index("hnsw")
-    hits = await store.search(QUERY, k=3, mode="hybrid", query_text="zyxomab", search_params={"ef_search": 100})
+    hits = await store.search(QUERY, k=3, mode="hybrid", query_text="zyxomab", rrf_k=60,
+                              search_params={"ef_search": 100})
     assert {"keyword", "semantic"} <= set(ids(hits))
 
 

@@ -738,8 +738,9 @@ async def test_four_processes_create_one_table_and_one_index(
             for w in range(workers)]
     await _run_workers(jobs)
 
-    tables = await admin.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)
-    assert [t["tablename"] for t in tables] == ["knowledge_embeddings"]
+    tables = await admin.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema)
+    assert [t["tablename"] for t in tables] == [
+        "knowledge_embeddings", "knowledge_embeddings_text_docs", "knowledge_embeddings_text_terms"]
     vector_indexes = await admin.fetch(
         "SELECT i.relname, am.amname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
         "JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "

@@ -18,7 +18,7 @@ METHODS = (
     "vector, raw asyncpg (held connection): baseline",
     "vector, core `search`",
     'text, core `search(mode="text")`',
-    'hybrid, core `search(mode="hybrid")` (RRF)',
+    'hybrid, core `search(mode="hybrid")` (default fusion)',
 )
 
 

@@ -91,7 +91,9 @@ def test_columns_follow_include_metadata_and_include_vectors() -> None:
         (SearchRequest(QUERY, alpha=0.5), "used by mode='hybrid' only"),
         (SearchRequest(QUERY, mode="hybrid", query_text="x", alpha=2), "alpha must be a number between 0 and 1"),
         (SearchRequest(QUERY, mode="hybrid", query_text="x", vector_k=0), "vector_k must be an integer"),
-        (SearchRequest(QUERY, rrf_k=-1), "rrf_k must be a non-negative number"),
+        (SearchRequest(QUERY, rrf_k=10), "rrf_k .* is used by mode='hybrid' only"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=-1), "rrf_k must be a non-negative number"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=60, alpha=0.5), "not both"),
         (SearchRequest(QUERY, search_params={"ef_serch": 5}), "did you mean 'ef_search'"),
         (SearchRequest([1.0, 2.0]), "query vector has dimension 2, expected 4"),
     ],
@@ -114,6 +116,8 @@ def test_text_and_hybrid_plans_bind_every_value() -> None:
     assert_bound(weighted)
     assert 0.3 in weighted.args and "vector_norm" in weighted.sql and weighted.settings == {}
     assert "(1 - distance)" in weighted.sql  # the metric's score formula, in SQL
+    default = planner().plan(SearchRequest(QUERY, k=3, mode="hybrid", query_text="cells"), "english")
+    assert "vector_norm" in default.sql and 0.5 in default.args  # weighted fusion, equal weights, by default
     with pytest.raises(ValueError, match="text-search configuration"):
         p.plan(SearchRequest(None, mode="text", query_text="x"))
 

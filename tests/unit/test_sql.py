@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgvecstore import Metric
-from pgvecstore.sql import catalog, ddl, hybrid, queries
+from pgvecstore.sql import catalog, ddl, hybrid, queries, text_ddl
 from pgvecstore.sql.params import Params, Statement
 from pgvecstore.sql.table import TableRef
 
@@ -111,8 +111,11 @@ def test_ddl_renders_only_validated_integers_and_names() -> None:
     with pytest.raises(ValueError, match="index_params.m must be an integer"):
         ddl.create_vector_index(TABLE, Metric.COSINE, "hnsw", {"m": "16); DROP", "ef_construction": 64})
     with pytest.raises(ValueError, match="not a valid text-search configuration"):
-        ddl.text_search_column(TABLE, HOSTILE)
-    table = ddl.create_table(TABLE, 3, "english")
-    assert '"embedding" vector(3)' in table and "to_tsvector('english'::regconfig" in table
+        text_ddl.create_triggers(TABLE, HOSTILE)
+    table = ddl.create_table(TABLE, 3, text_ddl.column_definitions(TABLE, "my ext"))
+    assert '"embedding" vector(3)' in table
+    assert '"content_tsv" tsvector' in table and '"content_tsv_tf" "my ext".sparsevec(536870912)' in table
+    row_trigger = text_ddl.create_triggers(TABLE, "english")[0]
+    assert 'EXECUTE FUNCTION "my schema"."we""ird_text_row"(\'english\')' in row_trigger
     assert "TEXT PRIMARY KEY" in table
     assert ddl.drop_vector_index(TABLE, "hnsw") == 'DROP INDEX IF EXISTS "my schema"."we""ird_embedding_hnsw_idx"'

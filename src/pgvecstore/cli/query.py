@@ -43,8 +43,8 @@ class Mode(enum.StrEnum):
     hybrid = "hybrid"
 
 
-# The score column of each mode: a similarity (vector), a full-text rank (text) or a fusion of the two ranks
-# (hybrid: reciprocal rank fusion, small numbers that order results but measure no similarity).
+# The score column of each mode: a similarity (vector), a BM25 score (text) or a fusion of the two (hybrid: the
+# weighted sum of both sides' min-max normalised scores, which orders results but measures no similarity).
 SCORE_HEADERS = {Mode.vector: "score", Mode.text: "text score", Mode.hybrid: "fusion score"}
 
 
@@ -113,8 +113,8 @@ def query(
     filter: FilterOption = None,
     mode: Annotated[
         Mode,
-        typer.Option("--mode", help="vector (embeddings), text (full-text) or hybrid (both, fused by reciprocal "
-                     "rank fusion: the score is then a fusion score, not a similarity)."),
+        typer.Option("--mode", help="vector (embeddings), text (full-text, BM25) or hybrid (both, fused: the score "
+                     "is then a fusion score, not a similarity)."),
     ] = Mode.vector,
     ef_search: Annotated[
         int | None, typer.Option("--ef-search", min=1, max=1000, help="HNSW candidate list size for this query.")

@@ -1,7 +1,7 @@
 """What the store reads about the server, the session and its table: each a `Statement` with its values bound.
 
 They read the system catalogs only (no lock on the table), except `text_search_config_used`, which deparses the
-column's generation expression.
+generation expression of a text-search column of the pgvecstore 0.1 layout.
 """
 
 from __future__ import annotations
@@ -100,6 +100,35 @@ def text_search_config_used(t: TableRef) -> Statement:
         "JOIN pg_class AS c ON c.oid = a.attrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} "
         f"AND a.attname = {p.add(t.text_search_column)} AND a.attgenerated = 's'"
+    )
+
+
+def text_search_layout(t: TableRef) -> Statement:
+    """The table's full-text search parts: the text-search column's type (NULL without it), whether that column is
+    generated (the layout of pgvecstore 0.1), whether the term-frequency column, the statistics tables and the
+    row trigger exist, and the configuration named by the row trigger's argument (canonical; NULL without it).
+    No row without the table."""
+    p = Params()
+
+    def column(expression: str, name: str) -> str:
+        return (
+            f"(SELECT {expression} FROM pg_attribute AS a WHERE a.attrelid = c.oid AND a.attname = {p.add(name)} "
+            "AND a.attnum > 0 AND NOT a.attisdropped)"
+        )
+
+    generated = "a.attgenerated = 's'"
+    trigger_config = (
+        "(SELECT convert_from(substring(g.tgargs FROM 1 FOR position('\\x00'::bytea IN g.tgargs) - 1), 'UTF8')"
+        f"::regconfig::text FROM pg_trigger AS g WHERE g.tgrelid = c.oid AND g.tgname = {p.add(t.text_object('row'))})"
+    )
+    return p.statement(
+        f"SELECT {column('format_type(a.atttypid, a.atttypmod)', t.text_search_column)}, "
+        f"coalesce({column(generated, t.text_search_column)}, false), "
+        f"EXISTS {column('1', t.text_terms_column)}, "
+        f"to_regclass({p.add(t.in_schema(t.text_terms_table))}) IS NOT NULL "
+        f"AND to_regclass({p.add(t.in_schema(t.text_docs_table))}) IS NOT NULL, {trigger_config} "
+        "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
     )
 
 

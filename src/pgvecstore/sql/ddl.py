@@ -1,21 +1,18 @@
-"""DDL of the store: schema, table, indexes, the text-search column and the tenant policy.
+"""DDL of the store: schema, table, indexes and the tenant policy (full-text search's is in `text_ddl`).
 
 PostgreSQL takes no bound parameters in DDL, so these statements hold only names validated by `StoreConfig`
-(quoted by `quote_ident`), integers rendered by `int_literal`, and a validated text-search configuration name as
-a quoted literal.
+(quoted by `quote_ident`) and integers rendered by `int_literal`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pgvecstore.identifiers import (
     TENANT_SETTING,
     WRITE_COLUMNS,
     int_literal,
     quote_ident,
-    quote_literal,
-    validate_text_search_config,
 )
 from pgvecstore.metric import Metric
 from pgvecstore.sql.table import TableRef
@@ -27,12 +24,12 @@ def create_schema(t: TableRef) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(t.schema)}"
 
 
-def create_table(t: TableRef, dimensions: int, text_search_config: str | None) -> str:
-    """The seed backend's table, with mapped column names and the configured id type; with a
-    `text_search_config`, also the generated text-search column."""
+def create_table(t: TableRef, dimensions: int, extra_columns: Sequence[str] = ()) -> str:
+    """The seed backend's table, with mapped column names and the configured id type, and `extra_columns`
+    (definitions from `pgvecstore.sql.text_ddl`)."""
     id_def = "UUID PRIMARY KEY DEFAULT gen_random_uuid()" if t.id_type == "uuid" else "TEXT PRIMARY KEY"
     dims = int_literal(dimensions, "dimensions")
-    text = f",\n    {text_search_column(t, text_search_config)}" if text_search_config else ""
+    text = "".join(f",\n    {column}" for column in extra_columns)
     return (
         f"CREATE TABLE IF NOT EXISTS {t.qualified} (\n"
         f"    {t.col('id')} {id_def},\n"
@@ -54,28 +51,6 @@ def support_indexes(t: TableRef) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {quote_ident(t.document_index_name)} "
         f"ON {t.qualified} ({t.col('document_id')}, {t.col('chunk_index')})",
     ]
-
-
-def text_search_column(t: TableRef, config: str) -> str:
-    """The generated tsvector column over content (the two-argument to_tsvector with a constant configuration,
-    since a generation expression must be immutable)."""
-    literal = quote_literal(validate_text_search_config(config, "text_search_config"))
-    return (
-        f"{quote_ident(t.text_search_column)} tsvector GENERATED ALWAYS AS "
-        f"(to_tsvector({literal}::regconfig, coalesce({t.col('content')}, ''))) STORED"
-    )
-
-
-def add_text_search_column(t: TableRef, config: str) -> str:
-    """Add the generated column to an existing table: PostgreSQL rewrites the whole table to fill it."""
-    return f"ALTER TABLE {t.qualified} ADD COLUMN IF NOT EXISTS {text_search_column(t, config)}"
-
-
-def create_text_search_index(t: TableRef) -> str:
-    return (
-        f"CREATE INDEX IF NOT EXISTS {quote_ident(t.text_search_index_name)} "
-        f"ON {t.qualified} USING gin ({quote_ident(t.text_search_column)})"
-    )
 
 
 def enable_row_security(t: TableRef) -> str:

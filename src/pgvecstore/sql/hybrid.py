@@ -1,93 +1,19 @@
 """Full-text and hybrid search, each one statement.
 
-The text side (`_text_candidates`) ranks rows by an IDF-weighted ``ts_rank`` over the table's generated tsvector
-column; the hybrid statement runs it beside the vector side (`_vector_candidates`) and fuses the two candidate
-lists. See docs/hybrid.md for the measurements behind these choices. Every part reads the table as alias ``t``.
+The text side (`pgvecstore.sql.text_query`) ranks a bounded set of candidate rows by BM25; the hybrid statement
+runs it beside the vector side (`_vector_candidates`) and fuses the two candidate lists. See docs/hybrid.md for
+the measurements behind these choices. Every part reads the table as alias ``t``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pgvecstore.identifiers import quote_ident, quote_literal
 from pgvecstore.metric import Metric
 from pgvecstore.sql.params import Params, Statement
 from pgvecstore.sql.queries import Filter, scope, select_columns
 from pgvecstore.sql.table import TableRef
-
-# The most query terms a text or hybrid search uses (the first distinct ones of the query text): bounds a query's
-# work.
-MAX_TEXT_QUERY_TERMS = 64
-# ts_rank normalisation: divide by 1 + log(document length), so long documents do not win by length alone.
-TEXT_RANK_NORMALIZATION = 1
-
-
-def _text_candidates(
-    t: TableRef, p: Params, scope_where: str, where: str, config: str, text: str, limit: int, *, tenant: bool
-) -> list[str]:
-    """The text side, as CTEs ending in ``text_candidates(id, score, rank)``: the `limit` best rows by an
-    IDF-weighted ``ts_rank``.
-
-    - Terms: the distinct lexemes of the query text under the configuration (stop words dropped, words stemmed),
-      the first `MAX_TEXT_QUERY_TERMS` by position. Each becomes a one-lexeme tsquery through the server's own
-      tsvector output (``array_to_tsvector(ARRAY[lexeme])::text``), so no user text is ever parsed as tsquery
-      syntax and no input can make the query fail.
-    - Matching: a row matches when it contains any term (OR, as BM25 does). The GIN index serves it.
-    - Weights: each term gets BM25's IDF, ``ln(1 + (N - df + 0.5) / (df + 0.5))``, with df counted by the GIN
-      index within the store's scope (`scope_where`: its domain, not the user filter) and N the row count of that
-      scope: the table's row estimate (pg_class.reltuples), or for a `tenant` store its own rows counted; at
-      least the sum of the dfs. ts_rank takes one weight per label A-D, so with
-      up to four distinct IDFs each gets a label of its own; with more, the terms are put in four equal-width IDF
-      bands. Labels are set with setweight; each weighs its mean IDF, relative to the largest.
-    - Score: ``ts_rank(weights, labelled vector, query, 1)``, normalised by 1 + log(document length).
-    """
-    table = t.qualified
-    tsv = f"t.{quote_ident(t.text_search_column)}"
-    ranked = "setweight(setweight(setweight(setweight(m.tsv, 'D', w.d), 'C', w.c), 'B', w.b), 'A', w.a)"
-    bands = ", ".join(
-        f"coalesce(least(1, avg(idf) FILTER (WHERE band = {band}) / max(idf)), 0)" for band in range(4)
-    )
-    labels = ", ".join(
-        f"coalesce(array_agg(lexeme) FILTER (WHERE band = {band}), '{{}}') AS {label}"
-        for band, label in enumerate("dcba")
-    )
-    config_ph, text_ph = p.add(config, "text::regconfig"), p.add(text, "text")
-    rows = _scope_rows(table, scope_where, tenant=tenant)
-    return [
-        "text_terms AS MATERIALIZED ("
-        "SELECT u.lexeme, array_to_tsvector(ARRAY[u.lexeme])::text::tsquery AS term "
-        f"FROM unnest(to_tsvector({config_ph}, {text_ph})) AS u "
-        f"ORDER BY u.positions[1], u.lexeme LIMIT {p.add(MAX_TEXT_QUERY_TERMS)})",
-        "text_query AS MATERIALIZED ("
-        "SELECT CASE WHEN count(*) > 0 THEN string_agg(term::text, ' | ')::tsquery END AS q FROM text_terms)",
-        "text_df AS MATERIALIZED ("
-        f"SELECT tt.lexeme, (SELECT count(*) FROM {table} AS t {scope_where} AND {tsv} @@ tt.term) AS df "
-        "FROM text_terms AS tt)",
-        "text_idf AS MATERIALIZED ("
-        "SELECT d.lexeme, ln(1 + (n.n - d.df + 0.5) / (d.df + 0.5)) AS idf "
-        f"FROM text_df AS d, (SELECT greatest({rows}, "
-        "(SELECT sum(df)::float8 FROM text_df)) AS n) AS n WHERE d.df > 0)",
-        "text_bands AS MATERIALIZED ("
-        "SELECT lexeme, idf, CASE WHEN max(r) OVER () <= 4 THEN (r - 1)::int "
-        "ELSE least(3, floor(4 * (idf - min(idf) OVER ()) / (max(idf) OVER () - min(idf) OVER ())))::int "
-        "END AS band FROM (SELECT lexeme, idf, dense_rank() OVER (ORDER BY idf) AS r FROM text_idf) AS ranked)",
-        f"text_weights AS MATERIALIZED (SELECT ARRAY[{bands}]::float4[] AS weights, {labels} FROM text_bands)",
-        "text_candidates AS ("
-        "SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank FROM ("
-        f"SELECT m.id, ts_rank(w.weights, {ranked}, tq.q, {TEXT_RANK_NORMALIZATION})::float8 AS score "
-        f"FROM (SELECT t.{t.col('id')} AS id, {tsv} AS tsv "
-        f"FROM {table} AS t, text_query AS tq {where} AND {tsv} @@ tq.q) AS m, "
-        "text_weights AS w, text_query AS tq "
-        f"ORDER BY score DESC, m.id LIMIT {p.add(limit)}) AS r)",
-    ]
-
-
-def _scope_rows(table: str, scope_where: str, *, tenant: bool) -> str:
-    """N of the IDF: a tenant's own rows, counted (the statistics know no tenant's share); else the table's row
-    estimate."""
-    if tenant:
-        return f"(SELECT count(*)::float8 FROM {table} AS t {scope_where})"
-    return f"(SELECT c.reltuples::float8 FROM pg_class AS c WHERE c.oid = {quote_literal(table)}::regclass)"
+from pgvecstore.sql.text_query import text_candidates
 
 
 def text_search(
@@ -97,8 +23,7 @@ def text_search(
     """The `k` best rows of the text side alone, best first, with their score last."""
     p = Params()
     where = scope(t, p, domain_id, filter, alias="t").sql
-    scope_where = scope(t, p, domain_id, alias="t").sql
-    ctes = _text_candidates(t, p, scope_where, where, config, text, k, tenant=domain_id is not None)
+    ctes = text_candidates(t, p, domain_id, where, config, text, k)
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     return p.statement(
         f"WITH {', '.join(ctes)} "
@@ -132,8 +57,7 @@ def hybrid_search(
         raise ValueError("hybrid_search needs exactly one of rrf_k and alpha")
     p = Params()
     where = scope(t, p, domain_id, filter, alias="t")
-    scope_where = scope(t, p, domain_id, alias="t").sql
-    text_ctes = _text_candidates(t, p, scope_where, where.sql, config, text, text_k, tenant=domain_id is not None)
+    text_ctes = text_candidates(t, p, domain_id, where.sql, config, text, text_k)
     vector_sql = _vector_candidates(t, metric, where.sql, p.add(query), p.add(vector_k))
     ctes = [
         "vector_candidates AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance, v.id) AS rank "

@@ -79,6 +79,29 @@ class TableRef:
         return derived_name(self.name, f"{self.text_search_column}_gin_idx")
 
     @property
+    def text_terms_column(self) -> str:
+        """The column of each row's term frequencies (a pgvector sparsevec), kept beside the tsvector."""
+        return derived_name(self.text_search_column, "tf")
+
+    @property
+    def text_terms_table(self) -> str:
+        """The table of document frequencies per (lexeme, domain), kept by the text-search triggers."""
+        return derived_name(self.name, "text_terms")
+
+    @property
+    def text_docs_table(self) -> str:
+        """The table of row counts and total lengths per domain, kept by the text-search triggers."""
+        return derived_name(self.name, "text_docs")
+
+    def text_object(self, kind: str) -> str:
+        """The name of one of the text-search functions and triggers (`kind`: row, stats, ins, upd, del, trunc)."""
+        return derived_name(self.name, f"text_{kind}")
+
+    def in_schema(self, name: str) -> str:
+        """``"schema"."name"``: another object of the table's schema, quoted."""
+        return f"{quote_ident(self.schema)}.{quote_ident(name)}"
+
+    @property
     def policy_name(self) -> str:
         """The name of the table's tenant-isolation policy (found by name in pg_policy)."""
         return derived_name(self.name, "tenant_isolation")

@@ -83,8 +83,9 @@ async def text_query(
 ) -> VectorStoreQueryResult:
     """TEXT_SEARCH / SPARSE: the keyword side alone. HYBRID: vector and keyword sides fused.
 
-    HYBRID honours LlamaIndex's fields: ``alpha`` (the vector weight; None: reciprocal rank fusion, keyword
-    ``rrf_k``, default 60), ``sparse_top_k`` (keyword candidates) and ``hybrid_top_k`` (nodes returned). With
+    HYBRID honours LlamaIndex's fields: ``alpha`` (the vector weight of a weighted fusion; None: the core's
+    default, 0.5; the keyword ``rrf_k`` asks for reciprocal rank fusion instead), ``sparse_top_k`` (keyword
+    candidates) and ``hybrid_top_k`` (nodes returned). With
     ``hybrid_top_k``, ``similarity_top_k`` is the number of vector candidates; without it, it is the number of
     nodes returned and each side contributes the core's default ``max(k, 40)`` candidates.
     """
