@@ -538,3 +538,18 @@ async def test_a_table_dropped_and_made_again_starts_with_fresh_statistics(
     terms, docs = await statistics(admin, schema)
     assert terms == {("tiger", ""): 1} and docs == {"": (1, 1)}
     assert [hit.id for hit in await again.search(query_text="river", mode="text")] == []
+
+
+async def test_scores_do_not_depend_on_when_the_table_was_analysed(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Right after a load PostgreSQL's row estimate is unknown; the text side's statistics are the store's own, so
+    ANALYZE (autovacuum's, at any moment) changes no score."""
+    store = make_store(dimensions=DIM, id_type="text")
+    rng = random.Random(11)
+    await add(store, {f"r{i:03d}": " ".join(rng.choices(VOCABULARY, k=8)) for i in range(120)})
+    assert await admin.fetchval(f"SELECT reltuples FROM pg_class WHERE oid = '\"{schema}\".{TABLE}'::regclass") < 0
+    before = scored(await store.search(query_text="river stone tiger", mode="text", k=20))
+    await admin.execute(f'ANALYZE "{schema}".{TABLE}')
+    after = scored(await store.search(query_text="river stone tiger", mode="text", k=20))
+    assert len(before) == 20 and after == before
