@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +26,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # PGVECSTORE_TEST_STATEMENT_CACHE_SIZE=0 runs every make_store store without prepared statements, as behind
 # PgBouncer in transaction mode.
 STATEMENT_CACHE_SIZE = os.environ.get("PGVECSTORE_TEST_STATEMENT_CACHE_SIZE")
+
+# A suite started in the background by a shell without job control (`nohup ... &`) inherits an ignored SIGINT,
+# and so would every command it runs: the tests that press Ctrl-C on a child (the CLI's ingest, `dsn --wait`)
+# need the child to hear it. A handled signal is reset to its default in a child at exec; an ignored one is not.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
