@@ -179,12 +179,19 @@ class TextSearch:
         return True
 
     async def _config_for(self, conn: asyncpg.Connection, layout: Layout) -> str:
-        """The configuration of the table's text: the explicit one, else the one the table already uses (its row
-        trigger's, or the expression of a generated column), else the default."""
+        """The configuration of the table's text: the one its row trigger already uses (a store that names another
+        is an error: the rows were indexed with it), else the explicit one, else the expression of a generated
+        column's, else the default."""
+        if layout.config is not None:
+            if self._explicit is not None and layout.config != self._explicit:
+                raise SchemaMismatchError(
+                    f"table {self._table.display} indexes its text with text-search configuration "
+                    f"{layout.config!r}, but this store has text_search_config={self._config.text_search_config!r}; "
+                    f"set text_search_config={layout.config!r} (or leave it unset to use the table's)"
+                )
+            return layout.config
         if self._explicit is not None:
             return self._explicit
-        if layout.config is not None:
-            return layout.config
         if layout.generated:
             statement = catalog.text_search_config_used(self._table)
             used = await conn.fetchval(statement.sql, *statement.args)

@@ -491,7 +491,9 @@ async def test_an_unknown_text_search_configuration_is_named(make_store: StoreMa
         await make_store(dimensions=DIM, text_search_config="klingon").initialize()
 
 
-async def test_the_configuration_of_an_existing_column_is_used_or_checked(make_store: StoreMaker) -> None:
+async def test_the_configuration_of_an_existing_column_is_used_or_checked(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
     simple = make_store(dimensions=DIM, id_type="text", text_search_config="simple")
     await simple.add_vectors([unit(1, 0, 0, 0)], ids=["x"], contents=["the running dogs"])
     # 'simple' keeps stop words and does not stem: "the" matches, "run" does not.
@@ -504,6 +506,12 @@ async def test_the_configuration_of_an_existing_column_is_used_or_checked(make_s
     assert len(await mismatched.search(unit(1, 0, 0, 0), k=1)) == 1
     with pytest.raises(SchemaMismatchError, match=r"indexes its text with .*configuration 'simple'.*'english'"):
         await mismatched.search(query_text="the", mode="text")
+    # Nor can enable_text_search switch the table to another configuration under rows indexed with 'simple'.
+    await admin.execute(f'DROP INDEX "{schema}".knowledge_embeddings_content_tsv_gin_idx')
+    with pytest.raises(SchemaMismatchError, match=r"indexes its text with .*configuration 'simple'.*'english'"):
+        await mismatched.enable_text_search()
+    assert await adopting.enable_text_search() is True  # the table's own configuration: the index is back
+    assert ids(await adopting.search(query_text="the", mode="text")) == ["x"]
 
 
 async def test_set_up_does_not_wait_for_a_locked_table(make_store: StoreMaker, pg_dsn: str, schema: str) -> None:
