@@ -62,7 +62,7 @@ class TableBootstrap:
         if not await indexes.relation_exists(conn, t.schema, t.name):
             await self._create_table(conn, text_config, vector_schema)
         dimensions = await self._check_table(conn)
-        await text_search.has_column(conn, t)  # a column of that name must be a tsvector
+        await text_search.read_layout(conn, t)  # a column of the text-search column's name must be a tsvector
         tenant, copy_direct = await self._row_security(conn)
         built = False
         if config.auto_create_index and config.index_type == "hnsw":

@@ -10,7 +10,13 @@ from typing import Any
 
 from pgvecstore.errors import InvalidOptionError, did_you_mean
 from pgvecstore.filter_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_VALUES
-from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, validate_identifier, validate_text_search_config
+from pgvecstore.identifiers import (
+    LOGICAL_COLUMNS,
+    derived_name,
+    text_terms_column_name,
+    validate_identifier,
+    validate_text_search_config,
+)
 from pgvecstore.metric import Metric
 from pgvecstore.search_tuning import validate_search_options
 
@@ -235,7 +241,7 @@ class StoreConfig:
         if self.text_search_column is not None:
             validate_identifier(self.text_search_column, "text_search_column")
         tsv_column = self.resolved_text_search_column
-        for derived in (tsv_column, derived_name(tsv_column, "tf")):
+        for derived in (tsv_column, text_terms_column_name(tsv_column)):
             if derived in self.columns.values():
                 logical = next(name for name, column in self.columns.items() if column == derived)
                 raise InvalidOptionError(

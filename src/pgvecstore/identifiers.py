@@ -95,6 +95,11 @@ def int_literal(value: object, what: str) -> str:
     return str(int(value))
 
 
+def text_terms_column_name(text_search_column: str) -> str:
+    """The column of each row's term frequencies, beside the text-search (tsvector) column."""
+    return derived_name(text_search_column, "tf")
+
+
 def derived_name(base: str, suffix: str) -> str:
     """A deterministic object name `base_suffix`, shortened with a hash when it would pass 63 bytes."""
     name = f"{base}_{suffix}"

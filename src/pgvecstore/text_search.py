@@ -39,19 +39,6 @@ async def resolve_config(conn: asyncpg.Connection, name: str) -> str:
         ) from None
 
 
-async def has_column(conn: asyncpg.Connection, t: TableRef) -> bool:
-    """Whether the table has its text-search column (by name, from the catalog); a column of that name that is
-    not a tsvector is an error."""
-    statement = catalog.column_type(t, t.text_search_column)
-    kind = await conn.fetchval(statement.sql, *statement.args)
-    if kind is not None and kind != "tsvector":
-        raise SchemaMismatchError(
-            f"column {t.text_search_column!r} of {t.display} is {kind}, but this store uses it for full-text "
-            "search (tsvector); name another column with the 'text_search_column' option"
-        )
-    return kind is not None
-
-
 @dataclass(frozen=True)
 class Layout:
     """The full-text search parts a table has (see `catalog.text_search_layout`)."""
@@ -69,11 +56,19 @@ class Layout:
 
 
 async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
+    """The table's full-text search parts, from the catalog (no lock on the table); a column of the text-search
+    column's name that is not a tsvector is an error."""
     statement = catalog.text_search_layout(t)
     row = await conn.fetchrow(statement.sql, *statement.args)
     if row is None:
         return Layout(None, False, False, False, None)
-    return Layout(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4])
+    layout = Layout(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4])
+    if layout.column_type not in (None, "tsvector"):
+        raise SchemaMismatchError(
+            f"column {t.text_search_column!r} of {t.display} is {layout.column_type}, but this store uses it for "
+            "full-text search (tsvector); name another column with the 'text_search_column' option"
+        )
+    return layout
 
 
 async def install(
@@ -118,9 +113,8 @@ class TextSearch:
             return self._settled
         t = self._table
         async with self._pools.connection() as conn:
-            has = await has_column(conn, t)
-            layout = await read_layout(conn, t) if has else None
-        if layout is None:
+            layout = await read_layout(conn, t)
+        if layout.column_type is None:
             raise SchemaMismatchError(
                 f"table {t.display} has no text-search column {t.text_search_column!r}, which text and hybrid "
                 "search need. Add it with 'await store.enable_text_search()' (as the table owner; it fills the "
@@ -154,7 +148,6 @@ class TextSearch:
                 await set_local(conn, {"statement_timeout": "0"})
                 await conn.execute(text_ddl.lock_writers(t))
                 layout = await read_layout(conn, t)
-                await has_column(conn, t)  # a column of that name must be a tsvector
                 if layout.complete:
                     exists = catalog.relation_exists(t.schema, t.text_search_index_name)
                     if await conn.fetchval(exists.sql, *exists.args):

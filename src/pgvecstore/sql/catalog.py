@@ -74,18 +74,6 @@ def describe_columns(t: TableRef) -> Statement:
     )
 
 
-def column_type(t: TableRef, column: str) -> Statement:
-    """The formatted type of one column of the table; no row when it does not exist."""
-    p = Params()
-    return p.statement(
-        "SELECT format_type(a.atttypid, a.atttypmod) "
-        "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
-        "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
-        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} AND a.attname = {p.add(column)} "
-        "AND a.attnum > 0 AND NOT a.attisdropped"
-    )
-
-
 def text_search_config_used(t: TableRef) -> Statement:
     """The text-search configuration the text-search column is generated with, read from the deparsed
     expression (``to_tsvector('english'::regconfig, ...)``: built-in configurations get no pg_depend entry to

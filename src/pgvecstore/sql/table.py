@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, quote_ident
+from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, quote_ident, text_terms_column_name
 
 if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
@@ -81,7 +81,7 @@ class TableRef:
     @property
     def text_terms_column(self) -> str:
         """The column of each row's term frequencies (a pgvector sparsevec), kept beside the tsvector."""
-        return derived_name(self.text_search_column, "tf")
+        return text_terms_column_name(self.text_search_column)
 
     @property
     def text_terms_table(self) -> str:
