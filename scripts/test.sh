@@ -15,6 +15,10 @@ if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] && [ "
         || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q pgbouncer >/dev/null 2>&1)) \
         || echo "pgvecstore: could not install pgbouncer; its tests will say so" >&2
 fi
+# As root the pooler tests must run: a PgBouncer that could not be installed fails them instead of skipping them.
+if [ "$(id -u)" = 0 ]; then
+    export PGVECSTORE_REQUIRE_POOLER=1
+fi
 # The peer libraries the benchmarks compare against pin pgvector<0.4 and sqlalchemy<2.1, which pgvecstore's
 # environment does not allow: they get a virtualenv of their own (.venv/peers), so the benchmark smoke tests run
 # the peers too. PGVECSTORE_PEER_PYTHON names another interpreter that has them.

@@ -38,6 +38,7 @@ from pgvecstore import (
     SyncPgVectorStore,
 )
 from pgvecstore.connection import APPLICATION_NAME
+from pgvecstore.identifiers import TENANT_SETTING
 
 WORKER = Path(__file__).with_name("_reliability_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -791,28 +792,33 @@ async def test_clear_racing_add_vectors_leaves_other_domains_untouched(
 
 
 # -- PgBouncer in transaction mode (when installed) ---------------------------------------------------------------
+POOLER_APP_ROLE = "pgvs_pooler_app"  # a non-owner role PgBouncer lets in besides postgres (row-level security)
+POOLER_SERVER_CONNECTIONS = 3  # PgBouncer's default_pool_size below
+
+
 @pytest.fixture
 def pgbouncer(private_server: PrivateServer) -> Iterator[str]:
-    """A PgBouncer in transaction pooling mode in front of the private server; its DSN. Skipped without one."""
+    """A PgBouncer in transaction pooling mode in front of the private server; its DSN (as postgres; clients log in
+    as themselves: postgres or POOLER_APP_ROLE). Skipped without one, except under CI."""
     binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         message = "pgbouncer is not installed (apt-get install pgbouncer; scripts/test.sh installs it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI must exercise the pooler, never skip it
+        if os.environ.get("CI") or os.environ.get("PGVECSTORE_REQUIRE_POOLER"):
+            pytest.fail(message)  # CI (scripts/test.sh as root) must exercise the pooler, never skip it
         pytest.skip(message)
     user = private_server.server.system_user  # PgBouncer refuses to run as root
     # Beside the private server's data: its parents are open to the server's system user.
     run_dir = private_server.server.pgdata.parent / f"pgbouncer-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
     port = 6400 + os.getpid() % 1000
-    (run_dir / "users.txt").write_text('"postgres" ""\n')
+    (run_dir / "users.txt").write_text(f'"postgres" ""\n"{POOLER_APP_ROLE}" ""\n')
     (run_dir / "pgbouncer.ini").write_text(
         "[databases]\n"
-        f"postgres = host={private_server.socket_dir} dbname=postgres user=postgres\n"
+        f"postgres = host={private_server.socket_dir} dbname=postgres\n"
         "[pgbouncer]\n"
         f"listen_addr =\nlisten_port = {port}\nunix_socket_dir = {run_dir}\n"
         f"auth_type = trust\nauth_file = {run_dir / 'users.txt'}\n"
-        "pool_mode = transaction\ndefault_pool_size = 3\nmax_client_conn = 100\n"
+        f"pool_mode = transaction\ndefault_pool_size = {POOLER_SERVER_CONNECTIONS}\nmax_client_conn = 100\n"
         # The store's session settings are not PgBouncer's to forward (see docs/production.md).
         "ignore_startup_parameters = hnsw.iterative_scan,ivfflat.iterative_scan,statement_timeout,"
         "pgvecstore.domain_id,extra_float_digits\n"
@@ -855,6 +861,70 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: str) -> None:
         assert await store.update_metadata(ids[:10], [{"n": -1}] * 10) == 10
         assert await store.delete_vectors(ids[:5]) == 5
         assert await store.count() == 295
+
+
+async def test_row_level_security_tenant_travels_in_each_transaction_behind_pgbouncer(
+    private_server: PrivateServer, pgbouncer: str
+) -> None:
+    """Behind a transaction pooler the tenant a store sends when it connects never reaches the server (PgBouncer
+    drops it), and a server connection may carry what another client's session left there. Here every server
+    connection is left with tenant B's setting by a raw session; a non-owner store of tenant A under row-level
+    security still sees, counts, reads and deletes only A's rows, because it sets its tenant inside each
+    transaction."""
+    schema = f"rls_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(private_server.dsn)
+    await admin.execute(f'DROP ROLE IF EXISTS "{POOLER_APP_ROLE}"')
+    await admin.execute(f'CREATE ROLE "{POOLER_APP_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS')
+    app_dsn = dsn_as(pgbouncer, POOLER_APP_ROLE)
+    try:
+        owner_options = {"connection_string": private_server.dsn, "schema": schema, "dimensions": DIM,
+                         "id_type": "text", "row_level_security": True, "pool_min_size": 1, "pool_max_size": 2}
+        data = vectors(40, seed=21)
+        ids = {"A": [f"a{i}" for i in range(20)], "B": [f"b{i}" for i in range(20)]}
+        for n, tenant in enumerate("AB"):
+            async with PgVectorStore(owner_options, domain_id=tenant) as owner:
+                await owner.add_vectors(data[20 * n:20 * (n + 1)], ids[tenant])
+        await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{POOLER_APP_ROLE}"')
+        await admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" '
+                            f'TO "{POOLER_APP_ROLE}"')
+
+        # Leave tenant B's setting on every server connection: session-level set_config in concurrent
+        # transactions, one per server connection, through the pooler as the application role.
+        raw = [await asyncpg.connect(app_dsn, statement_cache_size=0) for _ in range(POOLER_SERVER_CONNECTIONS)]
+
+        async def leave_b(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                await conn.execute(f"SELECT set_config('{TENANT_SETTING}', 'B', false)")
+                await asyncio.sleep(0.5)  # hold this server connection while the others take theirs
+                return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+        assert len(set(await asyncio.gather(*(leave_b(c) for c in raw)))) == POOLER_SERVER_CONNECTIONS
+        # What a client that does not set its tenant per transaction gets now: tenant B's rows.
+        assert await raw[0].fetchval(f'SELECT count(*) FROM "{schema}".knowledge_embeddings') == 20
+        assert await raw[0].fetchval(f'SELECT min(id) FROM "{schema}".knowledge_embeddings') == "b0"
+        for conn in raw:
+            await conn.close()
+
+        app_options = {"connection_string": app_dsn, "schema": schema, "dimensions": DIM, "id_type": "text",
+                       "domain_id": "A", "row_level_security": True, "statement_cache_size": 0,
+                       "pool_min_size": 2, "pool_max_size": 4}
+        async with PgVectorStore(app_options) as store:
+            assert await store.count() == 20
+            hits = await asyncio.gather(*(store.search(data[i], k=5) for i in range(0, 40, 4)))
+            assert {hit.id for found in hits for hit in found} <= set(ids["A"])
+            assert [hit.id for hit in hits[5]] != [] and hits[0][0].id == "a0"
+            assert await store.get_vectors(ids["B"][:5]) == [(None, None)] * 5  # aligned with the ids: not found
+            assert await store.delete_vectors(ids["B"]) == 0
+            assert await store.delete_vectors(ids["A"][:2]) == 2
+        remaining = await admin.fetch(f'SELECT domain_id, count(*) FROM "{schema}".knowledge_embeddings GROUP BY 1')
+        assert {row[0]: row[1] for row in remaining} == {"A": 18, "B": 20}
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                            POOLER_APP_ROLE)
+        await admin.execute(f'DROP OWNED BY "{POOLER_APP_ROLE}"')
+        await admin.execute(f'DROP ROLE "{POOLER_APP_ROLE}"')
+        await admin.close()
 
 
 # -- a read replica ---------------------------------------------------------------------------------------------------
