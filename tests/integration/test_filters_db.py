@@ -116,6 +116,12 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"content": {"$like": "%match\\_"}}, ids("4")),
     ({"content": {"$like": "%o'neil%"}}, set()),
     ({"content": {"$ilike": "%o'neil%"}}, ids("2")),
+    # ... only on JSON strings: numbers, booleans, objects and arrays never match, whatever their text
+    ({"code": {"$like": "5"}}, ids("0")),
+    ({"year": {"$like": "202%"}}, ids("1")),
+    ({"active": {"$ilike": "T%"}}, set()),
+    ({"author": {"$like": "{%"}}, set()),
+    ({"tags": {"$ilike": "[%"}}, set()),
     # $contains
     ({"tags": {"$contains": "a"}}, ids("04")),
     ({"tags": {"$contains": 1}}, ids("4")),
