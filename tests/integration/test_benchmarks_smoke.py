@@ -133,12 +133,13 @@ def test_run_all_rejects_a_bad_size() -> None:
     assert "--rows-small must be at least 1" in result.stderr
 
 
-def test_ingest_stream_reports_its_peak_memory(pg_dsn: str) -> None:
+def test_ingest_stream_runs_and_reports(pg_dsn: str) -> None:
+    """The script still runs (the bounded-memory claim itself is checked in test_bounded_memory.py)."""
     result = run_script("ingest_stream.py", "--dsn", pg_dsn, "--rows", "2000", "--dims", "8")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["landed"] == record["ids_returned"] == 2000
-    assert record["peak_rss_after_mib"] >= record["peak_rss_before_mib"] > 0
+    assert record["vectors_mib"] == pytest.approx(2000 * 8 * 4 / 2**20)
 
 
 @pytest.mark.parametrize("lib", ["langchain", "llamaindex"])
