@@ -120,6 +120,33 @@ async def test_clear_is_not_cut_by_the_statement_timeout_but_delete_is(
         await admin.execute(f"DROP TRIGGER slow ON {t.qualified}; DROP FUNCTION slow_delete()")
 
 
+# -- command_timeout --------------------------------------------------------------------------------------------
+async def test_command_timeout_cuts_a_call_waiting_on_a_lock_and_the_pool_goes_on(
+    make_store: StoreMaker, admin: asyncpg.Connection
+) -> None:
+    """With no server-side limit, a read stuck behind another session's lock ends at command_timeout (client side)
+    with QueryTimeoutError; the statement is cancelled on the server and the store's next calls work."""
+    store = await filled(make_store, command_timeout=0.5, statement_timeout=None, pool_min_size=1, pool_max_size=1)
+    t = store.table
+    locker = admin
+    async with locker.transaction():
+        await locker.execute(f"LOCK TABLE {t.qualified} IN ACCESS EXCLUSIVE MODE")
+        # (asyncio.wait_for only keeps a store that ignored command_timeout from hanging the test: its
+        # TimeoutError is not a QueryTimeoutError.)
+        with pytest.raises(QueryTimeoutError, match="command_timeout"):
+            await asyncio.wait_for(store.count(), 10)
+        with pytest.raises(QueryTimeoutError) as raised:
+            await asyncio.wait_for(store.search(vectors(1, seed=3)[0], k=3), 10)
+        assert isinstance(raised.value, TimeoutError)  # also the built-in, for callers that catch that
+        # Nothing of the store's is still waiting on the server for the lock.
+        waiting = await locker.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        assert waiting == 0
+    assert await store.count() == 20  # the lock is gone: the same store (one pooled connection) answers
+    assert [hit.id for hit in await store.search(vectors(20)[7], k=1)] == ["r7"]
+
+
 # -- concurrent upserts of the same ids -------------------------------------------------------------------------
 @pytest.mark.parametrize("existing", [False, True], ids=["new-ids", "existing-ids"])
 async def test_concurrent_upserts_of_the_same_ids_in_opposite_orders_all_succeed(
