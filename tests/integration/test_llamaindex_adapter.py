@@ -518,6 +518,33 @@ async def test_mmr_prefers_diverse_results(vector_store: PgVecStore) -> None:
     assert pure_relevance.ids == ["a1", "a2"]
 
 
+async def test_mmr_prefetch_options_decide_the_candidates(vector_store: PgVecStore, make_store: StoreMaker) -> None:
+    """The diverse node "b" is the 4th nearest: MMR can pick it only when at least 4 candidates are fetched, as
+    mmr_prefetch_k, mmr_prefetch_factor (per query) and the store's mmr_prefetch_factor decide."""
+    nodes = [
+        TextNode(id_="a1", text="a1", embedding=unit((0, 1.0), (1, 0.05))),
+        TextNode(id_="a2", text="a2", embedding=unit((0, 1.0), (1, 0.06))),
+        TextNode(id_="a3", text="a3", embedding=unit((0, 1.0), (1, 0.07))),
+        TextNode(id_="b", text="b", embedding=unit((0, 0.6), (2, 0.8))),
+    ]
+    await vector_store.async_add(nodes)
+    query = VectorStoreQuery(query_embedding=unit((0, 1.0)), similarity_top_k=2, mode=VectorStoreQueryMode.MMR,
+                             mmr_threshold=0.3)
+
+    async def picked(store: PgVecStore = vector_store, **kwargs: Any) -> list[str] | None:
+        return (await store.aquery(query, **kwargs)).ids
+
+    assert await picked() == ["a1", "b"]  # the default factor, 4: 8 candidates
+    assert await picked(mmr_prefetch_k=3) == ["a1", "a2"]
+    assert await picked(mmr_prefetch_k=4) == ["a1", "b"]
+    assert await picked(mmr_prefetch_factor=1) == ["a1", "a2"]
+    assert await picked(mmr_prefetch_factor=2) == ["a1", "b"]
+    same_table = make_store(dimensions=DIM, id_type="text")  # the same table, another store over it
+    narrow = PgVecStore(same_table, mmr_prefetch_factor=1)
+    assert await picked(narrow) == ["a1", "a2"]
+    assert await picked(narrow, mmr_prefetch_k=10) == ["a1", "b"]
+
+
 async def test_unsupported_query_mode_is_a_clear_error(vector_store: PgVecStore) -> None:
     query = VectorStoreQuery(query_embedding=unit((0, 1.0)), query_str="cats",
                              mode=VectorStoreQueryMode.SEMANTIC_HYBRID)
