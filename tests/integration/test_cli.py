@@ -197,7 +197,10 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
     assert acme["tenants"] == 1 and everyone["tenants"] == 2 and everyone["documents"] == 2
 
     # The index commands need no model either; --model is accepted and ignored.
-    assert "built a hnsw index" in ok(run_without_model("index", "create", "--m", "8", *target, env=env))
+    assert "built a hnsw index" in ok(run_without_model("index", "create", "--m", "8", "--ef-construction", "24",
+                                                        *target, env=env))
+    [definition] = vector_index_definitions(pg_dsn, schema)
+    assert "USING hnsw (embedding vector_cosine_ops) WITH (m='8', ef_construction='24')" in definition
     assert "already has a hnsw index" in ok(run_without_model("index", "create", "--model", "/nonexistent/model",
                                                               *target, env=env))
     assert "hnsw" in ok(run_without_model("stats", *target, env=env))
@@ -209,6 +212,25 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
                                                               *target, env=env))
     shown = ok(run_without_model("stats", *target, env=env))
     assert "none (exact search)" in shown and "384" in shown
+    assert vector_index_definitions(pg_dsn, schema) == []
+    ok(run_without_model("index", "create", "--type", "ivfflat", "--lists", "3", *target, env=env))
+    [definition] = vector_index_definitions(pg_dsn, schema)
+    assert "USING ivfflat (embedding vector_cosine_ops) WITH (lists='3')" in definition
+
+
+def vector_index_definitions(dsn: str, schema: str) -> list[str]:
+    """The definitions of the vector indexes (HNSW, IVFFlat) in `schema`, as pg_indexes shows them."""
+
+    async def read() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = $1 "
+                                    "AND (indexdef LIKE '%USING hnsw%' OR indexdef LIKE '%USING ivfflat%')", schema)
+        finally:
+            await conn.close()
+        return [row[0] for row in rows]
+
+    return asyncio.run(read())
 
 
 async def test_ctrl_c_during_ingest_stops_cleanly_and_says_how_far_it_got(
