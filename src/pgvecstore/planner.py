@@ -11,6 +11,7 @@ time to live), which steer filtered searches between the index and an exact scan
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -144,17 +145,20 @@ class SearchPlanner:
         depth = max(k, DEFAULT_CANDIDATES)
         vector_k = int(r.vector_k or depth)
         rerank = self.rerank(options, vector_k)
-        statement, filtered = hybrid.hybrid_search(
+        build = functools.partial(
+            hybrid.hybrid_search,
             self._table, self._metric, self._domain, r.filter, query=self._query_wire(r.query, self._dimensions),
             config=text_config, text=text, k=k, vector_k=vector_k, text_k=int(r.text_k or depth),
             rrf_k=None if r.rrf_k is None else float(r.rrf_k),
             alpha=None if r.rrf_k is not None else float(DEFAULT_ALPHA if r.alpha is None else r.alpha),
-            metadata=r.include_metadata, vectors=r.include_vectors, rerank=rerank,
+            metadata=r.include_metadata, vectors=r.include_vectors,
         )
+        statement, filtered = build(rerank=rerank)
         scanned = vector_k if rerank is None else rerank.candidates
         settings = search_tuning.search_settings(options, filtered=filtered, k=scanned)
+        exact = None if rerank is None else build(rerank=None)[0]  # for a table without an index
         return SearchPlan(statement.sql, list(statement.args), k, options, settings, at=-3,
-                          metadata=r.include_metadata, vectors=r.include_vectors)
+                          metadata=r.include_metadata, vectors=r.include_vectors, exact=exact)
 
     def rerank(self, options: SearchOptions, k: int) -> Rerank | None:
         """How a binary-quantized store re-ranks a search for `k` rows (``k * rerank_factor`` candidates, the

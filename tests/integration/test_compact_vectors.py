@@ -269,14 +269,17 @@ async def test_tenant_scoped_binary_searches_see_their_domain_only(make_store: S
 
 
 async def test_binary_hybrid_search_reranks_its_vector_side(make_store: StoreMaker) -> None:
-    store = make_store(dimensions=64, quantization="binary", index_type="hnsw", auto_create_index=True)
+    store = make_store(dimensions=64, quantization="binary", index_type="hnsw")
     contents = [f"row {i} " + ("zyxomab" if i == 1234 else "plain") for i in range(len(BINARY_ROWS))]
     await store.add_vectors(BINARY_ROWS, metadata=[{"i": i} for i in range(len(BINARY_ROWS))], contents=contents)
     query = BINARY_ROWS[42] + 0.01
-    vector_side = await store.search(query, k=5, mode="hybrid", query_text="zyxomab", alpha=1.0)
-    assert [r.metadata["i"] for r in vector_side] == exact_top(Metric.COSINE, BINARY_ROWS, query, 5)
-    fused = await store.search(query, k=2, mode="hybrid", query_text="zyxomab")
-    assert {r.metadata["i"] for r in fused} == {42, 1234}
+    for indexed in (False, True):  # without the index, the vector side is exact; with it, re-ranked candidates
+        if indexed:
+            assert await store.create_index()
+        vector_side = await store.search(query, k=5, mode="hybrid", query_text="zyxomab", alpha=1.0)
+        assert [r.metadata["i"] for r in vector_side] == exact_top(Metric.COSINE, BINARY_ROWS, query, 5)
+        fused = await store.search(query, k=2, mode="hybrid", query_text="zyxomab")
+        assert {r.metadata["i"] for r in fused} == {42, 1234}
 
 
 # -- what pgvector refuses, and existing tables ------------------------------------------------------------------

@@ -143,6 +143,7 @@ def test_binary_searches_take_k_times_rerank_factor_candidates() -> None:
     assert store_factor.candidates == 20 and store_factor.settings == {}
     hybrid_plan = p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="x", vector_k=20), "english")
     assert 480 in hybrid_plan.args and hybrid_plan.settings == {"hnsw.ef_search": "480"}
+    assert hybrid_plan.exact is not None and "binary_quantize" not in hybrid_plan.exact.sql
     filtered = p.plan(SearchRequest(QUERY, k=10, filter={"a": 1}))
     assert filtered.filtered and filtered.candidates == 240 and filtered.exact is not None
 
