@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from pgvecstore import indexes, text_search
+from pgvecstore.compact import DEFAULT_VECTOR_TYPE
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
@@ -23,7 +24,7 @@ from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
-_VECTOR_TYPE = re.compile(r"vector\((\d+)\)")
+_VECTOR_TYPE = re.compile(r"(vector|halfvec)\((\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class TableState:
       table whose row-level security applies to the current role).
     - ``text_config``: the explicit ``text_search_config``, resolved to its canonical name, or None.
     - ``index_built``: whether set-up built the vector index (``auto_create_index`` with HNSW).
+    - ``vector_type``: the vector column's type, ``vector`` or ``halfvec`` (the option, or read from the table).
     """
 
     dimensions: int
@@ -44,6 +46,7 @@ class TableState:
     copy_direct: bool
     text_config: str | None
     index_built: bool
+    vector_type: str = DEFAULT_VECTOR_TYPE
 
 
 class TableBootstrap:
@@ -61,14 +64,15 @@ class TableBootstrap:
             text_config = await text_search.resolve_config(conn, config.text_search_config)
         if not await indexes.relation_exists(conn, t.schema, t.name):
             await self._create_table(conn, text_config, vector_schema)
-        dimensions = await self._check_table(conn)
+        dimensions, vector_type = await self._check_table(conn)
         await text_search.read_layout(conn, t)  # a column of the text-search column's name must be a tsvector
         tenant, copy_direct = await self._row_security(conn)
         built = False
         if config.auto_create_index and config.index_type == "hnsw":
-            await indexes.build_index(conn, t, Metric(config.metric), dimensions, "hnsw", config.index_params)
+            await indexes.build_index(conn, t, Metric(config.metric), dimensions, "hnsw", config.index_params,
+                                      vector_type=vector_type, quantization=config.quantization)
             built = True
-        return TableState(dimensions, tenant, copy_direct, text_config, built)
+        return TableState(dimensions, tenant, copy_direct, text_config, built, vector_type)
 
     async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> None:
         config, t = self.config, self.table
@@ -90,7 +94,9 @@ class TableBootstrap:
             if await indexes.relation_exists(conn, t.schema, t.name):
                 return  # another store created it while this one waited for the lock
             text_columns = text_ddl.column_definitions(t, vector_schema) if config.text_search else []
-            await conn.execute(ddl.create_table(t, config.dimensions, text_columns))
+            await conn.execute(
+                ddl.create_table(t, config.dimensions, text_columns, config.vector_type or DEFAULT_VECTOR_TYPE)
+            )
             for statement in ddl.support_indexes(t):
                 await conn.execute(statement)
             if config.text_search:
@@ -98,8 +104,9 @@ class TableBootstrap:
                 await text_search.install(conn, t, text_config, vector_schema, row_security=False, fill=False)
             logger.info("pgvecstore: created table %s", t.display)
 
-    async def _check_table(self, conn: asyncpg.Connection) -> int:
-        """Fail clearly when an existing table does not fit this store's configuration; return its dimensions."""
+    async def _check_table(self, conn: asyncpg.Connection) -> tuple[int, str]:
+        """Fail clearly when an existing table does not fit this store's configuration; return its dimensions
+        and vector type."""
         config, t = self.config, self.table
         statement = catalog.describe_columns(t)
         found = {name: kind for name, kind in await conn.fetch(statement.sql, *statement.args)}
@@ -113,9 +120,16 @@ class TableBootstrap:
         match = _VECTOR_TYPE.fullmatch(found[embedding])
         if match is None:
             raise SchemaMismatchError(
-                f"column {embedding!r} of {t.display} is {found[embedding]}, not a pgvector vector(n) column"
+                f"column {embedding!r} of {t.display} is {found[embedding]}, not a pgvector vector(n) or "
+                "halfvec(n) column"
             )
-        dimensions = int(match.group(1))
+        vector_type, dimensions = match.group(1), int(match.group(2))
+        if config.vector_type is not None and vector_type != config.vector_type:
+            raise SchemaMismatchError(
+                f"column {embedding!r} of {t.display} is {found[embedding]}, but this store has "
+                f"vector_type={config.vector_type!r}: its column would be {config.vector_type}({dimensions}). Leave "
+                f"vector_type out (or set vector_type={vector_type!r}) to use this table, or give another table_name"
+            )
         if config.dimensions is not None and dimensions != config.dimensions:
             raise SchemaMismatchError(
                 f"table {t.display} holds {dimensions}-dimensional vectors (column {embedding!r} is "
@@ -131,7 +145,7 @@ class TableBootstrap:
                 f"column {t.columns['id']!r} of {t.display} is {id_kind}, but this store has "
                 f"id_type={t.id_type!r}; set id_type={'uuid' if is_uuid else 'text'!r}"
             )
-        return dimensions
+        return dimensions, vector_type
 
     async def _row_security(self, conn: asyncpg.Connection) -> tuple[str | None, bool]:
         """With ``row_level_security=True``, enable row-level security and the tenant policy (once, under the

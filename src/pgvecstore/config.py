@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgvecstore.compact import (
+    DEFAULT_RERANK_FACTOR,
+    MAX_COLUMN_DIMENSIONS,
+    QUANTIZATIONS,
+    RERANK_FACTOR_RANGE,
+    VECTOR_TYPES,
+    check_index,
+)
 from pgvecstore.errors import InvalidOptionError, did_you_mean
 from pgvecstore.filter_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_VALUES
 from pgvecstore.identifiers import (
@@ -139,6 +147,9 @@ class StoreConfig:
     text_search: bool = True
     text_search_config: str | None = None
     text_search_column: str | None = None
+    vector_type: str | None = None
+    quantization: str | None = None
+    rerank_factor: int = DEFAULT_RERANK_FACTOR
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -208,6 +219,7 @@ class StoreConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise InvalidOptionError(f"{option} must be a positive number of seconds, got {value!r}")
         self._check_text_search()
+        self._check_compact()
 
     def _check_pool(self) -> None:
         _check_int("pool_min_size", self.pool_min_size, 0, 1000)
@@ -248,6 +260,20 @@ class StoreConfig:
                     f"text_search_column={tsv_column!r}: column {derived!r} (which full-text search keeps) is "
                     f"already the column of {logical!r}; name another text_search_column"
                 )
+
+    def _check_compact(self) -> None:
+        """vector_type, quantization and rerank_factor, and the index pgvector can build with them."""
+        if self.vector_type is not None:
+            _check_choice("vector_type", self.vector_type, VECTOR_TYPES)
+            limit = MAX_COLUMN_DIMENSIONS[self.vector_type]
+            if self.dimensions is not None and self.dimensions > limit:
+                raise InvalidOptionError(
+                    f"vector_type={self.vector_type!r} holds at most {limit} dimensions, got {self.dimensions}"
+                )
+        if self.quantization is not None:
+            _check_choice("quantization", self.quantization, QUANTIZATIONS)
+        _check_int("rerank_factor", self.rerank_factor, *RERANK_FACTOR_RANGE)
+        check_index(self.index_type, self.vector_type or "vector", self.quantization, self.dimensions)
 
     @staticmethod
     def _validated_columns(columns: object) -> dict[str, str]:

@@ -136,9 +136,14 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
         server_settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
 
     async def init(conn: asyncpg.Connection) -> None:
-        await conn.set_type_codec(
-            "vector", schema=vector_schema, encoder=vectors.encode, decoder=vectors.decode, format="binary"
-        )
+        for name, codec in vectors.CODECS.items():
+            try:
+                await conn.set_type_codec(
+                    name, schema=vector_schema, encoder=codec.encode, decoder=codec.decode, format="binary"
+                )
+            except ValueError:  # no such type: halfvec came with pgvector 0.7
+                if name == "vector":
+                    raise
 
     try:
         return await asyncpg.create_pool(

@@ -23,13 +23,14 @@ from collections.abc import Mapping
 
 import asyncpg
 
+from pgvecstore.compact import check_index, index_kind
 from pgvecstore.config import HNSW_DEFAULTS, StoreConfig, validate_index_params
 from pgvecstore.connection import set_local
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.metric import Metric
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.sql import catalog, ddl, queries
-from pgvecstore.sql.ddl import VECTOR_INDEX_TYPES
+from pgvecstore.sql.ddl import VECTOR_INDEX_KINDS, VECTOR_INDEX_TYPES
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
@@ -60,10 +61,11 @@ async def relation_exists(conn: asyncpg.Connection, schema: str, name: str) -> b
 
 
 async def existing_index_type(conn: asyncpg.Connection, table: TableRef) -> str | None:
-    """Which of this table's vector indexes exists (by its deterministic name), if any."""
-    for index_type in VECTOR_INDEX_TYPES:
-        if await relation_exists(conn, table.schema, table.index_name(index_type)):
-            return index_type
+    """Which of this table's vector indexes exists (by its deterministic name), if any: its kind, 'hnsw',
+    'ivfflat' or 'hnsw_binary' (`pgvecstore.compact.index_kind`)."""
+    for kind in VECTOR_INDEX_KINDS:
+        if await relation_exists(conn, table.schema, table.index_name(kind)):
+            return kind
     return None
 
 
@@ -117,14 +119,11 @@ def build_settings(
 
 
 async def build_index(
-    conn: asyncpg.Connection,
-    table: TableRef,
-    metric: Metric,
-    dimensions: int,
-    index_type: str,
-    params: Mapping[str, int] | None = None,
+    conn: asyncpg.Connection, table: TableRef, metric: Metric, dimensions: int, index_type: str,
+    params: Mapping[str, int] | None = None, *, vector_type: str = "vector", quantization: str | None = None,
 ) -> bool:
-    """Create the vector index of `index_type` unless it exists; replaces an index of the other type.
+    """Create the vector index of `index_type` (on a `vector_type` column; with ``quantization="binary"``, on
+    its binary-quantized vectors) unless it exists; replaces an index of another kind.
 
     Returns True when this call built the index. Runs in its own transaction under the table's advisory lock,
     with build settings sized to the table (see the module docstring).
@@ -133,11 +132,13 @@ async def build_index(
         raise InvalidInputError(
             f"index_type must be one of {', '.join(map(repr, VECTOR_INDEX_TYPES))}, got {index_type!r}"
         )
+    check_index(index_type, vector_type, quantization, dimensions)
     chosen = validate_index_params(index_type, params or {})
+    kind = index_kind(index_type, quantization)
     async with conn.transaction():
         await lock_table(conn, table)
         current = await existing_index_type(conn, table)
-        if current == index_type:
+        if current == kind:
             return False
         if current is not None:
             await conn.execute(ddl.drop_vector_index(table, current))
@@ -156,9 +157,10 @@ async def build_index(
         settings["statement_timeout"] = "0"
         logger.info(
             "pgvecstore: building %s index on %s.%s %s (%d rows, %s)",
-            index_type, table.schema, table.name, chosen, rows, settings,
+            kind, table.schema, table.name, chosen, rows, settings,
         )
-        create = ddl.create_vector_index(table, metric, index_type, chosen)
+        create = ddl.create_vector_index(table, metric, index_type, chosen, vector_type=vector_type,
+                                         quantization=quantization, dimensions=dimensions)
         try:
             async with conn.transaction():  # a savepoint: a failed parallel build can be retried
                 await set_local(conn, settings)
@@ -192,11 +194,15 @@ class VectorIndexes:
     `has_index` answers from what this store did, else from the catalog, read at most every `INDEX_PROBE_TTL`.
     """
 
-    def __init__(self, config: StoreConfig, table: TableRef, pools: PoolRegistry, dimensions: int, built: bool) -> None:
+    def __init__(
+        self, config: StoreConfig, table: TableRef, pools: PoolRegistry, dimensions: int, built: bool,
+        vector_type: str = "vector",
+    ) -> None:
         self._config = config
         self._table = table
         self._pools = pools
         self._dimensions = dimensions
+        self._vector_type = vector_type
         # What this store knows of the index: (monotonic time of the look, answer); time inf when it built one.
         self._known: tuple[float, bool] | None = (math.inf, True) if built else None
 
@@ -215,7 +221,8 @@ class VectorIndexes:
         else:
             chosen = {}
         async with self._pools.connection() as conn:
-            built = await build_index(conn, self._table, Metric(config.metric), self._dimensions, chosen_type, chosen)
+            built = await build_index(conn, self._table, Metric(config.metric), self._dimensions, chosen_type, chosen,
+                                      vector_type=self._vector_type, quantization=config.quantization)
         self._known = (math.inf, True)
         return built
 
@@ -227,7 +234,7 @@ class VectorIndexes:
         return dropped
 
     async def info(self) -> str | None:
-        """The type of the table's vector index ('hnsw' or 'ivfflat'), or None."""
+        """The kind of the table's vector index ('hnsw', 'ivfflat' or 'hnsw_binary'), or None."""
         async with self._pools.connection() as conn:
             return await existing_index_type(conn, self._table)
 
@@ -244,7 +251,7 @@ class VectorIndexes:
                 if await conn.fetchval(capped.sql, *capped.args) < threshold:
                     return
                 await build_index(conn, self._table, Metric(config.metric), self._dimensions, "ivfflat",
-                                  dict(config.index_params))
+                                  dict(config.index_params), vector_type=self._vector_type)
         self._known = (math.inf, True)
 
     async def has_index(self) -> bool:

@@ -11,6 +11,7 @@ time to live), which steer filtered searches between the index and an exact scan
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -29,8 +30,9 @@ from pgvecstore.rows import MAX_ROWS
 from pgvecstore.search_tuning import SearchOptions
 from pgvecstore.sql import hybrid, queries
 from pgvecstore.sql.params import Statement
+from pgvecstore.sql.queries import Rerank
 from pgvecstore.sql.table import TableRef
-from pgvecstore.vectors import query_wire
+from pgvecstore.vectors import codec
 
 SEARCH_MODES = ("vector", "text", "hybrid")
 _NO_SETTINGS: Mapping[str, str] = MappingProxyType({})
@@ -68,7 +70,9 @@ class SearchRequest(NamedTuple):
 class SearchPlan(NamedTuple):
     """How to answer one search: run `sql` with `args`, under `settings` unless `filtered` (then the searcher's
     filtered flow decides the settings, helped by `estimate`), and read rows into results with `score` (a
-    distance column `at` from the end turned into a score, or None when that column is the score)."""
+    distance column `at` from the end turned into a score, or None when that column is the score). A
+    binary-quantized search re-ranks `candidates` rows of the index scan; `exact` is its exact twin, run where
+    the index is not used (no index, a selective filter, an index scan that came back short)."""
 
     sql: str
     args: list[Any]
@@ -82,19 +86,23 @@ class SearchPlan(NamedTuple):
     metadata: bool = True
     vectors: bool = False
     by_distance: bool = False
+    exact: Statement | None = None
+    candidates: int | None = None
 
 
 class SearchPlanner:
     """Plans searches of one table; holds the bounded caches (see the module docstring)."""
 
-    def __init__(self, config: StoreConfig, table: TableRef, dimensions: int) -> None:
+    def __init__(self, config: StoreConfig, table: TableRef, dimensions: int, vector_type: str = "vector") -> None:
         self._config = config
         self._table = table
         self._dimensions = dimensions
+        self._vector_type = vector_type
+        self._query_wire = codec(vector_type).query_wire
         self._metric = Metric(config.metric)
         self._domain = config.domain_id
         self._default_options = SearchOptions.from_params(config.search_params)
-        self._plain: dict[tuple[bool, bool], tuple[Statement, bool]] = {}
+        self._plain: dict[tuple[bool, bool, bool], tuple[Statement, bool]] = {}
         self.estimates = EstimateCache()
 
     def check(self, r: SearchRequest) -> tuple[int, SearchOptions]:
@@ -124,7 +132,7 @@ class SearchPlanner:
         """The plan of a request; text and hybrid searches need the text-search configuration."""
         k, options = self.check(r)
         if r.mode == "vector":
-            return self.vector(query_wire(r.query, self._dimensions), k, r.filter, options,
+            return self.vector(self._query_wire(r.query, self._dimensions), k, r.filter, options,
                                metadata=r.include_metadata, vectors=r.include_vectors)
         if text_config is None:
             raise ValueError("text and hybrid plans need the text-search configuration")
@@ -136,45 +144,78 @@ class SearchPlanner:
                               metadata=r.include_metadata, vectors=r.include_vectors)
         depth = max(k, DEFAULT_CANDIDATES)
         vector_k = int(r.vector_k or depth)
-        statement, filtered = hybrid.hybrid_search(
-            self._table, self._metric, self._domain, r.filter, query=query_wire(r.query, self._dimensions),
+        rerank = self.rerank(options, vector_k)
+        build = functools.partial(
+            hybrid.hybrid_search,
+            self._table, self._metric, self._domain, r.filter, query=self._query_wire(r.query, self._dimensions),
             config=text_config, text=text, k=k, vector_k=vector_k, text_k=int(r.text_k or depth),
             rrf_k=None if r.rrf_k is None else float(r.rrf_k),
             alpha=None if r.rrf_k is not None else float(DEFAULT_ALPHA if r.alpha is None else r.alpha),
             metadata=r.include_metadata, vectors=r.include_vectors,
         )
-        settings = search_tuning.search_settings(options, filtered=filtered, k=vector_k)
+        statement, filtered = build(rerank=rerank)
+        scanned = vector_k if rerank is None else rerank.candidates
+        settings = search_tuning.search_settings(options, filtered=filtered, k=scanned)
+        exact = None if rerank is None else build(rerank=None)[0]  # for a table without an index
         return SearchPlan(statement.sql, list(statement.args), k, options, settings, at=-3,
-                          metadata=r.include_metadata, vectors=r.include_vectors)
+                          metadata=r.include_metadata, vectors=r.include_vectors, exact=exact)
+
+    def rerank(self, options: SearchOptions, k: int) -> Rerank | None:
+        """How a binary-quantized store re-ranks a search for `k` rows (``k * rerank_factor`` candidates, the
+        call's factor or the store's); None for a store without quantization."""
+        if self._config.quantization != "binary":
+            return None
+        factor = options.rerank_factor or self._config.rerank_factor
+        return Rerank(self._vector_type, self._dimensions, min(k * factor, MAX_ROWS))
 
     def vector(
         self, wire: bytes, k: int, filter: Mapping[str, Any] | None, options: SearchOptions,
         *, metadata: bool = True, vectors: bool = False,
     ) -> SearchPlan:
         """A vector search of the checked query vector `wire` (pgvector's binary format)."""
-        if filter is None:  # the same text every time: built once, then re-bound
-            key = (metadata, vectors)
-            built = self._plain.get(key)
-            if built is None:
-                built = self._plain[key] = queries.vector_search(
-                    self._table, self._metric, self._domain, None, wire, k, metadata=metadata, vectors=vectors
-                )
-            template, filtered = built
-            args = template.bind(query=wire, k=k)
-        else:
-            template, filtered = queries.vector_search(
-                self._table, self._metric, self._domain, filter, wire, k, metadata=metadata, vectors=vectors
-            )
-            args = list(template.args)
+        rerank = self.rerank(options, k)
+        sql, args, filtered = self._statement(wire, k, filter, None, metadata, vectors)
+        exact = None
+        if rerank is not None:
+            exact = Statement(sql, tuple(args))
+            sql, args, filtered = self._statement(wire, k, filter, rerank, metadata, vectors)
+        candidates = None if rerank is None else rerank.candidates
         if not filtered:
-            settings = search_tuning.search_settings(options, filtered=False, k=k)
-            return SearchPlan(template.sql, args, k, options, settings, score=self._metric.score,
-                              metadata=metadata, vectors=vectors, by_distance=True)
+            settings = search_tuning.search_settings(options, filtered=False, k=candidates or k)
+            return SearchPlan(sql, args, k, options, settings, score=self._metric.score,
+                              metadata=metadata, vectors=vectors, by_distance=True, exact=exact,
+                              candidates=candidates)
         estimate = None
         if search_tuning.wants_estimate(options, filtered=True):
             estimate = queries.estimate_rows(self._table, self._domain, filter)
-        return SearchPlan(template.sql, args, k, options, filtered=True, estimate=estimate,
-                          score=self._metric.score, metadata=metadata, vectors=vectors, by_distance=True)
+        return SearchPlan(sql, args, k, options, filtered=True, estimate=estimate,
+                          score=self._metric.score, metadata=metadata, vectors=vectors, by_distance=True,
+                          exact=exact, candidates=candidates)
+
+    def _statement(
+        self, wire: bytes, k: int, filter: Mapping[str, Any] | None, rerank: Rerank | None,
+        metadata: bool, vectors: bool,
+    ) -> tuple[str, list[Any], bool]:
+        """The SQL of a vector search, its values, and whether it is restricted (a filter or the domain).
+        Without a filter the same text serves every call: built once per column choice, then re-bound."""
+        def build(query: bytes, f: Mapping[str, Any] | None) -> tuple[Statement, bool]:
+            if rerank is None:
+                return queries.vector_search(self._table, self._metric, self._domain, f, query, k,
+                                             metadata=metadata, vectors=vectors)
+            return queries.reranked_search(self._table, self._metric, self._domain, f, query, k, rerank,
+                                           metadata=metadata, vectors=vectors)
+
+        if filter is not None:
+            statement, filtered = build(wire, filter)
+            return statement.sql, list(statement.args), filtered
+        key = (metadata, vectors, rerank is not None)
+        built = self._plain.get(key)
+        if built is None:
+            built = self._plain[key] = build(wire, None)
+        template, filtered = built
+        if rerank is None:
+            return template.sql, template.bind(query=wire, k=k), filtered
+        return template.sql, template.bind(query=wire, k=k, candidates=rerank.candidates), filtered
 
 
 def _check_hybrid_options(r: SearchRequest) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.identifiers import DOCUMENT_COLUMNS
-from pgvecstore.vectors import check_vectors, wire_block, wire_vectors
+from pgvecstore.vectors import check_vectors, codec
 
 # A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -61,6 +61,7 @@ class RowBatch:
     chunk_indexes: list[Any]
     offset: int = 0
     dimensions: int = 0
+    vector_type: str = "vector"  # the column's (the writer sets it): `pgvecstore.vectors.codec` converts for it
 
     def iter_records(self, chunk_rows: int = WIRE_CHUNK_ROWS) -> Iterator[tuple[Any, ...]]:
         """The batch's COPY records, converting vectors one chunk at a time; a vector that is not valid raises a
@@ -82,10 +83,10 @@ class RowBatch:
         return list(self.iter_records(max(1, len(self.ids))))
 
     def _wire(self, start: int, stop: int) -> list[bytes]:
-        part = self.vectors[start:stop]
+        part, convert = self.vectors[start:stop], codec(self.vector_type)
         if isinstance(part, np.ndarray):  # checked when the batch was made
-            return wire_block(part)
-        return wire_vectors(part, self.dimensions, self.offset + start)
+            return convert.wire_block(part, self.offset + start)
+        return convert.wire_vectors(part, self.dimensions, self.offset + start)
 
 
 def normalize_id(value: object, id_type: str, position: int | None = None) -> str:

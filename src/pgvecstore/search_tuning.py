@@ -59,6 +59,7 @@ INT_OPTION_RANGES: dict[str, tuple[int, int]] = {
     "scan_mem_multiplier": (1, 1000),
     "probes": (1, 32768),
     "max_probes": (1, 32768),
+    "rerank_factor": (1, 1000),
 }
 FLOAT_OPTION_RANGES: dict[str, tuple[float, float]] = {"exact_selectivity": (0.0, 1.0)}
 BOOL_OPTIONS = ("retry_exact",)
@@ -93,6 +94,10 @@ class SearchOptions:
       and with it the longer candidate list of selective filters).
     - ``retry_exact``: when a filtered index scan returns fewer than ``k`` rows, run the exact scan (default
       True), so a search returns ``k`` rows whenever ``k`` rows match.
+    - ``rerank_factor``: with ``quantization="binary"``, the candidates re-ranked per requested row (default
+      None: the store's ``rerank_factor`` option, 24). The index scan returns ``k * rerank_factor`` rows, so
+      ``ef_search`` is raised to that (at most 1,000; iterative scans fetch the rest). Stores without
+      quantization ignore it.
     """
 
     ef_search: int | None = None
@@ -103,6 +108,7 @@ class SearchOptions:
     max_probes: int | None = None
     exact_selectivity: float = 0.035
     retry_exact: bool = True
+    rerank_factor: int | None = None
 
     @classmethod
     def from_params(cls, *layers: Mapping[str, Any] | None) -> SearchOptions:
@@ -125,7 +131,7 @@ def validate_search_options(params: object) -> dict[str, Any]:
     for name, value in params.items():
         if name in INT_OPTION_RANGES:
             low, high = INT_OPTION_RANGES[name]
-            if value is None and name in ("ef_search", "probes", "max_probes"):
+            if value is None and name in ("ef_search", "probes", "max_probes", "rerank_factor"):
                 result[name] = None
                 continue
             if isinstance(value, bool) or not isinstance(value, int):

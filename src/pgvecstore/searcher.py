@@ -5,6 +5,10 @@ An unfiltered search is one statement (no transaction unless its settings need o
 estimate of the filter's share (``EXPLAIN``, nothing read, cached), then the index scan with a candidate list
 sized by that share or, for a very selective filter, an exact scan; and the exact scan again when the index scan
 found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers behind each step.
+
+A binary-quantized store's plan carries an exact twin (`SearchPlan.exact`): the re-ranking statement serves the
+index scans, the twin every exact scan (a table without an index, a selective filter, a short index scan), so
+that those answer exactly rather than from Hamming candidates.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ class Searcher:
         else:
             self.planner.check(request)  # argument errors come before the look at the text-search column
             plan = self.planner.plan(request, await self._text.query_config())
-        if not plan.filtered:
+        exact = plan.exact
+        if not plan.filtered and (exact is None or await self._indexes.has_index()):
             rows = await self._pools.read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():
             # No vector index: the query is an exact scan of the matching rows as it stands, in one statement.
-            rows = await self._pools.read("fetch", plan.sql, plan.args)
-            search_tuning.note_path("exact")
+            sql, args = (plan.sql, plan.args) if exact is None else (exact.sql, list(exact.args))
+            rows = await self._pools.read("fetch", sql, args)
+            if plan.filtered:
+                search_tuning.note_path("exact")
         else:
             rows = await retry_once(lambda: self._filtered(plan))
         if plan.by_distance and len(rows) > 1:
@@ -56,6 +63,7 @@ class Searcher:
     async def _filtered(self, plan: SearchPlan) -> list[Any]:
         """A filtered vector search on an indexed table, in one transaction (see the module docstring)."""
         options, k = plan.options, plan.k
+        exact_sql, exact_args = (plan.sql, plan.args) if plan.exact is None else (plan.exact.sql, plan.exact.args)
         async with self._pools.connection(transaction=True) as conn:
             exact = False
             share: float | None = None
@@ -63,17 +71,17 @@ class Searcher:
                 matching, total = await self._estimate(conn, plan)
                 exact = search_tuning.use_exact_scan(options, matching, total, k)
                 share = search_tuning.estimated_share(matching, total)
-            settings = (
-                search_tuning.EXACT_SCAN_SETTINGS
-                if exact
-                else search_tuning.search_settings(options, filtered=True, k=k, share=share)
-            )
-            await set_local(conn, settings)
-            rows: list[Any] = await conn.fetch(plan.sql, *plan.args)
+            if exact:
+                await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+                rows: list[Any] = await conn.fetch(exact_sql, *exact_args)
+            else:
+                scanned = plan.candidates or k  # the rows the index scan hands on (to the re-ranking, if any)
+                await set_local(conn, search_tuning.search_settings(options, filtered=True, k=scanned, share=share))
+                rows = await conn.fetch(plan.sql, *plan.args)
             path = "exact" if exact else "index"
             if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
                 await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-                rows = await conn.fetch(plan.sql, *plan.args)
+                rows = await conn.fetch(exact_sql, *exact_args)
                 path = "index+exact"
             search_tuning.note_path(path)
             return rows

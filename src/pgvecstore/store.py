@@ -87,12 +87,12 @@ class PgVectorStore:
 
     def _assemble(self, state: TableState) -> _Parts:
         config, table, pools = self.config, self.table, self._pools
-        indexes = VectorIndexes(config, table, pools, state.dimensions, state.index_built)
+        indexes = VectorIndexes(config, table, pools, state.dimensions, state.index_built, state.vector_type)
         text = TextSearch(config, table, pools, state.text_config)
-        planner = SearchPlanner(config, table, state.dimensions)
+        planner = SearchPlanner(config, table, state.dimensions, state.vector_type)
         return _Parts(
             state=state,
-            writer=Writer(config, table, pools, state.dimensions, state.copy_direct),
+            writer=Writer(config, table, pools, state.dimensions, state.copy_direct, state.vector_type),
             reader=Reader(config, table, pools),
             searcher=Searcher(pools, planner, indexes, text),
             indexes=indexes,
@@ -233,8 +233,9 @@ class PgVectorStore:
         return await (await self._ready()).text.enable()
 
     async def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
-        """Build the vector index (default: the configured type and index_params); replaces one of another
-        type. Returns True when this call built it, False when it existed already."""
+        """Build the vector index (default: the configured type and index_params; with ``quantization="binary"``
+        HNSW on the binary-quantized vectors); replaces one of another kind. Returns True when this call built
+        it, False when it existed already."""
         return await (await self._ready()).indexes.create(index_type, params)
 
     async def drop_index(self) -> bool:
@@ -242,5 +243,6 @@ class PgVectorStore:
         return await (await self._ready()).indexes.drop()
 
     async def index_info(self) -> str | None:
-        """The type of the table's vector index ('hnsw' or 'ivfflat'), or None."""
+        """The kind of the table's vector index ('hnsw', 'ivfflat', or 'hnsw_binary' for HNSW on the
+        binary-quantized vectors), or None."""
         return await (await self._ready()).indexes.info()

@@ -1,9 +1,13 @@
-"""Vectors: checking what users give, and pgvector's binary wire format (the store's one vector codec).
+"""Vectors: checking what users give, and pgvector's binary wire formats (the store's one vector codec).
 
 pgvector sends a ``vector`` as a big-endian uint16 dimension count, two zero bytes, then the values as big-endian
 float32 (`pgvector.Vector.to_binary`). Every conversion to that format happens here: `wire_block` for a checked
 float32 block, `wire_vectors` for vectors given as lists, `encode` for one value handed to asyncpg (the pool's
 codec), `query_wire` for a query vector; `decode` reads it back. A check that fails names the vector's position.
+
+A ``halfvec`` has the same header and big-endian float16 values (`pgvector.HalfVector.to_binary`): the
+``half_*`` functions beside each, which check the input the same way and then that every value fits half
+precision (at most 65,504 in magnitude). `codec` gives the set of functions of a column type.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from pgvector import Vector
+from pgvector import HalfVector, Vector
 
 from pgvecstore.errors import InvalidInputError
 
@@ -163,3 +167,89 @@ def decode(data: bytes) -> np.ndarray:
     """asyncpg's decoder of the ``vector`` type: a float32 numpy array."""
     dimensions = int.from_bytes(data[:2], "big")
     return np.frombuffer(data, dtype=">f4", count=dimensions, offset=4).astype(np.float32)
+
+
+# -- halfvec ------------------------------------------------------------------------------------------------------
+HALF_MAX = 65504.0  # the largest finite float16
+
+
+def half_wire_block(block: np.ndarray, offset: int = 0) -> list[bytes]:
+    """Each row of a checked float32 (n, d) block in pgvector's ``halfvec`` binary format; a value beyond half
+    precision's range is an error naming its vector's position."""
+    n, width = block.shape
+    wire = np.empty((n, width + 2), dtype=">f2")
+    with np.errstate(over="ignore"):
+        wire[:, 2:] = block
+    finite = np.isfinite(wire[:, 2:]).all(axis=1)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise InvalidInputError(
+            f"vector at position {offset + bad} has a value beyond half precision's range (+-{HALF_MAX:,.0f}), "
+            "which a halfvec column cannot hold"
+        )
+    wire.view(np.uint8)[:, :4] = np.frombuffer(_HEADER.pack(width, 0), dtype=np.uint8)
+    data = wire.tobytes()
+    size = 2 * (width + 2)
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def half_wire_vectors(items: Sequence[Any], dimensions: int, offset: int) -> list[bytes]:
+    """Vectors given as a list in the ``halfvec`` format, checked like `wire_vectors` (values go through
+    float32, then half precision)."""
+    return half_wire_block(as_vector_block(items, dimensions, offset), offset)
+
+
+def half_query_wire(query: Any, dimensions: int) -> bytes:
+    """A query vector checked like `query_wire`, in the ``halfvec`` format."""
+    values = np.frombuffer(query_wire(query, dimensions), dtype=">f4", offset=4)
+    try:
+        return half_wire_block(values.reshape(1, -1))[0]
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"query vector has a value beyond half precision's range (+-{HALF_MAX:,.0f}) of this halfvec store"
+        ) from None
+
+
+def encode_half(value: Any) -> bytes:
+    """asyncpg's encoder of the ``halfvec`` type: `bytes` are taken to be in its wire format already; a
+    `pgvector.HalfVector`, a numpy array or a list of numbers is converted."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, HalfVector):
+        return value.to_binary()
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim != 1:
+        raise InvalidInputError("a vector must be one-dimensional")
+    return half_wire_block(array.reshape(1, -1))[0]
+
+
+def decode_half(data: bytes) -> np.ndarray:
+    """asyncpg's decoder of the ``halfvec`` type: a float32 numpy array (of half-precision values)."""
+    dimensions = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f2", count=dimensions, offset=4).astype(np.float32)
+
+
+class Codec(NamedTuple):
+    """The conversions of one column type: blocks and lists of vectors (with the position of the first, for
+    errors), a query vector, and asyncpg's encoder and decoder."""
+
+    wire_block: Callable[[np.ndarray, int], list[bytes]]
+    wire_vectors: Callable[[Sequence[Any], int, int], list[bytes]]
+    query_wire: Callable[[Any, int], bytes]
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], np.ndarray]
+
+
+def _wire_block_at(block: np.ndarray, offset: int = 0) -> list[bytes]:
+    return wire_block(block)
+
+
+CODECS = {
+    "vector": Codec(_wire_block_at, wire_vectors, query_wire, encode, decode),
+    "halfvec": Codec(half_wire_block, half_wire_vectors, half_query_wire, encode_half, decode_half),
+}
+
+
+def codec(vector_type: str) -> Codec:
+    """The codec of a column type (``vector`` or ``halfvec``)."""
+    return CODECS[vector_type]

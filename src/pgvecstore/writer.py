@@ -69,12 +69,14 @@ class Writer:
     through a staging table that replaces a row only inside the same domain."""
 
     def __init__(
-        self, config: StoreConfig, table: TableRef, pools: PoolRegistry, dimensions: int, copy_direct: bool
+        self, config: StoreConfig, table: TableRef, pools: PoolRegistry, dimensions: int, copy_direct: bool,
+        vector_type: str = "vector",
     ) -> None:
         self._config = config
         self._table = table
         self._pools = pools
         self._dimensions = dimensions
+        self._vector_type = vector_type
         self._domain = config.domain_id
         # Rows go straight into the table by COPY unless row-level security applies to this role (learned at
         # set-up, or when PostgreSQL first refuses a COPY because row-level security was enabled since).
@@ -122,6 +124,7 @@ class Writer:
         async with self._pools.connection(transaction=True) as conn:
             staging: str | None = None
             for batch in batches:
+                batch.vector_type = self._vector_type
                 staging = await self._write_batch(conn, batch, staging)
                 written.extend(batch.ids)
         return written

@@ -98,6 +98,9 @@ def index_create(
         int | None, typer.Option("--ef-construction", help="HNSW build candidate list (4..1000, default 64).")
     ] = None,
     lists: Annotated[int | None, typer.Option("--lists", help="IVFFlat lists (default rows / 1000).")] = None,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="HNSW on the binary-quantized vectors (stores with quantization='binary').")
+    ] = False,
     dsn: DsnOption = None,
     schema: SchemaOption = DEFAULT_SCHEMA,
     table: TableOption = DEFAULT_TABLE,
@@ -106,14 +109,16 @@ def index_create(
     """Build the vector index (HNSW by default); replaces an index of the other type."""
     given = {"m": m, "ef_construction": ef_construction, "lists": lists}
     params = {name: value for name, value in given.items() if value is not None}
-    with open_store(Target(dsn, schema, table)) as store:
+    extra = {"quantization": "binary"} if binary else None
+    kind = f"{type.value}_binary" if binary else type.value
+    with open_store(Target(dsn, schema, table), extra=extra) as store:
         started = time.perf_counter()
         built = run_sync(store.create_index(type.value, params or None))
         elapsed = time.perf_counter() - started
     if built:
-        out.print(f"built a {type.value} index on {schema}.{table} in {elapsed:.1f} s")
+        out.print(f"built a {kind} index on {schema}.{table} in {elapsed:.1f} s")
     else:
-        out.print(f"{schema}.{table} already has a {type.value} index")
+        out.print(f"{schema}.{table} already has a {kind} index")
 
 
 @friendly_errors

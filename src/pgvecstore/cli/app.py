@@ -15,7 +15,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -257,8 +257,11 @@ def parse_filter(raw: str | None) -> dict[str, Any] | None:
 
 # -- store and model ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def open_store(target: Target, dimensions: int | None = None, *, create: bool = False) -> Iterator[PgVectorStore]:
-    """A connected store for `target` (closed afterwards); all its calls run through `run_sync`.
+def open_store(
+    target: Target, dimensions: int | None = None, *, create: bool = False, extra: Mapping[str, Any] | None = None
+) -> Iterator[PgVectorStore]:
+    """A connected store for `target` (closed afterwards), with `extra` store options; all its calls run through
+    `run_sync`.
 
     Only with `create` (ingest, demo) may the store create the table, with `dimensions`. Every other command
     opens it with ``auto_create_table=False`` and reads the dimensions from the table, so a missing table (a typo
@@ -278,6 +281,7 @@ def open_store(target: Target, dimensions: int | None = None, *, create: bool = 
         options["connection_string"] = target.dsn
     if target.tenant:
         options["domain_id"] = target.tenant
+    options.update(extra or {})
     store = PgVectorStore(options)
     try:
         try:

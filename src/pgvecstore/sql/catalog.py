@@ -150,9 +150,9 @@ def has_vector_index(t: TableRef) -> Statement:
 
 # -- the inventory of a server (`pgvecstore.inventory`: the command line's ``tables`` and its "no such table") ------
 def vector_tables() -> Statement:
-    """Every table with a column of pgvector's ``vector`` type, one row each (its first such column), ordered by
-    schema and table: schema, table, column, dimensions (NULL for a ``vector`` column without a length) and
-    PostgreSQL's row estimate (``reltuples``: -1 for a table never vacuumed or analysed). Partitions are left
+    """Every table with a column of pgvector's ``vector`` or ``halfvec`` type, one row each (its first such
+    column), ordered by schema and table: schema, table, column, dimensions (NULL for a column without a length)
+    and PostgreSQL's row estimate (``reltuples``: -1 for a table never vacuumed or analysed). Partitions are left
     out (their parent is listed); no row without the pgvector extension."""
     return Statement(
         "SELECT DISTINCT ON (n.nspname, c.relname) n.nspname, c.relname, a.attname, "
@@ -160,7 +160,7 @@ def vector_tables() -> Statement:
         "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
         "JOIN pg_namespace AS n ON n.oid = c.relnamespace JOIN pg_type AS ty ON ty.oid = a.atttypid "
         "JOIN pg_extension AS e ON e.extname = 'vector' AND e.extnamespace = ty.typnamespace "
-        "WHERE ty.typname = 'vector' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+        "WHERE ty.typname IN ('vector', 'halfvec') AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
         "AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "ORDER BY n.nspname, c.relname, a.attnum"
     )

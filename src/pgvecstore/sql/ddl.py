@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pgvecstore.compact import BINARY_OPCLASS, check_vector_type, index_kind, opclass
 from pgvecstore.identifiers import (
     TENANT_SETTING,
     WRITE_COLUMNS,
@@ -18,15 +19,20 @@ from pgvecstore.metric import Metric
 from pgvecstore.sql.table import TableRef
 
 VECTOR_INDEX_TYPES = ("hnsw", "ivfflat")
+# The vector indexes a store table may have, each by its own name (`TableRef.index_name`): a method, or HNSW on
+# the binary-quantized vectors (`pgvecstore.compact.index_kind`).
+VECTOR_INDEX_KINDS = ("hnsw", "ivfflat", "hnsw_binary")
 
 
 def create_schema(t: TableRef) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {quote_ident(t.schema)}"
 
 
-def create_table(t: TableRef, dimensions: int, extra_columns: Sequence[str] = ()) -> str:
-    """The seed backend's table, with mapped column names and the configured id type, and `extra_columns`
-    (definitions from `pgvecstore.sql.text_ddl`)."""
+def create_table(
+    t: TableRef, dimensions: int, extra_columns: Sequence[str] = (), vector_type: str = "vector"
+) -> str:
+    """The seed backend's table, with mapped column names, the configured id type, a `vector_type` column
+    (``vector`` or ``halfvec``) and `extra_columns` (definitions from `pgvecstore.sql.text_ddl`)."""
     id_def = "UUID PRIMARY KEY DEFAULT gen_random_uuid()" if t.id_type == "uuid" else "TEXT PRIMARY KEY"
     dims = int_literal(dimensions, "dimensions")
     text = "".join(f",\n    {column}" for column in extra_columns)
@@ -37,7 +43,7 @@ def create_table(t: TableRef, dimensions: int, extra_columns: Sequence[str] = ()
         f"    {t.col('document_id')} VARCHAR(255),\n"
         f"    {t.col('chunk_index')} INTEGER,\n"
         f"    {t.col('content')} TEXT,\n"
-        f"    {t.col('embedding')} vector({dims}),\n"
+        f"    {t.col('embedding')} {check_vector_type(vector_type)}({dims}),\n"
         f"    {t.col('metadata')} JSONB DEFAULT '{{}}',\n"
         f"    {t.col('created_at')} TIMESTAMP DEFAULT NOW()"
         f"{text}\n)"
@@ -67,9 +73,19 @@ def create_tenant_policy(t: TableRef) -> str:
     )
 
 
-def create_vector_index(t: TableRef, metric: Metric, index_type: str, params: Mapping[str, int]) -> str:
-    """CREATE INDEX for `index_type` with validated integer options."""
-    name = quote_ident(t.index_name(index_type))
+def quantized(column: str, dimensions: int) -> str:
+    """The binary-quantized vectors of `column` (a quoted column or a query placeholder cast to its type), as
+    the binary index holds them: ``binary_quantize(column)::bit(d)``."""
+    return f"binary_quantize({column})::bit({int_literal(dimensions, 'dimensions')})"
+
+
+def create_vector_index(
+    t: TableRef, metric: Metric, index_type: str, params: Mapping[str, int],
+    *, vector_type: str = "vector", quantization: str | None = None, dimensions: int | None = None,
+) -> str:
+    """CREATE INDEX for `index_type` with validated integer options: on the `vector_type` column, or, with
+    ``quantization="binary"``, on its binary-quantized `dimensions` bits (Hamming distance)."""
+    name = quote_ident(t.index_name(index_kind(index_type, quantization)))
     if index_type == "hnsw":
         options = (
             f"m = {int_literal(params['m'], 'index_params.m')}, "
@@ -79,14 +95,18 @@ def create_vector_index(t: TableRef, metric: Metric, index_type: str, params: Ma
         options = f"lists = {int_literal(params['lists'], 'index_params.lists')}"
     else:
         raise ValueError(f"index_type must be 'hnsw' or 'ivfflat', got {index_type!r}")
-    return (
-        f"CREATE INDEX IF NOT EXISTS {name} ON {t.qualified} "
-        f"USING {index_type} ({t.col('embedding')} {metric.opclass}) WITH ({options})"
-    )
+    if quantization == "binary":
+        if dimensions is None:
+            raise ValueError("a binary-quantized index needs the dimensions")
+        keyed = f"({quantized(t.col('embedding'), dimensions)}) {BINARY_OPCLASS}"
+    else:
+        keyed = f"{t.col('embedding')} {opclass(vector_type, metric)}"
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {t.qualified} USING {index_type} ({keyed}) WITH ({options})"
 
 
-def drop_vector_index(t: TableRef, index_type: str) -> str:
-    return f"DROP INDEX IF EXISTS {quote_ident(t.schema)}.{quote_ident(t.index_name(index_type))}"
+def drop_vector_index(t: TableRef, kind: str) -> str:
+    """Drop the table's vector index of `kind` (one of `VECTOR_INDEX_KINDS`)."""
+    return f"DROP INDEX IF EXISTS {quote_ident(t.schema)}.{quote_ident(t.index_name(kind))}"
 
 
 def create_staging_table(t: TableRef, staging: str) -> str:

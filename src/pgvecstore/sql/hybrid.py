@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgvecstore.compact import check_vector_type
 from pgvecstore.metric import Metric
 from pgvecstore.sql.params import Params, Statement
-from pgvecstore.sql.queries import Filter, scope, select_columns
+from pgvecstore.sql.queries import Filter, Rerank, binary_candidates, scope, select_columns
 from pgvecstore.sql.table import TableRef
 from pgvecstore.sql.text_query import text_candidates
 
@@ -32,10 +33,20 @@ def text_search(
     )
 
 
-def _vector_candidates(t: TableRef, metric: Metric, where: str, query_ph: str, limit_ph: str) -> str:
+def _vector_candidates(
+    t: TableRef, metric: Metric, where: str, query_ph: str, limit_ph: str, rerank: Rerank | None, p: Params
+) -> str:
     """The vector side: id and distance of the nearest rows, in the plain ``ORDER BY embedding <op> query LIMIT n``
-    form that lets the planner use the vector index (so index settings apply to it as to a vector search)."""
+    form that lets the planner use the vector index (so index settings apply to it as to a vector search). With
+    `rerank`, the binary index's candidates re-ranked by `metric` (`queries.reranked_search`)."""
     emb, op = f"t.{t.col('embedding')}", metric.operator
+    if rerank is not None:
+        inner = binary_candidates(t, where, query_ph, rerank, p.add(rerank.candidates), alias="t")
+        distance = f"c.{t.col('embedding')} {op} {query_ph}::{check_vector_type(rerank.vector_type)}"
+        return (
+            f"SELECT c.{t.col('id')} AS id, {distance} AS distance FROM ({inner}) AS c "
+            f"ORDER BY distance LIMIT {limit_ph}"
+        )
     return (
         f"SELECT t.{t.col('id')} AS id, {emb} {op} {query_ph} AS distance FROM {t.qualified} AS t {where} "
         f"ORDER BY {emb} {op} {query_ph} LIMIT {limit_ph}"
@@ -45,20 +56,22 @@ def _vector_candidates(t: TableRef, metric: Metric, where: str, query_ph: str, l
 def hybrid_search(
     t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, *, query: Any, config: str, text: str,
     k: int, vector_k: int, text_k: int, rrf_k: float | None, alpha: float | None, metadata: bool, vectors: bool,
+    rerank: Rerank | None = None,
 ) -> tuple[Statement, bool]:
     """Both candidate lists in one statement, fused, best first, with ``score, vector_rank, text_rank`` last.
 
     Fusion is reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists a row is in, or, with `alpha`,
     ``alpha * v + (1 - alpha) * x`` where v and x are the vector similarity and text score min-max normalised
     within their candidate lists (0 for a row missing from a list). Ties go to the better vector rank, then text
-    rank, then id. Also returns whether the vector side is restricted by a filter or the domain.
+    rank, then id. Also returns whether the vector side is restricted by a filter or the domain. With `rerank`
+    (a binary-quantized store), the vector side re-ranks the binary index's candidates.
     """
     if (rrf_k is None) == (alpha is None):
         raise ValueError("hybrid_search needs exactly one of rrf_k and alpha")
     p = Params()
     where = scope(t, p, domain_id, filter, alias="t")
     text_ctes = text_candidates(t, p, domain_id, where.sql, config, text, text_k)
-    vector_sql = _vector_candidates(t, metric, where.sql, p.add(query), p.add(vector_k))
+    vector_sql = _vector_candidates(t, metric, where.sql, p.add(query), p.add(vector_k), rerank, p)
     ctes = [
         "vector_candidates AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance, v.id) AS rank "
         f"FROM ({vector_sql}) AS v)",

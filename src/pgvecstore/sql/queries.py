@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from pgvecstore.compact import HAMMING_OPERATOR, check_vector_type
 from pgvecstore.identifiers import WRITE_COLUMNS, quote_ident, quote_literal
 from pgvecstore.metric import Metric
+from pgvecstore.sql.ddl import quantized
 from pgvecstore.sql.filters import compile_filter
 from pgvecstore.sql.params import Params, Statement
 from pgvecstore.sql.table import TableRef
@@ -67,6 +69,48 @@ def vector_search(
     sql = (
         f"SELECT {cols}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
         f"ORDER BY {emb} {op} {q} LIMIT {p.named('k', k)}"
+    )
+    return p.statement(sql), where.restricts
+
+
+class Rerank(NamedTuple):
+    """A binary-quantized search: the column's type and dimensions (the index's ``bit(d)``) and how many
+    candidates the index scan hands to the re-ranking."""
+
+    vector_type: str
+    dimensions: int
+    candidates: int
+
+
+def binary_candidates(t: TableRef, where: str, query: str, rerank: Rerank, limit: str, alias: str = "") -> str:
+    """The rows nearest to `query` by the Hamming distance of their binary-quantized vectors, in the form the
+    binary index serves (``ORDER BY binary_quantize(embedding)::bit(d) <~> binary_quantize(query) LIMIT n``).
+    `where` reads the table as `alias`; `query` and `limit` are placeholders."""
+    emb = f"{alias}.{t.col('embedding')}" if alias else t.col("embedding")
+    target = quantized(f"{query}::{check_vector_type(rerank.vector_type)}", rerank.dimensions)
+    table = f"{t.qualified} AS {alias}" if alias else t.qualified
+    return (
+        f"SELECT * FROM {table} {where} "
+        f"ORDER BY {quantized(emb, rerank.dimensions)} {HAMMING_OPERATOR} {target} LIMIT {limit}"
+    )
+
+
+def reranked_search(
+    t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int, rerank: Rerank,
+    *, metadata: bool, vectors: bool,
+) -> tuple[Statement, bool]:
+    """`vector_search` of a binary-quantized store, in one statement: ``rerank.candidates`` rows from the binary
+    index, re-ranked by the exact distance of `metric` on their stored vectors; the `k` nearest, nearest first,
+    with their distance last. Slots ``query``, ``k`` and ``candidates``."""
+    p = Params()
+    where = scope(t, p, domain_id, filter)
+    q = p.named("query", query)
+    inner = binary_candidates(t, where.sql, q, rerank, p.named("candidates", rerank.candidates))
+    cols = select_columns(t, vectors=vectors, metadata=metadata, alias="c")
+    distance = f"c.{t.col('embedding')} {metric.operator} {q}::{check_vector_type(rerank.vector_type)}"
+    sql = (
+        f"SELECT {cols}, {distance} AS distance FROM ({inner}) AS c "
+        f"ORDER BY distance LIMIT {p.named('k', k)}"
     )
     return p.statement(sql), where.restricts
 

@@ -62,7 +62,8 @@ class TableRef:
         return "uuid" if self.id_type == "uuid" else "text"
 
     def index_name(self, index_type: str) -> str:
-        """The name of this table's vector index of `index_type` (found by name in the catalog)."""
+        """The name of this table's vector index of `index_type` (a kind: 'hnsw', 'ivfflat', 'hnsw_binary'),
+        found by name in the catalog."""
         return derived_name(self.name, f"{self.columns['embedding']}_{index_type}_idx")
 
     @property
