@@ -306,3 +306,42 @@ def test_a_column_name_collision_fails_clearly() -> None:
         PgVectorStore(dimensions=2, columns={"content": "meta_body"}, indexed_metadata={"body": "text"})
     with pytest.raises(InvalidOptionError, match="metadata_index must be one of 'none', 'gin'"):
         PgVectorStore(dimensions=2, metadata_index="btree")
+
+
+async def test_both_adapters_take_the_option_and_search_through_the_column(
+    pg_dsn: str, schema: str, admin: asyncpg.Connection
+) -> None:
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.types import (
+        FilterOperator,
+        MetadataFilter,
+        MetadataFilters,
+        VectorStoreQuery,
+    )
+
+    from langchain_pgvecstore import PgVecStore as LangChainStore
+    from llama_index.vector_stores.pgvecstore import PgVecStore as LlamaIndexStore
+
+    common = {"connection_string": pg_dsn, "schema": schema, "dimensions": 4, "pool_min_size": 1,
+              "pool_max_size": 2, "indexed_metadata": {"year": "int"}}
+    lc = LangChainStore(DeterministicFakeEmbedding(size=4), table_name="lc", **common)
+    li = LlamaIndexStore(table_name="li", **common)
+    try:
+        await lc.aadd_texts(["old", "new", "newer"], metadatas=[{"year": 1999}, {"year": 2021}, {"year": "2022"}])
+        found = await lc.asimilarity_search("new", k=3, filter={"year": {"$gte": 2000}})
+        assert [doc.page_content for doc in found] == ["new"]
+
+        nodes = [TextNode(id_=f"n{y}", text=str(y), metadata={"year": y}, embedding=[1.0, 0.0, 0.0, float(i)])
+                 for i, y in enumerate([1999, 2021, 2023])]
+        await li.async_add(nodes)
+        query = VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0, 0.0], similarity_top_k=3, filters=MetadataFilters(
+            filters=[MetadataFilter(key="year", value=2020, operator=FilterOperator.GT)]))
+        result = await li.aquery(query)
+        assert sorted(result.ids or []) == ["n2021", "n2023"]
+        for table in ("lc", "li"):
+            filled = await admin.fetchval(f'SELECT count(meta_year) FROM "{schema}"."{table}"')
+            assert filled == (2 if table == "lc" else 3), table
+    finally:
+        await lc.aclose()
+        await li.aclose()
