@@ -272,7 +272,9 @@ async def test_existing_table_gets_its_columns_filled(make_store: StoreMaker, ad
         await third.initialize()
 
 
-async def test_existing_values_that_do_not_fit_fail_initialize(make_store: StoreMaker, admin: asyncpg.Connection) -> None:
+async def test_existing_values_that_do_not_fit_fail_initialize(
+    make_store: StoreMaker, admin: asyncpg.Connection
+) -> None:
     first = make_store(dimensions=2, id_type="text", table_name="misfit")
     await first.add_vectors(np.ones((1, 2), dtype=np.float32), ids=["x"], metadata=[{"year": 1.5}])
     second = make_store(dimensions=2, id_type="text", table_name="misfit", indexed_metadata={"year": "int"})
