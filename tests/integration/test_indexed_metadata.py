@@ -152,6 +152,8 @@ async def test_indexed_filters_give_the_rows_of_jsonb_filters(
     assert {row.id for row in await twin_store.get(filter=plain)} == expected, f"plain {plain}"
     assert {row.id for row in await twin_store.get(filter=indexed)} == expected, f"indexed {indexed}"
     assert await twin_store.count(filter=indexed) == len(expected)
+    hits = await twin_store.search(np.ones(2, dtype=np.float32), k=len(metas), filter=indexed)
+    assert {hit.id for hit in hits} == expected
 
 
 async def test_every_operator_and_operand_on_fixed_rows(twin_store: PgVectorStore, admin: asyncpg.Connection) -> None:
@@ -237,11 +239,14 @@ async def test_a_value_the_column_cannot_hold_is_refused_and_nothing_written(mak
 
 async def test_selective_filters_use_the_btree_and_the_gin(make_store: StoreMaker, admin: asyncpg.Connection) -> None:
     store = make_store(dimensions=2, id_type="text", table_name="plans", indexed_metadata={"year": "int"},
-                       metadata_index="gin")
+                       metadata_index="gin", metadata_statistics=500)
     n = 20_000
     await store.add_vectors(np.ones((n, 2), dtype=np.float32), ids=[f"r{i}" for i in range(n)],
                             metadata=[{"year": 1000 + i, "tag": f"t{i}", "group": i % 3} for i in range(n)])
     t = store.table
+    target = await admin.fetchval("SELECT attstattarget FROM pg_attribute WHERE attrelid = $1::regclass "
+                                  "AND attname = 'metadata'", f"{t.schema}.{t.name}")
+    assert target == 500
     await admin.execute(f"ANALYZE {t.qualified}")
     for filter, index in [
         ({"year": 1500}, t.indexed_object("year", "idx")),
