@@ -27,7 +27,7 @@ def compiled(filter: dict[str, Any], alias: str = "") -> str:
         ({"year": 2024}, '"meta_year" = $1::bigint'),
         ({"year": 2024.0}, '"meta_year" = $1::bigint'),
         ({"year": {"$lt": 5}}, '"meta_year" < $1::bigint'),
-        ({"lang": {"$gte": "m"}}, '"meta_lang" >= $1::text'),
+        ({"lang": {"$gte": "m"}}, '"meta_lang" COLLATE "C" >= $1::text'),
         ({"lang": {"$ilike": "e%"}}, '"meta_lang" COLLATE "default" ILIKE $1::text'),
         ({"w": 0.1}, '"meta_w" = $1::float8'),
         ({"ok": False}, '"meta_ok" = $1::boolean'),

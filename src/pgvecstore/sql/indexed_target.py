@@ -75,7 +75,9 @@ class IndexedTarget(MetadataTarget):
         operand = None if self.kind == "bool" else self.operand(value, where)
         if operand is None:
             return super().compare(op, value, where)
-        return f"({self.column} {op} {self.bind(operand)})"
+        # Code-point order, as on the JSON; the column's own collation is "C" (made so), so its index serves this.
+        collate = ' COLLATE "C"' if self.kind == "text" else ""
+        return f"({self.column}{collate} {op} {self.bind(operand)})"
 
     def isin(self, values: list[Any], where: str) -> str:
         operands = []
