@@ -28,6 +28,12 @@ the same rows, to show what text search costs at write time:
   tsvector and term frequencies of each row, the term statistics of each statement).
 - core_on: the core ``add_vectors`` as in core_off into a ``text_search=True`` store.
 
+With ``--metadata-indexes`` the core ``add_vectors(vectors, ids, metadata)`` runs into four ``text_search=False``
+stores, to show what indexing metadata costs at write time: none (plain), ``metadata_index="gin"`` (a
+``jsonb_path_ops`` GIN index on the metadata), ``indexed_metadata`` of both metadata keys (``source`` as text, ``n``
+as int: a column each, filled by a row trigger, with a b-tree), and both; then into two stores with text search on
+(the default, whose own row trigger already makes COPY insert row by row), without and with ``indexed_metadata``.
+
 The report gives core_on / raw_copy_tsv (issue 16's target: >= 0.7), core_on / raw_copy_on (the library's own
 overhead apart from the text work) and core_off / raw_copy_off (target: >= 0.8).
 
@@ -40,6 +46,7 @@ Usage::
     python benchmarks/ingest.py --rows 2000 --dims 64 --repeats 1
     python benchmarks/ingest.py --output benchmarks/results/ingest.md
     python benchmarks/ingest.py --documents --output benchmarks/results/ingest_text.md
+    python benchmarks/ingest.py --metadata-indexes
 """
 
 from __future__ import annotations
@@ -98,9 +105,10 @@ class Bench:
     metadata: list[dict[str, Any]]
     counter: int = 0
     documents: Documents | None = None  # --documents: the rows' document columns
+    metadata_indexes: bool = False  # --metadata-indexes
 
-    def store(self, table: str, text_search: bool = True) -> PgVectorStore:
-        options: dict[str, Any] = {
+    def store(self, table: str, text_search: bool = True, extra: dict[str, Any] | None = None) -> PgVectorStore:
+        options: dict[str, Any] = {**(extra or {}),
             "connection_string": self.dsn,
             "schema": self.schema,
             "table_name": table,
@@ -289,6 +297,7 @@ class Method(NamedTuple):
     label: str
     prepare: Strategy
     text_search: bool = True
+    options: dict[str, Any] | None = None  # more store options
 
 
 METHODS: dict[str, Method] = {
@@ -319,7 +328,28 @@ DOCUMENT_RATIOS: list[tuple[str, str, float | None]] = [
 ]
 
 
+# --metadata-indexes: the core's add_vectors with and without indexes on the metadata.
+INDEXED = {"source": "text", "n": "int"}
+METADATA_INDEX_METHODS: dict[str, Method] = {
+    "core_plain": Method("core `add_vectors`, no metadata index", _core_ids_new, False),
+    "core_gin": Method('core `add_vectors`, metadata_index="gin"', _core_ids_new, False, {"metadata_index": "gin"}),
+    "core_indexed": Method(
+        "core `add_vectors`, indexed_metadata (2 keys)", _core_ids_new, False, {"indexed_metadata": INDEXED}
+    ),
+    "core_both": Method(
+        "core `add_vectors`, both", _core_ids_new, False, {"metadata_index": "gin", "indexed_metadata": INDEXED}
+    ),
+    "core_text": Method("core `add_vectors`, text search on, no metadata index", _core_ids_new),
+    "core_text_indexed": Method(
+        "core `add_vectors`, text search on, indexed_metadata (2 keys)", _core_ids_new, True,
+        {"indexed_metadata": INDEXED},
+    ),
+}
+
+
 def methods_of(bench: Bench) -> dict[str, Method]:
+    if bench.metadata_indexes:
+        return METADATA_INDEX_METHODS
     return DOCUMENT_METHODS if bench.documents is not None else METHODS
 
 
@@ -334,7 +364,7 @@ async def run_method(bench: Bench, method: str, n: int) -> float:
     """Set up a fresh table, time `method` writing the first `n` rows into it, drop the table; seconds taken."""
     table = bench.next_table(method)
     strategy = methods_of(bench)[method]
-    store = bench.store(table, strategy.text_search)
+    store = bench.store(table, strategy.text_search, strategy.options)
     await store.initialize()  # creates the table exactly as the store does (the raw methods use it too)
     conn = await asyncpg.connect(bench.dsn)
     try:
@@ -371,6 +401,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[list[Timing], str]:
     )
     if args.documents:
         bench.documents = make_documents(bench.metadata)
+    bench.metadata_indexes = args.metadata_indexes
     admin = await asyncpg.connect(dsn)
     try:
         version = await server_version(admin)
@@ -394,8 +425,11 @@ def render(timings: list[Timing], args: argparse.Namespace, version: str) -> str
     if args.documents:
         return render_documents(timings, args, version)
     limit = timings[0].rate
+    title = "with small metadata"
+    if args.metadata_indexes:
+        title = "with small metadata, with and without metadata indexes (text_search=False)"
     table = markdown_table(
-        ["method", "rows", "seconds", "rows/s", "ratio to raw COPY"],
+        ["method", "rows", "seconds", "rows/s", f"ratio to {'no index' if args.metadata_indexes else 'raw COPY'}"],
         [
             [t.method, f"{t.rows:,}", f"{t.best:.3f}", f"{t.rate:,.0f}", f"{t.rate / limit:.2f}"]
             for t in timings
@@ -404,7 +438,7 @@ def render(timings: list[Timing], args: argparse.Namespace, version: str) -> str
     default_batch = StoreConfig.__dataclass_fields__["batch_size"].default
     batch = args.batch_size if args.batch_size is not None else f"{default_batch} (the default)"
     return (
-        f"## Ingest: {args.rows:,} x {args.dims} float32 vectors with small metadata\n\n"
+        f"## Ingest: {args.rows:,} x {args.dims} float32 vectors {title}\n\n"
         f"{table}\n\n"
         f"Best of {args.repeats} repeat(s) after a warm-up, each into a fresh table without a vector index; "
         f"store batch_size={batch}. Ratios compare rates measured in this same run.\n"
@@ -462,8 +496,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="document rows (180-word contents): raw COPY and core with text search off, on, and against a "
         "generated tsvector column with a GIN index (benchmarks/results/ingest_text.md)",
     )
+    parser.add_argument(
+        "--metadata-indexes",
+        action="store_true",
+        help='core add_vectors without metadata indexes, with metadata_index="gin", with indexed_metadata, and both',
+    )
     add_server_arguments(parser)
     args = parser.parse_args(argv)
+    if args.documents and args.metadata_indexes:
+        parser.error("--documents and --metadata-indexes are separate reports: give one")
     for name in ("rows", "dims", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")

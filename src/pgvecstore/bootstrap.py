@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from pgvecstore import indexes, text_search
+from pgvecstore import indexes, metadata_columns, text_search
 from pgvecstore.compact import DEFAULT_VECTOR_TYPE
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
@@ -65,6 +65,7 @@ class TableBootstrap:
         if not await indexes.relation_exists(conn, t.schema, t.name):
             await self._create_table(conn, text_config, vector_schema)
         dimensions, vector_type = await self._check_table(conn)
+        await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
         await text_search.read_layout(conn, t)  # a column of the text-search column's name must be a tsvector
         tenant, copy_direct = await self._row_security(conn)
         built = False

@@ -19,10 +19,13 @@ from pgvecstore.compact import (
 from pgvecstore.errors import InvalidOptionError, did_you_mean
 from pgvecstore.filter_limits import MAX_FILTER_CONDITIONS, MAX_FILTER_VALUES
 from pgvecstore.identifiers import (
+    INDEXED_METADATA_TYPES,
     LOGICAL_COLUMNS,
     derived_name,
+    indexed_metadata_column_name,
     text_terms_column_name,
     validate_identifier,
+    validate_indexed_metadata_key,
     validate_text_search_config,
 )
 from pgvecstore.metric import Metric
@@ -35,6 +38,7 @@ DEFAULT_STATEMENT_TIMEOUT = 60.0
 METRICS = tuple(m.value for m in Metric)
 INDEX_TYPES = ("none", "hnsw", "ivfflat")
 ID_TYPES = ("uuid", "text")
+METADATA_INDEXES = ("none", "gin")
 MAX_DIMENSIONS = 16000
 
 # Valid ranges of pgvector's index and query parameters (pgvector 0.8).
@@ -150,6 +154,9 @@ class StoreConfig:
     vector_type: str | None = None
     quantization: str | None = None
     rerank_factor: int = DEFAULT_RERANK_FACTOR
+    indexed_metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata_index: str = "none"
+    metadata_statistics: int | None = None
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -220,6 +227,39 @@ class StoreConfig:
                 raise InvalidOptionError(f"{option} must be a positive number of seconds, got {value!r}")
         self._check_text_search()
         self._check_compact()
+        self._check_metadata_indexes()
+
+    def _check_metadata_indexes(self) -> None:
+        _check_choice("metadata_index", self.metadata_index, METADATA_INDEXES)
+        if self.metadata_statistics is not None:
+            _check_int("metadata_statistics", self.metadata_statistics, 1, 10_000)
+        declared = self.indexed_metadata
+        if not isinstance(declared, Mapping):
+            raise InvalidOptionError(
+                f"indexed_metadata must be a mapping of metadata keys to types such as {{'year': 'int'}}, "
+                f"got {declared!r}"
+            )
+        taken = {column: f"the column of {logical!r}" for logical, column in self.columns.items()}
+        tsv_column = self.resolved_text_search_column
+        taken[tsv_column] = "the text-search column"
+        taken[text_terms_column_name(tsv_column)] = "the text-search term column"
+        result: dict[str, str] = {}
+        for key, kind in declared.items():
+            validate_indexed_metadata_key(key, "indexed_metadata")
+            if not isinstance(kind, str) or kind not in INDEXED_METADATA_TYPES:
+                hint = did_you_mean(kind, INDEXED_METADATA_TYPES) if isinstance(kind, str) else ""
+                raise InvalidOptionError(
+                    f"indexed_metadata[{key!r}]: unknown type {kind!r}; use one of "
+                    f"{', '.join(repr(t) for t in INDEXED_METADATA_TYPES)}{hint}"
+                )
+            column = indexed_metadata_column_name(key)
+            if column in taken:
+                raise InvalidOptionError(
+                    f"indexed_metadata[{key!r}]: its column {column!r} is already {taken[column]}; map that column "
+                    "to another name with the 'columns' option, or index another key"
+                )
+            result[key] = kind
+        object.__setattr__(self, "indexed_metadata", result)
 
     def _check_pool(self) -> None:
         _check_int("pool_min_size", self.pool_min_size, 0, 1000)

@@ -100,6 +100,59 @@ def text_terms_column_name(text_search_column: str) -> str:
     return derived_name(text_search_column, "tf")
 
 
+# The types an `indexed_metadata` key may be declared with, and the SQL type of its column. Text columns use the
+# "C" collation: the filter compiler orders metadata strings by code point, and the column's b-tree must too.
+INDEXED_METADATA_TYPES = {
+    "text": 'text COLLATE "C"',
+    "int": "bigint",
+    "float": "double precision",
+    "bool": "boolean",
+    "timestamp": "timestamp with time zone",
+}
+# How the catalog (format_type) names each column type, to check a column that exists.
+INDEXED_METADATA_CATALOG_TYPES = {
+    "text": "text",
+    "int": "bigint",
+    "float": "double precision",
+    "bool": "boolean",
+    "timestamp": "timestamp with time zone",
+}
+INDEXED_METADATA_PREFIX = "meta_"
+
+
+def indexed_metadata_column_name(key: str) -> str:
+    """The column of an indexed metadata key: ``meta_<key>``, the key kept as written (the one rule; the key must
+    be a valid name, so the column is one too, and at most 63 bytes)."""
+    return f"{INDEXED_METADATA_PREFIX}{key}"
+
+
+def validate_indexed_metadata_key(key: object, option: str) -> str:
+    """Return `key` if it can be an indexed metadata key: a top-level key that is a valid name and not one of the
+    filter's column keys."""
+    if not isinstance(key, str):
+        raise InvalidOptionError(f"{option}: key {key!r} must be a string")
+    if "." in key:
+        raise InvalidOptionError(
+            f"{option}: key {key!r} is a nested (dotted) key; only top-level metadata keys can be indexed"
+        )
+    if key in FILTER_COLUMNS:
+        raise InvalidOptionError(
+            f"{option}: key {key!r} already addresses the table's {key} column in filters; it cannot be indexed"
+        )
+    if not _IDENTIFIER.fullmatch(key):
+        raise InvalidOptionError(
+            f"{option}: key {key!r} cannot be indexed: use letters, digits and underscores, starting with a letter "
+            "or underscore"
+        )
+    column = indexed_metadata_column_name(key)
+    if len(column.encode()) > MAX_IDENTIFIER_BYTES:
+        raise InvalidOptionError(
+            f"{option}: key {key!r} is too long: its column {column!r} passes PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte "
+            "name limit"
+        )
+    return key
+
+
 def derived_name(base: str, suffix: str) -> str:
     """A deterministic object name `base_suffix`, shortened with a hash when it would pass 63 bytes."""
     name = f"{base}_{suffix}"

@@ -72,6 +72,20 @@ def test_ingest_benchmark_of_document_rows_runs_and_prints_its_ratios(pg_dsn: st
     assert ratios == ["core_on / raw_copy_tsv", "core_on / raw_copy_on", "core_off / raw_copy_off"]
 
 
+def test_ingest_benchmark_of_metadata_indexes_runs(pg_dsn: str, tmp_path: Path) -> None:
+    """Core ingest without metadata indexes, with the GIN, with indexed_metadata and with both."""
+    lines, methods = run_ingest(tmp_path, "ingest_meta.md", "--metadata-indexes", "--dims", "8", "--dsn", pg_dsn)
+    assert "| method | rows | seconds | rows/s | ratio to no index |" in lines
+    assert methods == [
+        "core `add_vectors`, no metadata index",
+        'core `add_vectors`, metadata_index="gin"',
+        "core `add_vectors`, indexed_metadata (2 keys)",
+        "core `add_vectors`, both",
+        "core `add_vectors`, text search on, no metadata index",
+        "core `add_vectors`, text search on, indexed_metadata (2 keys)",
+    ]
+
+
 def test_ingest_benchmark_rejects_a_bad_size() -> None:
     result = run_script("ingest.py", "--rows", "0")
     assert result.returncode == 2

@@ -172,3 +172,18 @@ def count_rows_up_to(schema: str, table: str, limit: int) -> Statement:
     qualified = TableRef.plain(schema, table).qualified
     return p.statement(f"SELECT count(*) FROM (SELECT 1 FROM {qualified} LIMIT {p.add(limit)}) AS capped")
 
+
+
+def metadata_index_state(t: TableRef) -> Statement:
+    """The table's trigger names, index names and the metadata column's statistics target (NULL or -1: the
+    default), for the set-up of indexed metadata."""
+    p = Params()
+    return p.statement(
+        "SELECT ARRAY(SELECT tg.tgname::text FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal), "
+        "ARRAY(SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = c.oid), "
+        "(SELECT a.attstattarget::int FROM pg_attribute a WHERE a.attrelid = c.oid "
+        f"AND a.attname = {p.add(t.columns['metadata'])}) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
+    )

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pgvecstore.identifiers import LOGICAL_COLUMNS, derived_name, quote_ident, text_terms_column_name
+from pgvecstore.identifiers import (
+    LOGICAL_COLUMNS,
+    derived_name,
+    indexed_metadata_column_name,
+    quote_ident,
+    text_terms_column_name,
+)
 
 if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
@@ -26,6 +32,8 @@ class TableRef:
     columns: Mapping[str, str]
     id_type: str = "uuid"
     text_search_column: str = "content_tsv"
+    # Indexed metadata keys and their types (the `indexed_metadata` option): each has a column of its own.
+    indexed_metadata: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: StoreConfig) -> TableRef:
@@ -35,10 +43,11 @@ class TableRef:
             columns=dict(config.columns),
             id_type=config.id_type,
             text_search_column=config.resolved_text_search_column,
+            indexed_metadata=dict(config.indexed_metadata),
         )
 
     @classmethod
-    def plain(cls, schema: str, name: str, **options: str) -> TableRef:
+    def plain(cls, schema: str, name: str, **options: Any) -> TableRef:
         """A table with the logical column names (for tests and tools)."""
         return cls(schema, name, {c: c for c in LOGICAL_COLUMNS}, **options)
 
@@ -97,6 +106,20 @@ class TableRef:
     def text_object(self, kind: str) -> str:
         """The name of one of the text-search functions and triggers (`kind`: row, stats, ins, upd, del, trunc)."""
         return derived_name(self.name, f"text_{kind}")
+
+    def indexed_column(self, key: str) -> str:
+        """The quoted column of indexed metadata key `key`."""
+        return quote_ident(indexed_metadata_column_name(key))
+
+    def indexed_object(self, key: str, kind: str) -> str:
+        """The name of the b-tree index (`kind` ``idx``), trigger (``trg``) or function (``fill``) of an indexed
+        metadata key's column."""
+        return derived_name(self.name, f"{indexed_metadata_column_name(key)}_{kind}")
+
+    @property
+    def metadata_gin_index_name(self) -> str:
+        """The name of the GIN index on the metadata column (the ``metadata_index="gin"`` option)."""
+        return derived_name(self.name, f"{self.columns['metadata']}_gin_idx")
 
     def in_schema(self, name: str) -> str:
         """``"schema"."name"``: another object of the table's schema, quoted."""
