@@ -185,9 +185,10 @@ def render(entries: list[dict[str, Any]]) -> str:
                         "recall vs vector", "p50 ms", "p99 ms", "q/s", "raw p50 / p50"], searches,
                        align="lllrrrrrrrr"),
         "",
-        "Unfiltered: every query once untimed, then every query timed, one client. Recall@10 against the exact "
-        "cosine top 10 (numpy, float32). raw asyncpg: `ORDER BY embedding <=> $1 LIMIT 10` on a held connection "
-        "(only where the HNSW index is on the column itself).",
+        "Unfiltered: one client; every query once untimed, then every query timed, the core and the raw query "
+        "taking turns query by query (the order rotating); q/s is one over the mean latency. Recall@10 against the "
+        "exact cosine top 10 (numpy, float32). raw asyncpg: `ORDER BY embedding <=> $1 LIMIT 10` on a held "
+        "connection (only where the HNSW index is on the column itself).",
         "",
         markdown_table(["rows", "variant", "filter", "share", "p50 ms", "p99 ms", "rows returned (min / mean)",
                         "recall@10", "paths (search_tuning.record_paths)"], filters,

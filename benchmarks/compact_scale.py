@@ -335,9 +335,29 @@ async def raw_search(admin: asyncpg.Connection, store: PgVectorStore, dsn: str) 
     return held, sql
 
 
+async def interleaved(runners: dict[str, Search], count: int) -> dict[str, tuple[Latencies, list[list[int]]]]:
+    """Every runner on every query untimed, then timed taking turns query by query (the order rotating), so that
+    load from elsewhere on a shared machine hits them alike; each runner's latencies and results."""
+    for i in range(count):
+        for run in runners.values():
+            await run(i)
+    names = list(runners)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    found: dict[str, list[list[int]]] = {name: [] for name in names}
+    for i in range(count):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            ids = await runners[name](i)
+            seconds[name].append(time.perf_counter() - t0)
+            found[name].append(ids)
+    # One client: its queries/s is one over the mean latency (the wall time here covers every runner).
+    return {name: (Latencies(name, seconds[name], sum(seconds[name])), found[name]) for name in names}
+
+
 async def unfiltered(bench: Bench, admin: asyncpg.Connection, store: PgVectorStore, variant: str,
                      on_column: bool) -> list[dict[str, Any]]:
-    """Recall, latency and queries/s of unfiltered searches: core at each ef_search (and rerank factor), raw."""
+    """Recall, latency and queries/s of unfiltered searches: core at each ef_search (and rerank factor) and the
+    raw query beside it, taking turns query by query."""
     args, queries, count = bench.args, bench.queries, bench.args.queries
     lines: list[dict[str, Any]] = []
 
@@ -346,15 +366,15 @@ async def unfiltered(bench: Bench, admin: asyncpg.Connection, store: PgVectorSto
             return [int(hit[0]) for hit in await s.search(queries[i], k=K, search_params=params)]
         return run
 
-    async def line(method: str, run: Search, **labels: Any) -> None:
-        timing, found = await timed_queries(run, count, warm=count)
-        lines.append({"method": method, **labels, **summary(timing, found, bench.truth)})
-        log(f"{variant}: {method} {labels}: recall@10 {lines[-1]['recall']:.4f}, p50 {timing.p50_ms:.2f} ms")
+    async def measure(runners: dict[str, Search], **labels: Any) -> None:
+        for name, (timing, found) in (await interleaved(runners, count)).items():
+            lines.append({"method": name, **labels, **summary(timing, found, bench.truth)})
+            log(f"{variant}: {name} {labels}: recall@10 {lines[-1]['recall']:.4f}, p50 {timing.p50_ms:.2f} ms")
 
     held, raw_sql = await raw_search(admin, store, bench.dsn) if on_column else (None, "")
     try:
         for ef in (None, args.ef_high):
-            await line("core", core(store, None if ef is None else {"ef_search": ef}), ef_search=ef or 40)
+            runners = {"core": core(store, None if ef is None else {"ef_search": ef})}
             if held is not None:
                 await held.execute("SELECT set_config('hnsw.ef_search', $1, false)", str(ef or 40))
 
@@ -364,7 +384,8 @@ async def unfiltered(bench: Bench, admin: asyncpg.Connection, store: PgVectorSto
                         json.loads(r[1])  # as the core decodes metadata
                     return [int(r[0]) for r in rows]
 
-                await line("raw", raw, ef_search=ef or 40)
+                runners["raw"] = raw
+            await measure(runners, ef_search=ef or 40)
     finally:
         if held is not None:
             await held.close()
@@ -372,7 +393,7 @@ async def unfiltered(bench: Bench, admin: asyncpg.Connection, store: PgVectorSto
         for factor in args.rerank_factors:
             swept = bench.store(variant, **{RERANK_OPTION: factor})
             try:
-                await line("core", core(swept, None), ef_search=40, rerank_factor=factor)
+                await measure({"core": core(swept, None)}, ef_search=40, rerank_factor=factor)
             finally:
                 await swept.close()
     return lines
