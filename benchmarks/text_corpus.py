@@ -102,6 +102,26 @@ def synthetic(
         yield ids, contents, vectors
 
 
+def synthetic_vectors(
+    n: int, seed: int = 0, batch: int = 100_000, corpus: SciFact | None = None
+) -> Iterator[np.ndarray]:
+    """The vectors of `synthetic(n, seed)` alone, in batches of at most `batch` rows: the same values (the same
+    two random streams, drawn in the same order), without the cost of making the words."""
+    if n < 0 or batch < 1:
+        raise ValueError("n must be >= 0 and batch >= 1")
+    data = corpus if corpus is not None else scifact()
+    docs = np.asarray(data.doc_vectors, dtype=np.float32)
+    sigma = np.float32(noise_scale(docs.shape[1]))
+    documents = np.random.default_rng([seed, _STREAMS["documents"]])
+    noise = np.random.default_rng([seed, _STREAMS["noise"]])
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        vectors = docs[documents.integers(0, len(docs), size)]
+        vectors = vectors + noise.standard_normal((size, docs.shape[1]), dtype=np.float32) * sigma
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        yield vectors
+
+
 def describe(seed: int = 0) -> str:
     """One paragraph on how the synthetic chunks are made, for reports."""
     return (

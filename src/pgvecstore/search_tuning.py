@@ -35,7 +35,9 @@ So a filtered search:
 4. if the index scan still returned fewer than ``k`` rows (the estimate was wrong, or the scan hit its limit),
    runs the exact scan: a search returns ``k`` rows whenever ``k`` rows match (`should_retry_exact`).
 
-Unfiltered searches skip steps 1, 2 and 4: no extra round trip. `record_paths` tells which of these paths each
+Both paths plan each search afresh (`CUSTOM_PLAN`): a prepared statement's generic plan would keep one path's
+plan for the other's searches on the same connection. Unfiltered searches skip steps 1, 2 and 4: no extra round
+trip. `record_paths` tells which of these paths each
 filtered search took (for benchmarks and tests).
 """
 
@@ -64,9 +66,14 @@ INT_OPTION_RANGES: dict[str, tuple[int, int]] = {
 FLOAT_OPTION_RANGES: dict[str, tuple[float, float]] = {"exact_selectivity": (0.0, 1.0)}
 BOOL_OPTIONS = ("retry_exact",)
 
+# Every filtered search is planned for its own settings and values. PostgreSQL switches a prepared statement (the
+# pool's statement cache) to a generic plan after five runs and keeps it whatever the settings of later runs: a
+# plan made under the exact scan's settings would answer the next broad filter on that connection by an exact scan
+# too (a whole-table read), and a plan made for an index scan would ignore the exact scan's settings.
+CUSTOM_PLAN: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
 # Transaction-local settings that make the planner read the rows instead of using the vector index. Bitmap scans
 # stay allowed, so a filter on an indexed column (document_id, domain_id) still finds its rows by b-tree.
-EXACT_SCAN_SETTINGS: dict[str, str] = {"enable_indexscan": "off", "enable_indexonlyscan": "off"}
+EXACT_SCAN_SETTINGS: dict[str, str] = {"enable_indexscan": "off", "enable_indexonlyscan": "off", **CUSTOM_PLAN}
 # pgvector 0.8 iterative index scans: keep scanning until k rows pass the filter. HNSW keeps exact order; IVFFlat
 # only offers relaxed order (the store sorts its k rows by distance).
 ITERATIVE_SCAN: dict[str, str] = {"hnsw.iterative_scan": "strict_order", "ivfflat.iterative_scan": "relaxed_order"}
@@ -174,6 +181,7 @@ def search_settings(options: SearchOptions, *, filtered: bool, k: int, share: fl
         # The pool's connections scan iteratively already; saying so here keeps a filtered search right on any
         # connection (it rides on the same set_config statement, so it costs nothing).
         settings.update(ITERATIVE_SCAN)
+        settings.update(CUSTOM_PLAN)
         settings["hnsw.ef_search"] = str(filtered_ef(options, k, share))
         settings["hnsw.max_scan_tuples"] = str(options.max_scan_tuples)
         settings["hnsw.scan_mem_multiplier"] = str(options.scan_mem_multiplier)

@@ -171,3 +171,53 @@ def test_peer_benchmark_runs_in_the_peers_environment(pg_dsn: str, lib: str) -> 
     assert [r["kind"] for r in records] == ["ingest", "search", "search", "build", "search", "search"]
     assert records[0]["landed"] == 60
     assert all(r["returned"] == 10 for r in records if r["kind"] == "search")
+
+
+def test_compact_scale_runs_at_a_tiny_size_and_merges_its_report(pg_dsn: str, tmp_path: Path) -> None:
+    """The 1M-row benchmark of issue 17 at 6,000 rows: the vector variant, its filters, the report and chart;
+    a second run at the same size is merged into the same report (the latest run of each variant)."""
+    output = tmp_path / "7_compact_scale.md"
+    args = ("compact_scale.py", "--rows", "6000", "--queries", "20", "--filter-queries", "12", "--batch", "2500",
+            "--dsn", pg_dsn, "--output", str(output))
+    result = run_script(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert report.startswith("## 7. Compact vectors and selective filters")
+    assert "| 6,000 | vector | core `search` | 40 |" in report
+    assert "| 6,000 | vector | raw asyncpg | 100 |" in report
+    data = json.loads(report.split("<!-- compact_scale data: ", 1)[1].rsplit(" -->", 1)[0])
+    variant = data[0]["variants"]["vector"]
+    assert variant["index_bytes"] > 0 and variant["table_bytes"] > 0
+    assert {(f["key"], f["share"]) for f in variant["filtered"]} == {("bucket", 0.01), ("rare", 0.001)}
+    for line in variant["filtered"]:
+        assert line["full"] == 1.0  # every filtered search got k rows, or every row that matches (6 at 0.1%)
+        assert line["recall"] >= 0.95
+        assert sum(line["paths"].values()) == 12
+    for line in variant["unfiltered"]:
+        assert line["returned_min"] == 10 and line["recall"] > 0.8
+    assert (tmp_path / "7_compact_scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    again = run_script(*args[:-2], "--no-raw-copy", "--sql-index", "gin", "--output", str(output))
+    assert again.returncode == 0, again.stderr[-3000:]
+    merged = output.read_text()
+    assert "| 6,000 | vector | core `search` | 40 |" in merged  # kept
+    assert "| 6,000 | vector + GIN by SQL | core `search` | 40 |" in merged  # added
+
+
+def test_compact_scale_names_a_variant_the_store_does_not_take(pg_dsn: str) -> None:
+    """Variants are sets of store options; one the store rejects stops the run before any work, naming the
+    variant and the option (halfvec comes with issue 17's vector_type option: once it is there, the run works)."""
+    result = run_script("compact_scale.py", "--rows", "6000", "--queries", "5", "--filter-queries", "3",
+                        "--variants", "halfvec", "--no-raw-copy", "--dsn", pg_dsn)
+    if result.returncode == 0:
+        assert "| 6,000 | halfvec | core `search` | 40 |" in result.stdout
+    else:
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "variant 'halfvec': the store rejects its options {'vector_type': 'halfvec'}" in result.stderr
+        assert "ground truth" not in result.stderr  # refused before any work
+
+
+def test_compact_scale_rejects_an_unknown_variant() -> None:
+    result = run_script("compact_scale.py", "--variants", "vector,float8")
+    assert result.returncode == 2
+    assert "--variants: unknown variant 'float8'" in result.stderr

@@ -183,6 +183,33 @@ async def test_store_re_runs_a_short_index_scan_exactly(
     assert [meta["n"] for _id, _score, meta in hits] == expected
 
 
+async def test_a_filtered_search_takes_its_own_path_whatever_ran_before_it_on_the_connection(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
+) -> None:
+    """Exact scans leave nothing behind for the next search on the same connection: after a run of very
+    selective (exact) searches, a broad filter still gets the index scan's answer. PostgreSQL switches a prepared
+    statement to a generic plan after five runs, and that plan, made under the exact scan's settings, would
+    otherwise answer the broad filter by an exact scan too, whatever its own settings (slow on a large table)."""
+    reference = await _indexed_store(make_store, admin, data)
+    store = make_store(dimensions=DIMS, pool_min_size=1, pool_max_size=1)  # the same table, one connection
+    short_list = {"filtered_ef_search": 10}  # the index path's answer then differs from the exact one
+
+    async def broad(s: PgVectorStore, query: np.ndarray) -> list[int]:
+        hits = await s.search(query, k=K, filter={"g2": 0}, search_params=short_list)
+        return [meta["n"] for _id, _score, meta in hits]
+
+    queries = data["queries"]
+    by_index = {i: await broad(reference, queries[i]) for i in range(len(queries))}
+    differs = [i for i, found in by_index.items() if found != _truth(data, queries[i], "g2", 0)]
+    assert differs, "the short candidate list found every exact answer: nothing to tell the paths apart"
+    with record_paths() as paths:
+        for i in range(8):
+            await store.search(queries[i], k=K, filter={"g1000": int(data["labels"]["g1000"][i])})
+        again = {i: await broad(store, queries[i]) for i in differs}
+    assert paths == ["exact"] * 8 + ["index"] * len(differs)
+    assert again == {i: by_index[i] for i in differs}
+
+
 async def test_store_unfiltered_search_with_an_index_returns_k_rows(
     make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
 ) -> None:
@@ -284,6 +311,10 @@ def test_exact_scan_decision() -> None:
     assert not should_retry_exact(options, 3, 10, filtered=False, exact=False)
     assert not should_retry_exact(SearchOptions(retry_exact=False), 3, 10, filtered=True, exact=False)
     assert EXACT_SCAN_SETTINGS["enable_indexscan"] == "off"
+    # Both paths plan every search for its own settings (no generic plan carried over from the other path).
+    assert EXACT_SCAN_SETTINGS["plan_cache_mode"] == "force_custom_plan"
+    assert search_settings(options, filtered=True, k=10)["plan_cache_mode"] == "force_custom_plan"
+    assert "plan_cache_mode" not in search_settings(options, filtered=False, k=10)
     assert estimated_share(50, 200) == 0.25
     assert estimated_share(0, 0) is None
 
