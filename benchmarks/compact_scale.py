@@ -278,7 +278,10 @@ class Bench:
         """The same rows by raw binary COPY (same batches, one transaction each) into a table made LIKE the
         store's (its keys and support indexes); seconds, records built inside the clock."""
         t = store.table
-        like = f'"{self.schema}"."raw_copy"'
+        # A name of its own per table made: asyncpg caches the COPY's column types by the table's name, and the
+        # variants' columns differ in type (vector, halfvec).
+        name = f"raw_copy_{t.name}"
+        like = f'"{self.schema}"."{name}"'
         await admin.execute(f"CREATE TABLE {like} (LIKE {t.qualified} INCLUDING ALL)")
         columns = [t.columns[c] for c in ("id", "embedding", "metadata")]
         rows, batch = len(self.vectors), self.args.batch
@@ -289,7 +292,7 @@ class Bench:
                        zip(range(start, stop), self.vectors[start:stop], metadata(start, stop, self.columns),
                            strict=True)]
             async with admin.transaction():
-                await admin.copy_records_to_table("raw_copy", records=records, columns=columns,
+                await admin.copy_records_to_table(name, records=records, columns=columns,
                                                   schema_name=self.schema)
         spent = time.perf_counter() - t0
         await admin.execute(f"DROP TABLE {like}")
