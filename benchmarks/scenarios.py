@@ -70,6 +70,7 @@ class DataSet:
     ids: list[str]
     labels: dict[str, np.ndarray]
     queries: np.ndarray
+    texts: list[str] | None = None  # the rows' contents; default `texts_for` ("passage <n>")
 
     def metadata(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         return make_group_metadata(self.labels, start, stop)
@@ -240,7 +241,8 @@ class PrecomputedEmbeddings:
 def document_columns(data: DataSet) -> tuple[list[str], list[dict[str, Any]], list[str], list[int]]:
     """Texts, metadata, document_ids and chunk_indexes of the data set's rows as the adapters store them: the
     document is metadata ``source`` (a new one every `ROWS_PER_DOCUMENT` rows), the chunk its row within it."""
-    texts, meta = texts_for(data.rows), data.metadata()
+    texts = data.texts if data.texts is not None else texts_for(data.rows)
+    meta = data.metadata()
     return texts, meta, [m["source"] for m in meta], [i % ROWS_PER_DOCUMENT for i in range(data.rows)]
 
 
@@ -447,7 +449,13 @@ INGEST_METHODS = {name: method.label for name, method in INGEST_STRATEGIES.items
 DOC_METHODS = tuple(name for name, method in INGEST_STRATEGIES.items() if method.documents)
 
 
-async def ingest_once(ctx: Context, data: DataSet, method: str, table: str) -> float:
+# What a caller may do to a fresh table before the clock starts (its store, a raw connection to it).
+TableHook = Callable[[PgVectorStore, asyncpg.Connection], Awaitable[None]]
+
+
+async def ingest_once(
+    ctx: Context, data: DataSet, method: str, table: str, table_hook: TableHook | None = None
+) -> float:
     """Load `data` into a fresh table by `method`; seconds taken. The table is left for the caller.
 
     The clock covers turning the caller's inputs (vectors array, ids, texts, metadata dicts, and for document
@@ -460,6 +468,8 @@ async def ingest_once(ctx: Context, data: DataSet, method: str, table: str) -> f
     await store.initialize()
     conn = await connect(ctx)
     try:
+        if table_hook is not None:
+            await table_hook(store, conn)
         r = IngestRun(ctx, data, table, store, conn)
         run = await strategy.prepare(r)
         await store.count()
@@ -492,16 +502,20 @@ async def check_ingested(r: IngestRun, method: str, documents: bool) -> None:
             raise RuntimeError(f"{method}: {n - complete} rows of {r.table} lack content, document or chunk")
 
 
-async def ingest_size(ctx: Context, data: DataSet, repeats: int, keep_core_as: str | None) -> dict[str, list[float]]:
-    """Every in-process method at one size, `repeats` rounds (methods interleaved); best seconds per method."""
-    seconds: dict[str, list[float]] = {m: [] for m in INGEST_METHODS}
+async def ingest_size(
+    ctx: Context, data: DataSet, repeats: int, keep_core_as: str | None, methods: Sequence[str] = (),
+    table_hook: TableHook | None = None,
+) -> dict[str, list[float]]:
+    """Every in-process method (or those of `methods`) at one size, `repeats` rounds (methods interleaved); the
+    seconds of each run per method. `table_hook` runs on each fresh table before the clock."""
+    seconds: dict[str, list[float]] = {m: [] for m in (methods or INGEST_METHODS)}
     admin = await asyncpg.connect(ctx.dsn)
     try:
         for round_ in range(repeats):
-            for method in INGEST_METHODS:
+            for method in seconds:
                 last = round_ == repeats - 1
                 table = keep_core_as if (method == "core" and last and keep_core_as) else f"ing_{method}_{round_}"
-                took = await ingest_once(ctx, data, method, table)
+                took = await ingest_once(ctx, data, method, table, table_hook)
                 seconds[method].append(took)
                 ctx.log(f"ingest {data.rows:,} {method}: {took:.2f} s ({data.rows / took:,.0f} rows/s)")
                 if table != keep_core_as:

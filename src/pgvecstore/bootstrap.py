@@ -25,6 +25,8 @@ from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
 _VECTOR_TYPE = re.compile(r"(vector|halfvec)\((\d+)\)")
+# How long set-up waits for the lock that gives an existing table's vector column storage MAIN.
+STORAGE_LOCK_TIMEOUT = "2s"
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,13 @@ class TableBootstrap:
         text_config = None
         if config.text_search_config is not None:
             text_config = await text_search.resolve_config(conn, config.text_search_config)
+        created = False
         if not await indexes.relation_exists(conn, t.schema, t.name):
-            await self._create_table(conn, text_config, vector_schema)
+            created = await self._create_table(conn, text_config, vector_schema)
         dimensions, vector_type = await self._check_table(conn)
         await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
+        if not created:
+            await self._keep_vectors_in_heap(conn)
         await text_search.read_layout(conn, t)  # a column of the text-search column's name must be a tsvector
         tenant, copy_direct = await self._row_security(conn)
         built = False
@@ -75,7 +80,8 @@ class TableBootstrap:
             built = True
         return TableState(dimensions, tenant, copy_direct, text_config, built, vector_type)
 
-    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> None:
+    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> bool:
+        """Create the table with its parts under the table's lock; False when another store created it first."""
         config, t = self.config, self.table
         if not config.auto_create_table:
             raise TableNotFoundError(
@@ -93,17 +99,39 @@ class TableBootstrap:
             if not await conn.fetchval(exists.sql, *exists.args):
                 await conn.execute(ddl.create_schema(t))
             if await indexes.relation_exists(conn, t.schema, t.name):
-                return  # another store created it while this one waited for the lock
+                return False  # another store created it while this one waited for the lock
             text_columns = text_ddl.column_definitions(t, vector_schema) if config.text_search else []
             await conn.execute(
                 ddl.create_table(t, config.dimensions, text_columns, config.vector_type or DEFAULT_VECTOR_TYPE)
             )
+            await conn.execute(ddl.keep_vectors_in_heap(t))
             for statement in ddl.support_indexes(t):
                 await conn.execute(statement)
             if config.text_search:
                 text_config = text_config or await text_search.resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)
                 await text_search.install(conn, t, text_config, vector_schema, row_security=False, fill=False)
             logger.info("pgvecstore: created table %s", t.display)
+        return True
+
+    async def _keep_vectors_in_heap(self, conn: asyncpg.Connection) -> None:
+        """Give an existing table's vector column storage MAIN, as new tables have (a catalog-only change that
+        affects rows written afterwards), when this role owns the table; skipped, with a log line, when the
+        table is busy for more than `STORAGE_LOCK_TIMEOUT` (ALTER TABLE waits for its brief exclusive lock)."""
+        t = self.table
+        statement = catalog.vector_storage(t)
+        row = await conn.fetchrow(statement.sql, *statement.args)
+        if row is None or row[0] == "m" or not row[1]:
+            return
+        settings = catalog.set_config({"lock_timeout": STORAGE_LOCK_TIMEOUT})
+        try:
+            async with conn.transaction():
+                await conn.execute(settings.sql, *settings.args)
+                await indexes.lock_table(conn, t)
+                await conn.execute(ddl.keep_vectors_in_heap(t))
+        except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as error:
+            logger.info("pgvecstore: vector storage of %s left as it is (%s)", t.display, error)
+            return
+        logger.info("pgvecstore: vector column of %s set to storage MAIN (rows written from now on)", t.display)
 
     async def _check_table(self, conn: asyncpg.Connection) -> tuple[int, str]:
         """Fail clearly when an existing table does not fit this store's configuration; return its dimensions

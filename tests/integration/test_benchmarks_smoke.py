@@ -221,3 +221,21 @@ def test_compact_scale_rejects_an_unknown_variant() -> None:
     result = run_script("compact_scale.py", "--variants", "vector,float8")
     assert result.returncode == 2
     assert "--variants: unknown variant 'float8'" in result.stderr
+
+
+def test_adapter_ingest_benchmark_runs_every_line_and_storage(pg_dsn: str, tmp_path: Path) -> None:
+    """benchmarks/adapter_ingest.py: adapter ingest against raw COPY of the same rows, per vector storage."""
+    output = tmp_path / "adapter_ingest.md"
+    result = run_script("adapter_ingest.py", "--rows", "300", "--dims", "8", "--repeats", "1", "--batch", "100",
+                        "--storage", "store", "external", "--search", "3", "--dsn", pg_dsn, "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert output.read_text().strip() in result.stdout
+    lines = [line for line in result.stdout.splitlines() if " | 300 | " in line]
+    assert [line.split(" | ")[:2] for line in lines] == [
+        [f"| {label}", storage]
+        for storage in ("store", "external")
+        for label in ("raw asyncpg binary COPY, document rows", "core `add_vectors`, document rows",
+                      "LlamaIndex adapter `async_add`")
+    ]
+    assert all(line.split(" | ")[5] == "1.00" for line in lines if "raw asyncpg" in line)
+    assert "| vector storage | exact | filtered exact (g10 = 0) | heap MiB | TOAST MiB |" in result.stdout

@@ -74,6 +74,18 @@ def describe_columns(t: TableRef) -> Statement:
     )
 
 
+def vector_storage(t: TableRef) -> Statement:
+    """The vector column's storage (``pg_attribute.attstorage``: 'm' main, 'e' external, ...) and whether the
+    current role owns the table (may alter it)."""
+    p = Params()
+    return p.statement(
+        "SELECT a.attstorage::text, pg_has_role(c.relowner, 'USAGE') "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} "
+        f"AND a.attname = {p.add(t.columns['embedding'])} AND NOT a.attisdropped"
+    )
+
+
 def text_search_config_used(t: TableRef) -> Statement:
     """The text-search configuration the text-search column is generated with, read from the deparsed
     expression (``to_tsvector('english'::regconfig, ...)``: built-in configurations get no pg_depend entry to

@@ -50,6 +50,13 @@ def create_table(
     )
 
 
+def keep_vectors_in_heap(t: TableRef) -> str:
+    """Vector column storage MAIN: a row over 2 kB keeps its vector in the heap (its metadata and content are
+    compressed or moved to TOAST first), so an exact scan reads no TOAST. Catalog only: it affects rows written
+    afterwards. See docs/vector-storage.md."""
+    return f"ALTER TABLE {t.qualified} ALTER COLUMN {t.col('embedding')} SET STORAGE MAIN"
+
+
 def support_indexes(t: TableRef) -> list[str]:
     """B-tree indexes that keep tenant scoping and per-document deletes from scanning the table."""
     return [

@@ -24,6 +24,7 @@ from llama_index.core.schema import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
+from llama_index.vector_stores.pgvecstore.node_json import node_json
 from pgvecstore import InvalidInputError
 from pgvecstore.identifiers import DOCUMENT_COLUMNS
 
@@ -99,24 +100,25 @@ def _plain_json(metadata: Any) -> bool:
 def node_metadata(node: BaseNode) -> dict[str, Any]:
     """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node.
 
-    The node is serialised by pydantic straight to JSON text (``model_dump_json``), leaving out the embedding and
-    the text rather than dumping them and blanking them afterwards: most of a node's serialisation cost is its
-    embedding. The top-level metadata is the node's own dict when it holds plain JSON values (what pydantic's
-    JSON mode would return for it anyway), else its JSON-mode dump.
+    The node is serialised straight to JSON text (`node_json`: its fields that differ from their defaults),
+    leaving out the embedding and the text rather than dumping them and blanking them afterwards: most of a
+    node's serialisation cost is its embedding. The top-level metadata is the node's own dict when it holds
+    plain JSON values (what pydantic's JSON mode would return for it anyway), else its JSON-mode dump.
     """
     node_type = node.class_name()
     exclude = _WITHOUT_EMBEDDING_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _WITHOUT_EMBEDDING
-    node_json = node.model_dump_json(exclude=exclude)
     user_metadata = node.metadata
-    if not _plain_json(user_metadata):
+    plain = _plain_json(user_metadata)
+    serialised = node_json(node, exclude, plain)
+    if not plain:
         user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
     clash = RESERVED_KEYS.intersection(user_metadata)
     if clash:
         raise InvalidInputError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
     if COLUMN_KEYS.isdisjoint(user_metadata):
-        return {**user_metadata, NODE_CONTENT_KEY: node_json, NODE_TYPE_KEY: node_type}
+        return {**user_metadata, NODE_CONTENT_KEY: serialised, NODE_TYPE_KEY: node_type}
     stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
-    stored[NODE_CONTENT_KEY] = node_json
+    stored[NODE_CONTENT_KEY] = serialised
     stored[NODE_TYPE_KEY] = node_type
     return stored
 
