@@ -128,7 +128,8 @@ class TableBootstrap:
                 await conn.execute(settings.sql, *settings.args)
                 await indexes.lock_table(conn, t)
                 await conn.execute(ddl.keep_vectors_in_heap(t))
-        except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as error:
+        except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError,
+                asyncpg.ReadOnlySQLTransactionError) as error:  # busy, not the owner, or a read-only replica
             logger.info("pgvecstore: vector storage of %s left as it is (%s)", t.display, error)
             return
         logger.info("pgvecstore: vector column of %s set to storage MAIN (rows written from now on)", t.display)

@@ -962,6 +962,9 @@ async def test_search_from_a_hot_standby(
     data = vectors(200, seed=12)
     ids = [f"r{i}" for i in range(200)]
     await primary.add_vectors(data, ids, [{"n": i} for i in range(200)])
+    # As a table made before vector columns became storage MAIN: a store on the read-only replica leaves it be.
+    async with (await primary.get_pool()).acquire() as conn:
+        await conn.execute(f"ALTER TABLE {primary.table.qualified} ALTER COLUMN embedding SET STORAGE EXTERNAL")
     replica = private_store(
         connection_string=standby, schema=primary.config.schema, id_type="text", index_type="hnsw",
         auto_create_table=False, auto_create_index=False,
