@@ -292,6 +292,14 @@ def test_integer_ids_match_text_ids_but_do_not_order_them() -> None:
         compile_({"id": 5}, table(id_type="uuid"))
 
 
+def test_chunk_index_takes_every_64_bit_integer_and_no_other() -> None:
+    for edge in (-(2**63), 2**63 - 1):
+        assert compile_({"chunk_index": edge}) == ('("chunk_index" = $1::bigint)', [edge])
+    for outside in (-(2**63) - 1, 2**63):
+        with pytest.raises(ValueError, match="integer is out of range for chunk_index"):
+            compile_({"chunk_index": {"$lte": outside}})
+
+
 def test_long_hostile_values_are_shortened_in_messages() -> None:
     with pytest.raises(ValueError) as caught:
         compile_({"k": {"$like": "x" * 10_000 + "\\"}})
