@@ -9,7 +9,8 @@ the project's interpreter ($PGVECSTORE_PYTHON) against ONE embedded PostgreSQL s
 checkout (build/mutation/<scope>/tree), never the checkout itself, runs only that scope's tests (unit tests
 first, `-x`, a timeout per mutant) and writes build/mutation/<scope>.md: counts and every surviving mutant (file,
 line, operator, the change), marked when scripts/mutation_explained.py says why it does not matter. After adding
-tests, `scripts/mutation.sh --recheck SCOPE` runs only the last run's survivors again (same code required).
+tests, `scripts/mutation.sh --recheck SCOPE` runs the last run's survivors again, and whatever an interrupted run
+left, without starting over (the mutated code must be unchanged).
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ SCOPES: dict[str, Scope] = {
             "src/pgvecstore/sql/ddl.py": ("support_indexes", "enable_row_security", "create_tenant_policy"),
             "src/pgvecstore/bootstrap.py": ("TableBootstrap._row_security",),
         },
-        # test_planner: a domain makes every search a filtered one (queries.scope's `restricts`).
-        ("tests/unit/test_sql.py", "tests/unit/test_planner.py", "tests/integration/test_tenancy.py"),
+        # test_planner: a domain makes every search a filtered one (queries.scope's `restricts`); the pooler test
+        # (its own server and PgBouncer: slow, so last) sets the tenant in every transaction.
+        ("tests/unit/test_sql.py", "tests/unit/test_planner.py", "tests/integration/test_tenancy.py",
+         "tests/integration/test_hardening.py::test_a_tenants_stats_and_text_scores_do_not_depend_on_other_tenants",
+         "tests/integration/test_reliability.py::test_row_level_security_tenant_travels_in_each_transaction_behind"
+         "_pgbouncer"),
     ),
     "planner": Scope(
         {"src/pgvecstore/planner.py": (), "src/pgvecstore/search_tuning.py": ()},
@@ -107,6 +112,20 @@ def function_lines(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
     if missing:
         raise SystemExit(f"mutation: {path}: no function {', '.join(missing)} (update SCOPES in {__file__})")
     return [found[name] for name in names]
+
+
+def annotations(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The spans ((line, column), (end line, end column)) of the file's annotations: never evaluated (every module
+    has ``from __future__ import annotations``), so a mutant inside one is equivalent by construction."""
+    spans = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        found = []
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            found.append(node.annotation)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            found.append(node.returns)
+        spans += [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)) for a in found]
+    return spans
 
 
 def scope_files(scope: Scope, tree: Path) -> dict[Path, list[tuple[int, int]] | None]:
@@ -154,19 +173,24 @@ def write_config(path: Path, files: list[Path], command: str, timeout: float) ->
     )
 
 
-def skip_outside(session: Path, files: dict[Path, list[tuple[int, int]] | None]) -> None:
-    """Mark every mutant outside the scope's functions as skipped."""
+def skip_outside(session: Path, tree: Path, files: dict[Path, list[tuple[int, int]] | None]) -> None:
+    """Mark every mutant outside the scope's functions, or inside an annotation, as skipped."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
+    spans = {path: annotations(tree / path) for path in files}
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
             for mutation in item.mutations:
-                ranges = files.get(Path(mutation.module_path))
-                line = mutation.start_pos[0]
+                path = Path(mutation.module_path)
+                ranges, line = files.get(path), mutation.start_pos[0]
+                why = None
                 if ranges is not None and not any(first <= line <= last for first, last in ranges):
-                    db.set_result(item.job_id, WorkResult(output="outside the scope's functions",
-                                                          worker_outcome=WorkerOutcome.SKIPPED))
+                    why = "outside the scope's functions"
+                elif any(start <= tuple(mutation.start_pos) < end for start, end in spans.get(path, [])):
+                    why = "inside an annotation"
+                if why:
+                    db.set_result(item.job_id, WorkResult(output=why, worker_outcome=WorkerOutcome.SKIPPED))
                     break
 
 
@@ -178,12 +202,19 @@ def run_exec(tree: Path, config: Path, session: Path) -> None:
         total = sum(1 for _ in db.pending_work_items)
     started = time.monotonic()
     proc = subprocess.Popen([tool("cosmic-ray"), "exec", str(config), str(session)], cwd=tree)
-    while proc.poll() is None:
-        time.sleep(5)
-        if int(time.monotonic() - started) % 60 < 5:
-            with use_db(str(session), WorkDB.Mode.open) as db:
-                left = sum(1 for _ in db.pending_work_items)
-            print(f"mutation: {total - left}/{total} mutants run, {time.monotonic() - started:.0f} s", flush=True)
+    shown = 0
+    try:
+        while proc.poll() is None:
+            time.sleep(5)
+            if time.monotonic() - started >= 60 * (shown + 1):
+                shown += 1
+                with use_db(str(session), WorkDB.Mode.open) as db:
+                    left = sum(1 for _ in db.pending_work_items)
+                print(f"mutation: {total - left}/{total} mutants run, {time.monotonic() - started:.0f} s", flush=True)
+    finally:  # interrupted: stop the run (the session keeps what it did; --recheck goes on from there)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
     if proc.returncode != 0:
         raise SystemExit(f"mutation: cosmic-ray exec failed ({proc.returncode})")
 
@@ -213,7 +244,8 @@ def report(name: str, tree: Path, session: Path, seconds: float, out: Path) -> t
                 counts["skipped"] += 1
                 continue
             if result.test_outcome != TestOutcome.SURVIVED:
-                counts["timeout" if result.output == "timeout" else str(result.test_outcome or "error")] += 1
+                outcome = result.test_outcome.value if result.test_outcome else "incompetent"
+                counts["timeout" if result.output == "timeout" else outcome] += 1
                 continue
             counts["survived"] += 1
             mutation = item.mutations[0]
@@ -226,13 +258,15 @@ def report(name: str, tree: Path, session: Path, seconds: float, out: Path) -> t
                 + (f"Explained: {why}\n\n" if why else "**Not explained: kill it with a test or explain it.**\n\n")
                 + f"```diff\n{(result.diff or '').strip()}\n```\n"
             )
+        pending = sum(1 for _ in db.pending_work_items)
     killed = counts["killed"] + counts["timeout"] + counts["incompetent"]
     out.write_text(
         f"# Mutation testing: {name}\n\n{time.strftime('%Y-%m-%d %H:%M')} UTC, {seconds / 60:.1f} minutes. "
         f"Tests: {' '.join(SCOPES[name].tests)}\n\n"
         f"- killed: {killed} (of which timeouts {counts['timeout']}, incompetent {counts['incompetent']})\n"
         f"- survived: {counts['survived']} (explained {explained}, not explained {counts['survived'] - explained})\n"
-        f"- skipped (outside the scope's functions or a noisy operator): {counts['skipped']}\n\n"
+        f"- skipped (outside the scope's functions, in an annotation or a noisy operator): {counts['skipped']}\n"
+        f"- not run yet (an interrupted run; `--recheck` runs them): {pending}\n\n"
         + "\n".join(survivors)
     )
     return killed, counts["survived"], explained, counts["skipped"]
@@ -280,12 +314,13 @@ def run_scope(name: str, python: str, build: Path, recheck: bool) -> None:
             raise SystemExit(f"mutation: {name}: the code changed since the last full run; run it in full")
         write_config(config, list(files), command, scope.timeout)  # the scope's tests as they are now
         print(f"mutation: {name}: re-checking {reset_survivors(session)} survivors", flush=True)
+        skip_outside(session, tree, files)  # as a full run would now (the skip rules may have changed)
     else:
         session.unlink(missing_ok=True)
         write_config(config, list(files), command, scope.timeout)
         subprocess.run([tool("cosmic-ray"), "init", str(config), str(session)], cwd=tree, check=True)
         subprocess.run([tool("cr-filter-operators"), str(session), str(config)], cwd=tree, check=True)
-        skip_outside(session, files)
+        skip_outside(session, tree, files)
         stamp.write_text(fingerprint(tree, list(files)))
     started = time.monotonic()
     run_exec(tree, config, session)
@@ -317,7 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scopes", nargs="+", choices=sorted(SCOPES))
     parser.add_argument("--recheck", action="store_true",
-                        help="run only the last run's survivors again, with the current tests")
+                        help="run the last run's survivors (and what it left) again, with the current tests")
     parser.add_argument("--python", default=os.environ.get("PGVECSTORE_PYTHON", sys.executable),
                         help="the interpreter that runs the tests (has pgvecstore's dependencies)")
     args = parser.parse_args()

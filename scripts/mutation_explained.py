@@ -44,8 +44,8 @@ EXPLAINED: list[Explained] = [
               "a fast-path flag (copy_direct): wrong, an owner's new rows go through the staging upsert and a "
               "tenant's COPY, refused under row-level security, falls back to it (writer.py): same rows, slower"),
     Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
-              "core/ReplaceBinaryOperator_BitOr_BitAnd",
-              "equivalent: an annotation, never evaluated (from __future__ import annotations)"),
+              "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes self positional-only; callers pass the options by keyword"),
     Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY),
     Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/NumberReplacer", RETRY),
 ]
