@@ -292,6 +292,14 @@ def test_integer_ids_match_text_ids_but_do_not_order_them() -> None:
         compile_({"id": 5}, table(id_type="uuid"))
 
 
+def test_keys_take_up_to_32_path_segments() -> None:
+    key = ".".join(f"k{i}" for i in range(32))
+    sql, values = compile_({key: {"$exists": True}})
+    assert values == [f"k{i}" for i in range(32)] and sql.count("->") == 32
+    with pytest.raises(ValueError, match="more than 32 path segments"):
+        compile_({key + ".k32": {"$exists": True}})
+
+
 def test_chunk_index_takes_every_64_bit_integer_and_no_other() -> None:
     for edge in (-(2**63), 2**63 - 1):
         assert compile_({"chunk_index": edge}) == ('("chunk_index" = $1::bigint)', [edge])
