@@ -9,8 +9,8 @@ the project's interpreter ($PGVECSTORE_PYTHON) against ONE embedded PostgreSQL s
 checkout (build/mutation/<scope>/tree), never the checkout itself, runs only that scope's tests (unit tests
 first, `-x`, a timeout per mutant) and writes build/mutation/<scope>.md: counts and every surviving mutant (file,
 line, operator, the change), marked when scripts/mutation_explained.py says why it does not matter. After adding
-tests, `scripts/mutation.sh --recheck SCOPE` runs the last run's survivors again, and whatever an interrupted run
-left, without starting over (the mutated code must be unchanged).
+tests, `scripts/mutation.sh --recheck SCOPE` runs the last run's unexplained survivors again, and whatever an
+interrupted run left, without starting over (the mutated code must be unchanged).
 """
 
 from __future__ import annotations
@@ -223,9 +223,10 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def explanation(path: str, source_line: str, operator: str) -> str | None:
+def explanation(path: str, source_line: str, operator: str, diff: str) -> str | None:
     for entry in EXPLAINED:
-        if entry.path == path and entry.line == source_line.strip() and operator.startswith(entry.operator):
+        if (entry.path == path and entry.line == source_line.strip() and operator.startswith(entry.operator)
+                and entry.change in diff):
             return entry.why
     return None
 
@@ -251,7 +252,7 @@ def report(name: str, tree: Path, session: Path, seconds: float, out: Path) -> t
             mutation = item.mutations[0]
             line = mutation.start_pos[0]
             text = (tree / mutation.module_path).read_text().splitlines()[line - 1]
-            why = explanation(str(mutation.module_path), text, mutation.operator_name)
+            why = explanation(str(mutation.module_path), text, mutation.operator_name, result.diff or "")
             explained += why is not None
             survivors.append(
                 f"### {mutation.module_path}:{line} {mutation.operator_name} (occurrence {mutation.occurrence})\n\n"
@@ -292,10 +293,23 @@ def fingerprint(tree: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def reset_survivors(session: Path) -> int:
-    """Make the last run's survivors pending again (to check that new tests kill them); returns how many."""
+def reset_survivors(session: Path, tree: Path) -> int:
+    """Make the last run's unexplained survivors pending again (to check that new tests kill them); returns how
+    many. Explained ones keep their result: they survive by design."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    unexplained = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item, result in db.completed_work_items:
+            if result.test_outcome == TestOutcome.SURVIVED:
+                mutation = item.mutations[0]
+                text = (tree / mutation.module_path).read_text().splitlines()[mutation.start_pos[0] - 1]
+                if explanation(str(mutation.module_path), text, mutation.operator_name, result.diff or "") is None:
+                    unexplained.append(item.job_id)
     with sqlite3.connect(session) as db:
-        return db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in unexplained])
+    return len(unexplained)
 
 
 def run_scope(name: str, python: str, build: Path, recheck: bool) -> None:
@@ -313,7 +327,7 @@ def run_scope(name: str, python: str, build: Path, recheck: bool) -> None:
         if not session.exists() or stamp.read_text() != fingerprint(tree, list(files)):
             raise SystemExit(f"mutation: {name}: the code changed since the last full run; run it in full")
         write_config(config, list(files), command, scope.timeout)  # the scope's tests as they are now
-        print(f"mutation: {name}: re-checking {reset_survivors(session)} survivors", flush=True)
+        print(f"mutation: {name}: re-checking {reset_survivors(session, tree)} survivors", flush=True)
         skip_outside(session, tree, files)  # as a full run would now (the skip rules may have changed)
     else:
         session.unlink(missing_ok=True)

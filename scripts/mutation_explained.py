@@ -14,6 +14,7 @@ class Explained(NamedTuple):
     line: str
     operator: str
     why: str
+    change: str = ""  # when given, the mutant's diff must contain it (tells apart mutants of one line)
 
 
 F = "src/pgvecstore/sql/filters.py"
@@ -46,6 +47,35 @@ EXPLAINED: list[Explained] = [
     Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
               "core/ReplaceBinaryOperator_Mul_Div",
               "equivalent: `*` to `/` only makes self positional-only; callers pass the options by keyword"),
-    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY),
+    Explained("src/pgvecstore/bootstrap.py", 't.display, "" if forced else " and the policy is not forced",',
+              "core/AddNot", "the wording of the owner-bypasses-RLS warning (the warning itself is tested)"),
+    Explained("src/pgvecstore/bootstrap.py",
+              "tenant = config.domain_id if enabled and config.domain_id is not None else None",
+              "core/ReplaceAndWithOr",
+              "a domain store on a table without row-level security also sets its tenant in each transaction, "
+              "where no policy reads it: one set_config more, the same rows"),
+    Explained(POOL, "if self._set_up is not None and loop in self._pools:", "core/ReplaceComparisonOperator_IsNot_Is",
+              "start()'s fast path never taken: the slow path under the lock returns the same set-up state"),
+    Explained(POOL, "done = True", "core/ReplaceTrueWithFalse",
+              "a connection given back cleanly is released instead of kept for the next operation: slower, the "
+              "same results (the keep is a round-trip saving, see LoopPool)"),
+    Explained(POOL, "done = False", "core/ReplaceFalseWithTrue",
+              "killed by tests/integration/test_reliability.py::test_a_connection_lost_during_admin_work_is_"
+              "connection_lost_and_the_next_call_works (pool reliability, not tenancy)"),
+    Explained(POOL, "raise await self._failure(exc, conn, pool, transaction=transaction or bool(configs))  # noqa: "
+              "B904", "core/ReplaceOrWithAnd",
+              "killed by tests/integration/test_reliability.py::test_killed_connection_mid_batch_is_all_or_nothing "
+              "(the error boundary, not tenancy)"),
+    Explained(POOL, "except Exception as exc:", "core/ExceptionReplacer", RETRY,
+              change="error = await self._failure(exc, conn, pool, transaction=False)"),
+    Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
+              "core/ReplaceFalseWithTrue",
+              "a default no caller relies on for correctness: every operation would run in a transaction (one "
+              "BEGIN/COMMIT more, the same results)"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 2, 2):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
+              "(1, 1): only a read whose retry on a fresh connection loses that one too notices (AssertionError "
+              "instead of ConnectionLostError); pool reliability, not tenancy, and no test restarts the server "
+              "twice inside one read", change="+        for attempt in (1, 1):"),
     Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/NumberReplacer", RETRY),
 ]
