@@ -96,6 +96,9 @@ EXPLAINED: list[Explained] = [
     Explained(POOL, "if self._set_up is not None and loop in self._pools:", "core/ReplaceAndWithOr",
               "killed by tests/integration/test_langchain_adapter.py::test_async_methods_from_several_event_loops "
               "(a second event loop gets no pool: not tenancy)"),
+    Explained(POOL, "if settings or self._tenant:", "core/AddNot",
+              "killed by tests/integration/test_search_params_reach_server.py::test_per_call_search_params_change_"
+              "recall: a store without a tenant reads with its search settings dropped (a tenant store is unchanged)"),
     Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 2, 2):"),
     Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
               "(1, 1): only a read whose retry on a fresh connection loses that one too notices (AssertionError "
