@@ -308,6 +308,25 @@ async def test_a_tenant_re_adding_its_own_id_replaces_the_whole_row(
     assert [row.content for row in await store_a.get(ids=["a1"])] == ["new"]
 
 
+async def test_a_tenant_reads_only_its_own_text_statistics(
+    make_store: StoreMaker, tenants: Tenants, admin: asyncpg.Connection
+) -> None:
+    """Row-level security covers the full-text term statistics too: the words of another tenant's rows stay
+    hidden from raw SQL through the tenant's pool."""
+    for domain, text in (("a", "alpha apples"), ("b", "zebra secrets")):
+        owner = make_store(dimensions=DIM, id_type="text", domain_id=domain, row_level_security=True)
+        await owner.add_vectors(vectors(1, 1), ids=[f"{domain}1"], contents=[text])
+    t = TableRef.from_config(owner.config)
+    await tenants.grant()
+    for table in (t.text_terms_table, t.text_docs_table):
+        await admin.execute(f'GRANT SELECT ON {t.in_schema(table)} TO "{tenants.role}"')
+    pool = await tenants.store(domain_id="a", row_level_security=True).get_pool()
+    for table in (t.text_terms_table, t.text_docs_table):
+        domains = f"SELECT array_agg(DISTINCT domain_key ORDER BY domain_key) FROM {t.in_schema(table)}"
+        assert await admin.fetchval(domains) == ["a", "b"]
+        assert await pool.fetchval(domains) == ["a"], f"tenant a reads only its own rows of {table}"
+
+
 async def test_an_owner_role_bypasses_the_policy_unless_it_is_forced(
     make_store: StoreMaker, tenants: Tenants, admin: asyncpg.Connection, schema: str
 ) -> None:
