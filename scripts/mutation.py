@@ -367,11 +367,17 @@ def main() -> None:
     parser.add_argument("scopes", nargs="+", choices=sorted(SCOPES))
     parser.add_argument("--recheck", action="store_true",
                         help="run the last run's survivors (and what it left) again, with the current tests")
+    parser.add_argument("--report", action="store_true",
+                        help="only write the last run's report again (after editing mutation_explained.py)")
     parser.add_argument("--python", default=os.environ.get("PGVECSTORE_PYTHON", sys.executable),
                         help="the interpreter that runs the tests (has pgvecstore's dependencies)")
     args = parser.parse_args()
     build = ROOT / "build" / "mutation"
     build.mkdir(parents=True, exist_ok=True)
+    if args.report:  # the last run's report again, with the explanations as they are now
+        for name in args.scopes:
+            report(name, build / name / "tree", build / name / "session.sqlite", 0.0, build / f"{name}.md")
+        return
     data = Path(tempfile.mkdtemp(prefix="pgvecstore-mutation-"))
     server, dsn = start_server(args.python, data)
     os.environ["PGVECSTORE_TEST_DSN"] = dsn

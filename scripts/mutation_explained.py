@@ -100,6 +100,10 @@ EXPLAINED: list[Explained] = [
               "killed by tests/integration/test_search_params_reach_server.py::test_per_call_search_params_change_"
               "recall: a store without a tenant reads with its search settings dropped (a tenant store is unchanged)"),
     Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 2, 2):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 0, 2):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
+              "equivalent: only attempt == 1 is ever tested, and 3 is not 1 just as 2 is not",
+              change="+        for attempt in (1, 3):"),
     Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
               "(1, 1): only a read whose retry on a fresh connection loses that one too notices (AssertionError "
               "instead of ConnectionLostError); pool reliability, not tenancy, and no test restarts the server "
