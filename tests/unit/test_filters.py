@@ -292,6 +292,16 @@ def test_integer_ids_match_text_ids_but_do_not_order_them() -> None:
         compile_({"id": 5}, table(id_type="uuid"))
 
 
+@pytest.mark.parametrize("backslashes", range(1, 7))
+def test_like_patterns_ending_in_an_odd_number_of_backslashes_are_refused(backslashes: int) -> None:
+    pattern = "a" + "\\" * backslashes
+    if backslashes % 2:
+        with pytest.raises(ValueError, match="ends with the escape character"):
+            compile_({"k": {"$like": pattern}})
+    else:  # escaped backslashes: a valid pattern, bound as it is
+        assert compile_({"k": {"$like": pattern}})[1][-1] == pattern
+
+
 def test_keys_take_up_to_32_path_segments() -> None:
     key = ".".join(f"k{i}" for i in range(32))
     sql, values = compile_({key: {"$exists": True}})
