@@ -324,7 +324,7 @@ def run_scope(name: str, python: str, build: Path, recheck: bool) -> None:
     config, session = build / name / "config.toml", build / name / "session.sqlite"
     stamp = build / name / "fingerprint"
     if recheck:
-        if not session.exists() or stamp.read_text() != fingerprint(tree, list(files)):
+        if not session.exists() or not stamp.exists() or stamp.read_text() != fingerprint(tree, list(files)):
             raise SystemExit(f"mutation: {name}: the code changed since the last full run; run it in full")
         write_config(config, list(files), command, scope.timeout)  # the scope's tests as they are now
         print(f"mutation: {name}: re-checking {reset_survivors(session, tree)} survivors", flush=True)
