@@ -150,6 +150,9 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"chunk_index": {"$gt": 0}}, ids("145")),
     ({"chunk_index": {"$between": [1, 2]}}, ids("15")),
     ({"chunk_index": {"$nin": [0, 1]}}, ids("345")),
+    ({"document_id": {"$in": [None, "d3"]}}, ids("34")),  # None anywhere in the list, values after it too
+    ({"chunk_index": {"$in": [5, None, 1]}}, ids("134")),
+    ({"document_id": {"$nin": [None, "d1"]}}, ids("245")),
     ({"chunk_index": {"$exists": False}}, ids("3")),
     ({"content": {"$exists": True}}, ids("01245")),
     ({"id": "r2"}, ids("2")),

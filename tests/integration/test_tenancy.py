@@ -267,6 +267,66 @@ async def test_owner_with_rls_is_warned_that_it_bypasses_the_policy(
     assert "bypasses row-level security" in caplog.text
 
 
+async def test_a_store_that_did_not_ask_for_rls_is_not_warned(
+    make_store: StoreMaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="pgvecstore"):
+        await owner_store(make_store, rls=False)
+        await make_store(dimensions=DIM, id_type="text").initialize()
+    assert "row-level security" not in caplog.text
+
+
+async def test_rls_turned_off_by_hand_is_turned_on_again_by_a_store_that_asks_for_it(
+    make_store: StoreMaker, tenants: Tenants, admin: asyncpg.Connection, schema: str
+) -> None:
+    """The policy is still there, but row-level security was disabled: a store with row_level_security=True
+    enables it again, so the tenant role is confined again."""
+    await owner_store(make_store, rls=True)
+    await tenants.grant()
+    table = f'"{schema}"."{TABLE}"'
+    await tenants.store(domain_id="b", row_level_security=True).add_vectors(vectors(2, 2), ids=["b1", "b2"])
+    await admin.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
+    await owner_store(make_store, rls=True)
+    assert await admin.fetchval("SELECT relrowsecurity FROM pg_class WHERE oid = $1::regclass", table)
+    pool = await tenants.store(domain_id="a", row_level_security=True).get_pool()
+    assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0, "tenant a sees none of b's rows"
+
+
+@pytest.mark.parametrize("rls", [False, True], ids=["where-clauses", "row-level-security"])
+async def test_a_tenant_re_adding_its_own_id_replaces_the_whole_row(
+    rls: bool, make_store: StoreMaker, tenants: Tenants
+) -> None:
+    await owner_store(make_store, rls)
+    await tenants.grant()
+    store_a = tenants.store(domain_id="a", row_level_security=rls)
+    first, second = vectors(1, 1), vectors(1, 2)
+    await store_a.add_vectors(first, ids=["a1"], metadata=[{"v": 1}], contents=["old"])
+    await store_a.add_vectors(second, ids=["a1"], metadata=[{"v": 2}], contents=["new"])
+    [(vector, metadata)] = await store_a.get_vectors(["a1"])
+    assert vector is not None and np.allclose(vector, second[0]) and not np.allclose(vector, first[0])
+    assert metadata == {"v": 2}
+    assert [row.content for row in await store_a.get(ids=["a1"])] == ["new"]
+
+
+async def test_a_tenant_reads_only_its_own_text_statistics(
+    make_store: StoreMaker, tenants: Tenants, admin: asyncpg.Connection
+) -> None:
+    """Row-level security covers the full-text term statistics too: the words of another tenant's rows stay
+    hidden from raw SQL through the tenant's pool."""
+    for domain, text in (("a", "alpha apples"), ("b", "zebra secrets")):
+        owner = make_store(dimensions=DIM, id_type="text", domain_id=domain, row_level_security=True)
+        await owner.add_vectors(vectors(1, 1), ids=[f"{domain}1"], contents=[text])
+    t = TableRef.from_config(owner.config)
+    await tenants.grant()
+    for table in (t.text_terms_table, t.text_docs_table):
+        await admin.execute(f'GRANT SELECT ON {t.in_schema(table)} TO "{tenants.role}"')
+    pool = await tenants.store(domain_id="a", row_level_security=True).get_pool()
+    for table in (t.text_terms_table, t.text_docs_table):
+        domains = f"SELECT array_agg(DISTINCT domain_key ORDER BY domain_key) FROM {t.in_schema(table)}"
+        assert await admin.fetchval(domains) == ["a", "b"]
+        assert await pool.fetchval(domains) == ["a"], f"tenant a reads only its own rows of {table}"
+
+
 async def test_an_owner_role_bypasses_the_policy_unless_it_is_forced(
     make_store: StoreMaker, tenants: Tenants, admin: asyncpg.Connection, schema: str
 ) -> None:

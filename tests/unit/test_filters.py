@@ -263,6 +263,61 @@ def test_deep_nesting_is_a_value_error_not_a_crash() -> None:
         compile_({"k": {"$contains": nested}})
 
 
+def nested(levels: int, wrap: Any) -> Any:
+    inner: Any = {"$gt": 1} if wrap is key_not else {"a": 1}
+    for _ in range(levels):
+        inner = wrap(inner)
+    return {"k": inner} if wrap is key_not else inner
+
+
+def key_not(inner: Any) -> Any:
+    return {"$not": inner}
+
+
+@pytest.mark.parametrize("wrap", [lambda f: {"$not": f}, lambda f: {"$and": [f]}, lambda f: {"$or": [{"b": 2}, f]},
+                                  key_not], ids=["$not", "$and", "$or", "key-level $not"])
+def test_every_level_of_nesting_counts_towards_the_limit(wrap: Any) -> None:
+    assert compile_(nested(32, wrap))[0] != "TRUE"  # exactly MAX_DEPTH levels: allowed
+    with pytest.raises(ValueError, match="nested deeper than 32 levels"):
+        compile_(nested(33, wrap))
+
+
+def test_integer_ids_match_text_ids_but_do_not_order_them() -> None:
+    assert compile_({"id": 5}) == ('("id" = $1::text)', ["5"])
+    assert compile_({"id": {"$in": [5, "r1"]}}) == ('("id" = ANY($1::text[]))', [["5", "r1"]])
+    assert compile_({"id": {"$ne": 7}})[1] == ["7"]
+    with pytest.raises(ValueError, match="id compares with a string, got 5"):
+        compile_({"id": {"$gt": 5}})  # as text "10" < "9": refused rather than surprising
+    with pytest.raises(ValueError, match="id compares with a string, got 5"):
+        compile_({"id": 5}, table(id_type="uuid"))
+
+
+@pytest.mark.parametrize("backslashes", range(1, 7))
+def test_like_patterns_ending_in_an_odd_number_of_backslashes_are_refused(backslashes: int) -> None:
+    pattern = "a" + "\\" * backslashes
+    if backslashes % 2:
+        with pytest.raises(ValueError, match="ends with the escape character"):
+            compile_({"k": {"$like": pattern}})
+    else:  # escaped backslashes: a valid pattern, bound as it is
+        assert compile_({"k": {"$like": pattern}})[1][-1] == pattern
+
+
+def test_keys_take_up_to_32_path_segments() -> None:
+    key = ".".join(f"k{i}" for i in range(32))
+    sql, values = compile_({key: {"$exists": True}})
+    assert values == [f"k{i}" for i in range(32)] and sql.count("->") == 32
+    with pytest.raises(ValueError, match="more than 32 path segments"):
+        compile_({key + ".k32": {"$exists": True}})
+
+
+def test_chunk_index_takes_every_64_bit_integer_and_no_other() -> None:
+    for edge in (-(2**63), 2**63 - 1):
+        assert compile_({"chunk_index": edge}) == ('("chunk_index" = $1::bigint)', [edge])
+    for outside in (-(2**63) - 1, 2**63):
+        with pytest.raises(ValueError, match="integer is out of range for chunk_index"):
+            compile_({"chunk_index": {"$lte": outside}})
+
+
 def test_long_hostile_values_are_shortened_in_messages() -> None:
     with pytest.raises(ValueError) as caught:
         compile_({"k": {"$like": "x" * 10_000 + "\\"}})

