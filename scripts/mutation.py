@@ -48,12 +48,13 @@ class Scope:
     timeout: float = 120.0
 
 
-# The table to edit when the code moves (sql/filters.py is being split into a parser and target modules: the glob
-# picks them up as long as their names start with "filter").
+# The table to edit when the code moves. The filter compiler: the parser (sql/filters.py), the targets
+# (sql/filter_targets.py) and the indexed-metadata target (sql/indexed_target.py).
 SCOPES: dict[str, Scope] = {
     "filters": Scope(
-        {"src/pgvecstore/sql/filter*.py": ()},
-        ("tests/unit/test_filters.py", "tests/integration/test_filters_db.py"),
+        {"src/pgvecstore/sql/filter*.py": (), "src/pgvecstore/sql/indexed_target.py": ()},
+        ("tests/unit/test_filters.py", "tests/unit/test_indexed_filters.py", "tests/integration/test_filters_db.py",
+         "tests/integration/test_indexed_metadata.py"),
     ),
     "tenancy": Scope(
         {
