@@ -119,3 +119,16 @@ def test_ddl_renders_only_validated_integers_and_names() -> None:
     assert 'EXECUTE FUNCTION "my schema"."we""ird_text_row"(\'english\')' in row_trigger
     assert "TEXT PRIMARY KEY" in table
     assert ddl.drop_vector_index(TABLE, "hnsw") == 'DROP INDEX IF EXISTS "my schema"."we""ird_embedding_hnsw_idx"'
+
+
+def test_a_restricted_search_reads_the_columns_of_its_k_rows_only() -> None:
+    """The filtered (or tenant-scoped) search orders ids and distances, then reads metadata and contents of the
+    `k` rows it keeps: on the exact path every matching row goes through the sort."""
+    for domain, filter in ((None, {"year": 2024}), ("acme", None)):
+        sql = queries.vector_search(TABLE, Metric.COSINE, domain, filter, b"q", 5, metadata=True, vectors=True)[0].sql
+        inner = sql.split("FROM (", 1)[1].split(") AS n", 1)[0]
+        assert inner.startswith('SELECT "id" AS id, "embedding" <=> $') and re.search(r"LIMIT \$\d+$", inner)
+        assert '"content"' not in inner and '"metadata"::text' not in inner
+        assert sql.startswith('SELECT t."id"::text, t."embedding", t."metadata"::text, t."content"')
+    plain = queries.vector_search(TABLE, Metric.COSINE, None, None, b"q", 5, metadata=True, vectors=False)[0].sql
+    assert "JOIN" not in plain  # unrestricted: the index scan returns only k rows, read as they come
