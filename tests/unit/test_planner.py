@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from pgvector import Vector
 
-from pgvecstore import InvalidInputError, StoreConfig
-from pgvecstore.planner import EstimateCache, SearchPlan, SearchPlanner, SearchRequest
+from pgvecstore import InvalidInputError, InvalidOptionError, StoreConfig, search_tuning
+from pgvecstore.planner import MAX_CANDIDATES, EstimateCache, SearchPlan, SearchPlanner, SearchRequest
+from pgvecstore.search_tuning import SearchOptions
 from pgvecstore.sql.table import TableRef
 
 DIM = 4
@@ -94,6 +95,14 @@ def test_columns_follow_include_metadata_and_include_vectors() -> None:
         (SearchRequest(QUERY, rrf_k=10), "rrf_k .* is used by mode='hybrid' only"),
         (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=-1), "rrf_k must be a non-negative number"),
         (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=60, alpha=0.5), "not both"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=True), "rrf_k must be a non-negative number"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k=float("inf")), "rrf_k must be a non-negative"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", rrf_k="60"), "rrf_k must be a non-negative number"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", alpha=True), "alpha must be a number between 0 and 1"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", alpha=-0.01), "alpha must be a number between 0 and 1"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", vector_k=MAX_CANDIDATES + 1), "vector_k must be an"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", text_k=True), "text_k must be an integer"),
+        (SearchRequest(QUERY, mode="hybrid", query_text="x", text_k=2.0), "text_k must be an integer"),
         (SearchRequest(QUERY, search_params={"ef_serch": 5}), "did you mean 'ef_search'"),
         (SearchRequest([1.0, 2.0]), "query vector has dimension 2, expected 4"),
     ],
@@ -101,6 +110,19 @@ def test_columns_follow_include_metadata_and_include_vectors() -> None:
 def test_bad_requests_name_the_argument(request_: SearchRequest, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         planner().plan(request_, text_config="english")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"rrf_k": 0}, {"rrf_k": 0.5}, {"alpha": 0}, {"alpha": 1}, {"alpha": 0.25},
+     {"vector_k": 1, "text_k": MAX_CANDIDATES}, {"vector_k": MAX_CANDIDATES, "text_k": 1}],
+)
+def test_hybrid_options_at_their_bounds_are_accepted(options: dict[str, Any]) -> None:
+    plan = planner().plan(SearchRequest(QUERY, k=3, mode="hybrid", query_text="cells", **options), "english")
+    assert_bound(plan)
+    for name in ("vector_k", "text_k"):
+        if name in options:
+            assert options[name] in plan.args  # each side's candidate count reaches the statement
 
 
 def test_text_and_hybrid_plans_bind_every_value() -> None:
@@ -135,6 +157,9 @@ def test_estimates_expire_and_stay_within_their_entry_bound() -> None:
     assert len(cache) == 3 and cache.get("k0", now=1.0) is None and cache.get("k4", now=1.0) == (4.0, 100.0)
     assert cache.get("k4", now=61.0) is None  # expired entries are dropped
     assert len(cache) == 2
+    cache.put("late", 1.0, 2.0, now=1000.0)  # an entry's age counts from when it was put
+    assert cache.get("late", now=1059.0) == (1.0, 2.0)
+    assert cache.get("late", now=1060.0) is None
 
 
 def test_estimates_stay_within_their_byte_bound() -> None:
@@ -146,3 +171,56 @@ def test_estimates_stay_within_their_byte_bound() -> None:
     cache.put("y" * 5000, 1.0, 2.0, now=0.0)  # larger than an eighth of the budget: not kept
     assert cache.get("y" * 5000, now=0.0) is None
     assert cache.bytes <= 10_000
+
+
+# -- search_tuning's rules at their bounds ------------------------------------------------------------------------
+def test_an_index_scan_that_returned_k_rows_is_not_run_again() -> None:
+    options = SearchOptions()
+    assert not search_tuning.should_retry_exact(options, 10, 10, filtered=True, exact=False)
+    assert search_tuning.should_retry_exact(options, 9, 10, filtered=True, exact=False)
+    assert not search_tuning.should_retry_exact(options, 9, 10, filtered=True, exact=True)
+    assert not search_tuning.should_retry_exact(options, 9, 10, filtered=False, exact=False)
+    assert not search_tuning.should_retry_exact(SearchOptions(retry_exact=False), 9, 10, filtered=True, exact=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [("ef_search", 1, 1000), ("probes", 1, 32768), ("max_probes", 1, 32768), ("rerank_factor", 1, 1000),
+     ("max_scan_tuples", 1, 2**31 - 1), ("scan_mem_multiplier", 1, 1000)],
+)
+def test_search_params_take_exactly_their_documented_range(name: str, low: int, high: int) -> None:
+    assert search_tuning.validate_search_options({name: low}) == {name: low}
+    assert search_tuning.validate_search_options({name: high}) == {name: high}
+    for outside in (low - 1, high + 1):
+        with pytest.raises(InvalidOptionError, match=name):
+            search_tuning.validate_search_options({name: outside})
+
+
+def test_exact_selectivity_takes_zero_to_one() -> None:
+    for value in (0.0, 0.035, 1.0):
+        assert search_tuning.validate_search_options({"exact_selectivity": value}) == {"exact_selectivity": value}
+    for value in (-0.001, 1.001):
+        with pytest.raises(InvalidOptionError, match="exact_selectivity"):
+            search_tuning.validate_search_options({"exact_selectivity": value})
+
+
+def test_estimated_share_and_the_exact_scan_rule() -> None:
+    assert search_tuning.estimated_share(5, 0) is None and search_tuning.estimated_share(1, 1) == 1.0
+    options = SearchOptions()  # exact at or below 3.5% of the rows
+    assert search_tuning.use_exact_scan(options, 35, 1000, 10)
+    assert not search_tuning.use_exact_scan(options, 36, 1000, 10)
+    assert not search_tuning.use_exact_scan(options, 0, 0, 10)  # no rows in the table: nothing to decide
+    assert not search_tuning.use_exact_scan(SearchOptions(exact_selectivity=0), 0, 1000, 10)
+    # Too few matches for the iterative scan's budget to find k of them: exact, even above the share.
+    tight = SearchOptions(exact_selectivity=0.01, max_scan_tuples=100)
+    assert search_tuning.use_exact_scan(tight, 50, 1000, 10)  # 5% of 100 visited tuples = 5 < 10
+    assert not search_tuning.use_exact_scan(tight, 100, 1000, 10)  # 10% of 100 = 10, not fewer than k
+
+
+def test_filtered_candidate_lists_grow_with_selectivity_up_to_pgvectors_bound() -> None:
+    options = SearchOptions()
+    base = search_tuning.filtered_ef(options, 10)
+    assert search_tuning.filtered_ef(options, 10, share=None) == base
+    assert search_tuning.filtered_ef(options, 10, share=0.05) == max(base, 400)  # 2 * 10 / 0.05
+    assert search_tuning.filtered_ef(options, 10, share=0.001) == 1000  # pgvector's bound
+    assert search_tuning.filtered_ef(options, 10, share=0.0) == base
