@@ -224,3 +224,15 @@ def test_filtered_candidate_lists_grow_with_selectivity_up_to_pgvectors_bound() 
     assert search_tuning.filtered_ef(options, 10, share=0.05) == max(base, 400)  # 2 * 10 / 0.05
     assert search_tuning.filtered_ef(options, 10, share=0.001) == 1000  # pgvector's bound
     assert search_tuning.filtered_ef(options, 10, share=0.0) == base
+
+
+def test_unfiltered_settings_change_only_what_differs_from_pgvectors_defaults() -> None:
+    plain = SearchOptions()
+    assert search_tuning.search_settings(plain, filtered=False, k=40) == {}  # pgvector's ef_search is 40
+    assert search_tuning.search_settings(plain, filtered=False, k=41) == {"hnsw.ef_search": "41"}
+    assert search_tuning.search_settings(plain, filtered=False, k=5000) == {"hnsw.ef_search": "1000"}
+    assert search_tuning.search_settings(SearchOptions(ef_search=10), filtered=False, k=10) == {"hnsw.ef_search": "10"}
+    assert search_tuning.search_settings(SearchOptions(probes=7), filtered=False, k=10) == {"ivfflat.probes": "7"}
+    filtered = search_tuning.search_settings(SearchOptions(max_probes=9), filtered=True, k=10)
+    assert filtered["ivfflat.max_probes"] == "9" and filtered["plan_cache_mode"] == "force_custom_plan"
+    assert "ivfflat.max_probes" not in search_tuning.search_settings(SearchOptions(max_probes=9), filtered=False, k=10)
