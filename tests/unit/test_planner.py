@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -236,3 +237,12 @@ def test_unfiltered_settings_change_only_what_differs_from_pgvectors_defaults() 
     filtered = search_tuning.search_settings(SearchOptions(max_probes=9), filtered=True, k=10)
     assert filtered["ivfflat.max_probes"] == "9" and filtered["plan_cache_mode"] == "force_custom_plan"
     assert "ivfflat.max_probes" not in search_tuning.search_settings(SearchOptions(max_probes=9), filtered=False, k=10)
+
+
+def test_the_estimate_is_read_from_the_plans_two_branches() -> None:
+    plan = [{"Plan": {"Node Type": "Append", "Plan Rows": 1010,
+                      "Plans": [{"Node Type": "Bitmap Heap Scan", "Plan Rows": 10}, {"Plan Rows": 1000}]}}]
+    assert search_tuning.parse_estimate(plan) == (10.0, 1000.0)
+    assert search_tuning.parse_estimate(json.dumps(plan)) == (10.0, 1000.0)  # as EXPLAIN's text
+    # A constant-false filter: the planner drops its branch, so the plan is the table's scan alone.
+    assert search_tuning.parse_estimate([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1000}}]) == (0.0, 1000.0)
