@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgvecstore.compact import check_vector_type
 from pgvecstore.metric import Metric
 from pgvecstore.sql.params import Params, Statement
-from pgvecstore.sql.queries import Filter, Rerank, binary_candidates, scope, select_columns
+from pgvecstore.sql.queries import Filter, Rerank, binary_candidates, reranked_distance, scope, select_columns
 from pgvecstore.sql.table import TableRef
 from pgvecstore.sql.text_query import text_candidates
 
@@ -42,7 +41,7 @@ def _vector_candidates(
     emb, op = f"t.{t.col('embedding')}", metric.operator
     if rerank is not None:
         inner = binary_candidates(t, where, query_ph, rerank, p.add(rerank.candidates), alias="t")
-        distance = f"c.{t.col('embedding')} {op} {query_ph}::{check_vector_type(rerank.vector_type)}"
+        distance = reranked_distance(t, metric, query_ph, rerank)
         return (
             f"SELECT c.{t.col('id')} AS id, {distance} AS distance FROM ({inner}) AS c "
             f"ORDER BY distance LIMIT {limit_ph}"

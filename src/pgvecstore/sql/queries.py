@@ -113,6 +113,12 @@ def binary_candidates(t: TableRef, where: str, query: str, rerank: Rerank, limit
     )
 
 
+def reranked_distance(t: TableRef, metric: Metric, query: str, rerank: Rerank) -> str:
+    """The exact distance by `metric` of a candidate of `binary_candidates` (read as ``c``) to the `query`
+    placeholder, cast to the column's type: what a binary-quantized search re-ranks by."""
+    return f"c.{t.col('embedding')} {metric.operator} {query}::{check_vector_type(rerank.vector_type)}"
+
+
 def reranked_search(
     t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int, rerank: Rerank,
     *, metadata: bool, vectors: bool,
@@ -125,7 +131,7 @@ def reranked_search(
     q = p.named("query", query)
     inner = binary_candidates(t, where.sql, q, rerank, p.named("candidates", rerank.candidates))
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="c")
-    distance = f"c.{t.col('embedding')} {metric.operator} {q}::{check_vector_type(rerank.vector_type)}"
+    distance = reranked_distance(t, metric, q, rerank)
     sql = (
         f"SELECT {cols}, {distance} AS distance FROM ({inner}) AS c "
         f"ORDER BY distance LIMIT {p.named('k', k)}"
