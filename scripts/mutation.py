@@ -70,7 +70,7 @@ SCOPES: dict[str, Scope] = {
         # (its own server and PgBouncer: slow, so last) sets the tenant in every transaction.
         ("tests/unit/test_sql.py", "tests/unit/test_planner.py", "tests/integration/test_tenancy.py",
          "tests/integration/test_hardening.py::test_a_tenants_stats_and_text_scores_do_not_depend_on_other_tenants",
-         "tests/integration/test_reliability.py::test_row_level_security_tenant_travels_in_each_transaction_behind"
+         "tests/integration/test_transaction_pooler.py::test_row_level_security_tenant_travels_in_each_transaction_behind"
          "_pgbouncer"),
     ),
     "planner": Scope(

@@ -148,6 +148,7 @@ class StoreConfig:
     max_filter_conditions: int = MAX_FILTER_CONDITIONS
     max_filter_values: int = MAX_FILTER_VALUES
     statement_cache_size: int = 100
+    transaction_pooler: bool | None = None
     text_search: bool = True
     text_search_config: str | None = None
     text_search_column: str | None = None
@@ -217,6 +218,11 @@ class StoreConfig:
         self._check_tenancy()
         _check_int("batch_size", self.batch_size, 1, 1_000_000)
         _check_int("statement_cache_size", self.statement_cache_size, 0, 100_000)
+        if self.transaction_pooler is not None and not isinstance(self.transaction_pooler, bool):
+            raise InvalidOptionError(
+                f"transaction_pooler must be True, False or None (None: True when statement_cache_size=0), "
+                f"got {self.transaction_pooler!r}"
+            )
         _check_int("max_filter_conditions", self.max_filter_conditions, 1, 1_000_000)
         _check_int("max_filter_values", self.max_filter_values, 1, 100_000_000)
         for option in ("command_timeout", "connect_timeout", "statement_timeout"):
@@ -339,6 +345,15 @@ class StoreConfig:
     def resolved_text_search_column(self) -> str:
         """The tsvector column of full-text search: `text_search_column`, else ``<content column>_tsv``."""
         return self.text_search_column or derived_name(self.columns["content"], "tsv")
+
+    @property
+    def pooled_transactions(self) -> bool:
+        """Whether the store talks to PostgreSQL through a transaction pooler (``transaction_pooler``; left out,
+        a ``statement_cache_size`` of 0, which such a pooler needs, says so): its settings then travel inside each
+        transaction instead of at connect time (see `pgvecstore.connection.transaction_settings`)."""
+        if self.transaction_pooler is not None:
+            return self.transaction_pooler
+        return self.statement_cache_size == 0
 
     def resolved_dsn(self) -> str | None:
         """The explicit connection string, else DATABASE_URL, else None (meaning: use the embedded server)."""

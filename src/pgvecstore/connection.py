@@ -117,23 +117,53 @@ async def reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute(query)
 
 
+def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -> dict[str, str]:
+    """What every pooled connection of a store sends when it connects (its startup packet: no round trip).
+
+    Always the application name and UTC (``created_at`` is a TIMESTAMP filled by NOW(); UTC keeps it and date
+    filters unambiguous), which transaction poolers forward too. On a direct connection also: iterative index scans
+    (`pgvecstore.search_tuning.ITERATIVE_SCAN`, for SQL of the user's own too; the store's filtered searches set
+    them again in their transaction), the tenant under row-level security, and ``statement_timeout``. A transaction
+    pooler would refuse those at connect time and could not keep them anyway (each transaction may run on another
+    server session): there they travel in each transaction instead (`transaction_settings`).
+    """
+    settings = {**session_settings(dsn), "timezone": "UTC"}
+    if config.pooled_transactions:
+        return settings
+    settings.update(ITERATIVE_SCAN)
+    if tenant is not None:
+        settings[TENANT_SETTING] = tenant
+    if config.statement_timeout is not None:
+        # Every statement of the store's pool; index builds lift it inside their own transaction.
+        settings["statement_timeout"] = statement_timeout_ms(config.statement_timeout)
+    return settings
+
+
+def transaction_settings(config: StoreConfig) -> dict[str, str]:
+    """Settings every operation of a store sets at the start of its transaction, besides the tenant (which every
+    transaction under row-level security carries, pooled or not): behind a transaction pooler, the
+    ``statement_timeout`` that a direct connection gets at connect time. An operation that sets a setting of its
+    own overrides these (index builds lift the timeout)."""
+    if config.pooled_transactions and config.statement_timeout is not None:
+        return {"statement_timeout": statement_timeout_ms(config.statement_timeout)}
+    return {}
+
+
+def statement_timeout_ms(seconds: float) -> str:
+    """``statement_timeout`` in milliseconds, as the server takes it (at least 1)."""
+    return str(max(1, round(seconds * 1000)))
+
+
 async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant: str | None = None) -> asyncpg.Pool:
     """An asyncpg pool whose connections encode and decode vectors in pgvector's binary format (numpy out).
 
-    With `tenant`, every connection starts with the tenant setting (``pgvecstore.domain_id``) at session level.
-    It travels in the startup packet, not as SQL, costs no round trip, and is the value ``RESET ALL`` returns to,
-    so it survives asyncpg's reset when a connection goes back to the pool: raw SQL through the pool is limited
-    to that tenant by the row-level security policy even outside the store's own transactions.
+    Its connections start with `startup_settings`. With `tenant` (row-level security), on a direct connection the
+    tenant setting (``pgvecstore.domain_id``) is set at session level: it travels in the startup packet, costs no
+    round trip, and is the value ``RESET ALL`` returns to, so it survives asyncpg's reset when a connection goes
+    back to the pool: raw SQL through the pool is limited to that tenant by the row-level security policy even
+    outside the store's own transactions. Behind a transaction pooler raw SQL must set it itself.
     """
-    # created_at is a TIMESTAMP filled by NOW(): UTC on every connection keeps it (and date filters) unambiguous.
-    # Iterative index scans on every session (pgvecstore.search_tuning.ITERATIVE_SCAN), for SQL of the user's own
-    # too; the store's filtered searches set them again in their transaction.
-    server_settings = {**session_settings(dsn), **ITERATIVE_SCAN, "timezone": "UTC"}
-    if tenant is not None:
-        server_settings[TENANT_SETTING] = tenant
-    if config.statement_timeout is not None:
-        # Every statement of the store's pool; index builds lift it inside their own transaction.
-        server_settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
+    server_settings = startup_settings(dsn, config, tenant)
 
     async def init(conn: asyncpg.Connection) -> None:
         for name, codec in vectors.CODECS.items():

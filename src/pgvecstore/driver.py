@@ -109,7 +109,11 @@ def connect_failed(dsn: str, config: StoreConfig, exc: BaseException) -> Connect
     else:
         cause = f"{type(exc).__name__}: {redact_dsn(str(exc))}"
     hint = ""
-    if isinstance(exc, TimeoutError | OSError | asyncpg.CannotConnectNowError | asyncpg.PostgresConnectionError):
+    if "unsupported startup parameter" in str(exc):  # PgBouncer's refusal (a protocol violation, class 08)
+        hint = (". A connection pooler refused a setting the store sends when it connects straight to PostgreSQL: "
+                "behind a transaction pooler (PgBouncer, RDS Proxy, Supavisor) pass transaction_pooler=True "
+                "(statement_cache_size=0 implies it), and the store sends its settings inside each transaction")
+    elif isinstance(exc, TimeoutError | OSError | asyncpg.CannotConnectNowError | asyncpg.PostgresConnectionError):
         hint = (". The server is down, restarting or unreachable; the same store reconnects on a later call once "
                 "it is back")
     return ConnectionFailedError(f"could not connect to PostgreSQL at {redact_dsn(dsn)}: {cause}{hint}")

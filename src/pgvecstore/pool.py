@@ -5,7 +5,9 @@
 - Set-up: `start` runs the store's one-time set-up on a connection outside the pool, then opens the running
   loop's pool.
 - Scoping: `connection` lends a pooled connection for one operation: plain, or in a transaction that first sets
-  the operation's settings and, under row-level security, the tenant, in one ``set_config`` statement.
+  the operation's settings and, under row-level security, the tenant (behind a transaction pooler also the
+  settings a direct connection gets when it connects: `connection.transaction_settings`), in one ``set_config``
+  statement.
 - Lending: each loop's `LoopPool` keeps a connection that an operation gave back cleanly for the store's next
   operation on that loop, which then takes it without asyncpg's acquire and release (see `LoopPool`).
 - One boundary: an exception leaving an operation becomes the store's error (`pgvecstore.driver`); a connection
@@ -34,6 +36,7 @@ from pgvecstore.connection import (
     ensure_extension,
     resolve_dsn,
     set_local,
+    transaction_settings,
 )
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
 from pgvecstore.errors import ConnectionLostError, StoreClosedError
@@ -86,6 +89,9 @@ class PoolRegistry:
         self._vector_schema = ""
         self._set_up: Any = None
         self._tenant: dict[str, str] = {}
+        # Set in every operation's transaction (behind a transaction pooler: statement_timeout); an operation's
+        # own settings override them, the tenant is set last.
+        self._every = transaction_settings(config)
         self._closed = False
 
     # -- life cycle ----------------------------------------------------------------------------------------
@@ -198,10 +204,11 @@ class PoolRegistry:
         Plain (no transaction, no extra round trip) unless the operation needs a transaction or settings; with
         row-level security in force, always inside a transaction that first sets the tenant, together with any
         other `settings`, in one ``set_config`` statement (transaction-local, so nothing outlives the operation).
+        Behind a transaction pooler every operation with a ``statement_timeout`` runs so too, setting it.
         An exception leaving the block is the store's error (see the module docstring).
         """
         pool = self._loop_pool()
-        configs = {**settings, **self._tenant} if settings else self._tenant
+        configs = {**self._every, **(settings or {}), **self._tenant}
         conn = pool.take() or await self._acquire(pool)
         done = False
         try:
@@ -227,7 +234,7 @@ class PoolRegistry:
     ) -> Any:
         """Run one read statement with `method` (``fetch``, ``fetchval``, ``fetchrow``), once more on a fresh
         connection when the pooled one turned out to be dead (see `retry_once`)."""
-        if settings or self._tenant:
+        if settings or self._tenant or self._every:
 
             async def once() -> Any:
                 async with self.connection(settings=settings) as conn:

@@ -123,3 +123,26 @@ def test_identifiers_are_always_quoted_and_index_names_fit() -> None:
     table = TableRef.from_config(StoreConfig.from_options(dimensions=5, columns={"embedding": "vec"}))
     assert '"vec" vector(5)' in ddl.create_table(table, 5, "english")
     assert table.index_name("hnsw") == "knowledge_embeddings_vec_hnsw_idx"
+
+
+def test_a_transaction_pooler_gets_its_settings_in_each_transaction_not_at_connect_time() -> None:
+    from pgvecstore.connection import startup_settings, transaction_settings
+
+    dsn = "postgresql://app@pooler:6432/db"
+    direct = StoreConfig(statement_timeout=2.5)
+    assert not direct.pooled_transactions
+    sent = startup_settings(dsn, direct, tenant="t1")
+    assert sent["statement_timeout"] == "2500" and sent["pgvecstore.domain_id"] == "t1"
+    assert sent["hnsw.iterative_scan"] == "strict_order" and sent["timezone"] == "UTC"
+    assert transaction_settings(direct) == {}
+
+    for pooled in (StoreConfig(statement_timeout=2.5, statement_cache_size=0),
+                   StoreConfig(statement_timeout=2.5, transaction_pooler=True)):
+        assert pooled.pooled_transactions
+        # Only what a pooler forwards (PgBouncer tracks application_name and TimeZone).
+        assert startup_settings(dsn, pooled, tenant="t1") == {"application_name": "pgvecstore", "timezone": "UTC"}
+        assert transaction_settings(pooled) == {"statement_timeout": "2500"}
+    assert transaction_settings(StoreConfig(statement_timeout=None, transaction_pooler=True)) == {}
+    assert not StoreConfig(statement_cache_size=0, transaction_pooler=False).pooled_transactions
+    with pytest.raises(ValueError, match="transaction_pooler must be True, False or None"):
+        StoreConfig(transaction_pooler="yes")
