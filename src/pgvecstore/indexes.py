@@ -25,7 +25,7 @@ import asyncpg
 
 from pgvecstore.compact import check_index, index_kind
 from pgvecstore.config import HNSW_DEFAULTS, StoreConfig, validate_index_params
-from pgvecstore.connection import set_local
+from pgvecstore.connection import set_local, set_session
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.metric import Metric
 from pgvecstore.pool import PoolRegistry
@@ -232,6 +232,38 @@ class VectorIndexes:
             dropped = await drop_index(conn, self._table)
         self._known = None
         return dropped
+
+    async def reindex(self) -> str | None:
+        """Rebuild the table's vector index with ``REINDEX ... CONCURRENTLY`` (reads and writes go on; the old
+        index serves searches until the new one replaces it), with the build settings of a new index and no
+        statement_timeout; returns its kind, None when the table has no vector index. Invalid leftovers of an
+        interrupted rebuild are dropped first."""
+        config, table = self._config, self._table
+        async with self._pools.session() as conn:
+            kind = await existing_index_type(conn, table)
+            if kind is None:
+                return None
+            name = table.index_name(kind)
+            leftovers = catalog.reindex_leftovers(table, name)
+            for row in await conn.fetch(leftovers.sql, *leftovers.args):
+                logger.info("pgvecstore: dropping %s, left invalid by an interrupted rebuild", row[0])
+                await conn.execute(ddl.drop_index_concurrently(table, row[0]))
+            if not config.pooled_transactions:  # behind a transaction pooler a session setting would outlive us
+                rows = int(await conn.fetchval(queries.total_rows(table).sql))
+                now = await conn.fetchrow(catalog.BUILD_SETTINGS_NOW.sql)
+                assert now is not None  # a SELECT without FROM returns one row
+                memory, workers = now
+                index_type = "ivfflat" if kind == "ivfflat" else "hnsw"
+                settings = build_settings(index_type, dict(config.index_params) if index_type == config.index_type
+                                          else {}, rows, self._dimensions, int(memory), int(workers))
+                await set_session(conn, {**settings, "statement_timeout": "0"})
+            started = time.monotonic()
+            logger.info("pgvecstore: rebuilding the %s index of %s (reads and writes go on)", kind, table.display)
+            await conn.execute(ddl.reindex_vector_index(table, kind))
+            logger.info("pgvecstore: rebuilt the %s index of %s in %.1f s", kind, table.display,
+                        time.monotonic() - started)
+        self._known = (math.inf, True)
+        return kind
 
     async def info(self) -> str | None:
         """The kind of the table's vector index ('hnsw', 'ivfflat' or 'hnsw_binary'), or None."""

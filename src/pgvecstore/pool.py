@@ -229,6 +229,23 @@ class PoolRegistry:
             else:
                 await pool.release(conn)
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection outside any transaction, for a statement that refuses one (``REINDEX ...
+        CONCURRENTLY``) and may change session settings: it goes back through the pool's full reset (``RESET
+        ALL``), never kept for the next operation. Its errors are the store's, as in `connection`."""
+        pool = self._loop_pool()
+        conn = pool.take() or await self._acquire(pool)
+        try:
+            if self._closed:
+                raise StoreClosedError()
+            yield conn
+        except Exception as exc:
+            raise await self._failure(exc, conn, pool, transaction=False)  # noqa: B904
+        finally:
+            conn.needs_reset()
+            await pool.release(conn)
+
     async def read(
         self, method: str, sql: str, args: Sequence[Any], settings: Mapping[str, str] | None = None
     ) -> Any:

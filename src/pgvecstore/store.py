@@ -238,6 +238,11 @@ class PgVectorStore:
         it, False when it existed already."""
         return await (await self._ready()).indexes.create(index_type, params)
 
+    async def reindex(self) -> str | None:
+        """Rebuild the vector index online (``REINDEX ... CONCURRENTLY``: reads and writes go on), as after many
+        updates and deletes (see docs/production.md, "Churn"); returns the index's kind, None without one."""
+        return await (await self._ready()).indexes.reindex()
+
     async def drop_index(self) -> bool:
         """Drop the table's vector index; True when there was one."""
         return await (await self._ready()).indexes.drop()

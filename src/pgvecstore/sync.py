@@ -142,4 +142,5 @@ class SyncPgVectorStore:
     enable_text_search = _blocking(PgVectorStore.enable_text_search)
     create_index = _blocking(PgVectorStore.create_index)
     drop_index = _blocking(PgVectorStore.drop_index)
+    reindex = _blocking(PgVectorStore.reindex)
     index_info = _blocking(PgVectorStore.index_info)

@@ -208,6 +208,8 @@ def test_tenants_filters_tables_and_index_commands(docs: Path, pg_dsn: str, sche
                     "--filter", '{"file_name": "volcanoes.txt"}', "--tenant", "acme", *target, env=env, cwd=docs))
     assert "volcanoes.txt#3" in output and "Tambora" in output  # the source, relative to the working directory
     assert "tea.html" not in output
+    assert "rebuilt the hnsw index" in ok(run_without_model("index", "rebuild", *target, env=env))
+    assert vector_index_definitions(pg_dsn, schema) == [definition]  # the same index, rebuilt in place
     assert "dropped the vector index" in ok(run_without_model("index", "drop", "--model", "/nonexistent/model",
                                                               *target, env=env))
     shown = ok(run_without_model("stats", *target, env=env))

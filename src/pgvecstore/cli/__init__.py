@@ -48,6 +48,7 @@ def build_app() -> typer.Typer:
         app.command(cls=Command)(command)
     index_app.command("create", cls=Command)(admin.index_create)
     index_app.command("drop", cls=Command)(admin.index_drop)
+    index_app.command("rebuild", cls=Command)(admin.index_rebuild)
     return app
 
 

@@ -1,4 +1,4 @@
-"""``pgvecstore stats`` and ``pgvecstore index create|drop``: inspect the table and manage its vector index.
+"""``pgvecstore stats`` and ``pgvecstore index create|drop|rebuild``: inspect the table and manage its vector index.
 
 None of them embeds anything, so none loads the embedding model: the store reads the vector length from the
 table, which must exist.
@@ -132,3 +132,21 @@ def index_drop(
     with open_store(Target(dsn, schema, table)) as store:
         dropped = run_sync(store.drop_index())
     out.print(f"dropped the vector index of {schema}.{table}" if dropped else f"{schema}.{table} has no vector index")
+
+
+@friendly_errors
+def index_rebuild(
+    dsn: DsnOption = None,
+    schema: SchemaOption = DEFAULT_SCHEMA,
+    table: TableOption = DEFAULT_TABLE,
+    model: IgnoredModelOption = None,
+) -> None:
+    """Rebuild the vector index online (REINDEX CONCURRENTLY: searches and writes go on), e.g. after much churn."""
+    with open_store(Target(dsn, schema, table)) as store:
+        started = time.perf_counter()
+        kind = run_sync(store.reindex())
+        elapsed = time.perf_counter() - started
+    if kind is None:
+        out.print(f"{schema}.{table} has no vector index")
+    else:
+        out.print(f"rebuilt the {kind} index of {schema}.{table} in {elapsed:.1f} s")

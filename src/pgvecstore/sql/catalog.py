@@ -42,11 +42,25 @@ def table_lock(t: TableRef) -> Statement:
     return advisory_lock(t.lock_key)
 
 
-def set_config(settings: Mapping[str, str]) -> Statement:
-    """One statement that sets `settings` until the current transaction ends; names and values are bound."""
+def set_config(settings: Mapping[str, str], *, local: bool = True) -> Statement:
+    """One statement that sets `settings` until the current transaction ends (with `local`, the default) or for
+    the rest of the session; names and values are bound."""
     p = Params()
-    calls = ", ".join(f"set_config({p.add(name)}, {p.add(value)}, true)" for name, value in settings.items())
+    scope = "true" if local else "false"
+    calls = ", ".join(f"set_config({p.add(name)}, {p.add(value)}, {scope})" for name, value in settings.items())
     return p.statement(f"SELECT {calls}")
+
+
+def reindex_leftovers(t: TableRef, index_name: str) -> Statement:
+    """The invalid indexes an interrupted ``REINDEX ... CONCURRENTLY`` of `index_name` left on the table (named
+    ``<index>_ccnew``, ``<index>_ccnew1``, ...), to drop before trying again."""
+    p = Params()
+    return p.statement(
+        "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+        f"WHERE i.indrelid = to_regclass({p.add(t.qualified)}) AND NOT i.indisvalid "
+        f"AND left(c.relname, {p.add(len(index_name), 'int4')}) = {p.add(index_name)} "
+        f"AND substr(c.relname, {p.add(len(index_name) + 1, 'int4')}) ~ '^_ccnew[0-9]*$'"
+    )
 
 
 def schema_exists(schema: str) -> Statement:

@@ -116,6 +116,16 @@ def drop_vector_index(t: TableRef, kind: str) -> str:
     return f"DROP INDEX IF EXISTS {quote_ident(t.schema)}.{quote_ident(t.index_name(kind))}"
 
 
+def reindex_vector_index(t: TableRef, kind: str) -> str:
+    """Rebuild the table's vector index of `kind` while reads and writes go on (outside a transaction)."""
+    return f"REINDEX INDEX CONCURRENTLY {quote_ident(t.schema)}.{quote_ident(t.index_name(kind))}"
+
+
+def drop_index_concurrently(t: TableRef, index_name: str) -> str:
+    """Drop an index of the table's schema without blocking writers (outside a transaction)."""
+    return f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(t.schema)}.{quote_ident(index_name)}"
+
+
 def create_staging_table(t: TableRef, staging: str) -> str:
     """A temporary table shaped like the target's written columns, dropped at commit."""
     cols = ", ".join(t.col(c) for c in WRITE_COLUMNS)
