@@ -125,6 +125,12 @@ def make_clustered(rows: int, dims: int, seed: int = 0) -> np.ndarray:
     return _clustered(rows, dims, seed, 1)
 
 
+def make_clustered_more(count: int, dims: int, seed: int = 0) -> np.ndarray:
+    """More vectors from the distribution of `make_clustered(..., seed=seed)` (the same clusters), neither in the
+    data set nor among the queries: the new vectors of updated rows."""
+    return _clustered(count, dims, seed, 3)
+
+
 def make_clustered_queries(count: int, dims: int, seed: int = 0) -> np.ndarray:
     """Queries from the same distribution as `make_clustered(..., seed=seed)`, not in the data set."""
     return _clustered(count, dims, seed, 2)

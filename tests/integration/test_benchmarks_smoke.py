@@ -239,3 +239,12 @@ def test_adapter_ingest_benchmark_runs_every_line_and_storage(pg_dsn: str, tmp_p
     ]
     assert all(line.split(" | ")[5] == "1.00" for line in lines if "raw asyncpg" in line)
     assert "| vector storage | exact | filtered exact (g10 = 0) | heap MiB | TOAST MiB |" in result.stdout
+
+
+def test_churn_benchmark_runs_every_stage(pg_dsn: str, tmp_path: Path) -> None:
+    output = tmp_path / "churn.md"
+    result = run_script("churn.py", "--rows", "400", "--queries", "5", "--dsn", pg_dsn, "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    stages = [line.split(" | ")[0].lstrip("| ") for line in output.read_text().splitlines()
+              if line.startswith("| ") and not line.startswith("| stage")]
+    assert stages == ["fresh", "after churn", "after VACUUM", "after reindex()", "fresh build of the final rows"]
