@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self, cast
 
+import asyncpg
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -48,6 +49,7 @@ class PgVecStore(SearchMixin, VectorStore):
         *,
         store: PgVectorStore | None = None,
         config: StoreConfig | Mapping[str, Any] | None = None,
+        pool: asyncpg.Pool | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(embedding, Embeddings):
@@ -55,8 +57,9 @@ class PgVecStore(SearchMixin, VectorStore):
         self.embedding = embedding
         self._lock = threading.Lock()
         self._store: PgVectorStore | None = store
+        self._pool = pool  # the application's asyncpg pool, for the core store (made when dimensions are known)
         if store is not None:
-            if config is not None or options:
+            if config is not None or options or pool is not None:
                 raise InvalidInputError("give either store=PgVectorStore(...) or store options, not both")
             if not isinstance(store, PgVectorStore):
                 raise TypeError(f"store must be a pgvecstore.PgVectorStore, got {type(store).__name__}")
@@ -64,7 +67,7 @@ class PgVecStore(SearchMixin, VectorStore):
             return
         self._config = StoreConfig.build(config, defaults=ADAPTER_DEFAULTS, **options)
         if self._config.dimensions is not None:
-            self._store = PgVectorStore(self._config)
+            self._store = PgVectorStore(self._config, pool=self._pool)
 
     def __repr__(self) -> str:
         where = redact_dsn(self._config.connection_string) or "DATABASE_URL or the embedded server"
@@ -101,7 +104,7 @@ class PgVecStore(SearchMixin, VectorStore):
         """The core store, created on first use with the dimensions of the first vector in hand."""
         if self._store is not None:
             return self._store
-        return self._adopt(PgVectorStore(self._config, dimensions=dimensions))
+        return self._adopt(PgVectorStore(self._config, pool=self._pool, dimensions=dimensions))
 
     def _adopt(self, candidate: PgVectorStore) -> PgVectorStore:
         """Keep `candidate` as the core store unless another call set one first; returns the store in use."""
@@ -115,7 +118,7 @@ class PgVecStore(SearchMixin, VectorStore):
         the dimensions); None when there is no table yet, so nothing to read or delete."""
         if self._store is not None:
             return self._store
-        candidate = PgVectorStore(self._config)
+        candidate = PgVectorStore(self._config, pool=self._pool)
         try:
             await candidate.initialize()
         except TableNotFoundError:

@@ -149,6 +149,7 @@ class StoreConfig:
     max_filter_values: int = MAX_FILTER_VALUES
     statement_cache_size: int = 100
     transaction_pooler: bool | None = None
+    connect_kwargs: Mapping[str, Any] = field(default_factory=dict, repr=False)
     text_search: bool = True
     text_search_config: str | None = None
     text_search_column: str | None = None
@@ -231,6 +232,7 @@ class StoreConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise InvalidOptionError(f"{option} must be a positive number of seconds, got {value!r}")
+        object.__setattr__(self, "connect_kwargs", validate_connect_kwargs(self.connect_kwargs))
         self._check_text_search()
         self._check_compact()
         self._check_metadata_indexes()
@@ -362,7 +364,52 @@ class StoreConfig:
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "connection_string"}
         shown["connection_string"] = redact_dsn(self.connection_string)
+        shown["connect_kwargs"] = {key: "..." for key in self.connect_kwargs}  # may hold a password
         return "StoreConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+# asyncpg's connection arguments a store passes on from `connect_kwargs` (asyncpg.connect's, and two of its
+# pools'); the others are the store's own, set by the option named here.
+CONNECT_KWARGS = frozenset({
+    "host", "port", "user", "password", "passfile", "service", "servicefile", "database", "ssl", "direct_tls",
+    "server_settings", "target_session_attrs", "krbsrvname", "gsslib", "max_cached_statement_lifetime",
+    "max_cacheable_statement_size", "max_queries", "max_inactive_connection_lifetime",
+})
+STORE_CONNECT_OPTIONS = {
+    "dsn": "connection_string", "timeout": "connect_timeout", "command_timeout": "command_timeout",
+    "statement_cache_size": "statement_cache_size", "min_size": "pool_min_size", "max_size": "pool_max_size",
+}
+# Server settings the store sets itself (its sessions run in UTC for created_at; the others are options).
+STORE_SERVER_SETTINGS = {"statement_timeout": "the statement_timeout option", "timezone": "none: the store runs "
+                         "its sessions in UTC (created_at)", "pgvecstore.domain_id": "the domain_id option"}
+
+
+def validate_connect_kwargs(kwargs: object) -> dict[str, Any]:
+    """Check `connect_kwargs` (asyncpg's connection arguments for the pools a store opens); an argument the store
+    sets itself, or an unknown one, is an error naming what to use instead."""
+    if not isinstance(kwargs, Mapping):
+        raise InvalidOptionError(f"connect_kwargs must be a dict of asyncpg connection arguments, got {kwargs!r}")
+    for name in kwargs:
+        if name in STORE_CONNECT_OPTIONS:
+            raise InvalidOptionError(
+                f"connect_kwargs[{name!r}]: the store sets it; use the {STORE_CONNECT_OPTIONS[name]!r} option"
+            )
+        if name not in CONNECT_KWARGS:
+            raise InvalidOptionError(
+                f"connect_kwargs[{name!r}] is not an asyncpg connection argument the store passes on"
+                f"{did_you_mean(str(name), sorted(CONNECT_KWARGS))}"
+            )
+    settings = kwargs.get("server_settings") or {}
+    if not isinstance(settings, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in settings.items()):
+        raise InvalidOptionError("connect_kwargs['server_settings'] must be a dict of setting names to strings")
+    for name in settings:
+        if name.lower() in STORE_SERVER_SETTINGS:
+            raise InvalidOptionError(
+                f"connect_kwargs['server_settings'][{name!r}]: the store sets it (use "
+                f"{STORE_SERVER_SETTINGS[name.lower()]})"
+            )
+    return dict(kwargs)
 
 
 def validate_index_params(index_type: str, params: object) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -23,6 +24,8 @@ logger = logging.getLogger("pgvecstore")
 # leaks, pg_terminate_backend). A connection string's own ``?application_name=...`` takes precedence.
 APPLICATION_NAME = "pgvecstore"
 _CONNECT_ERRORS = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Arguments of `connect_kwargs` that only a pool takes (not asyncpg.connect).
+POOL_ONLY_ARGUMENTS = ("max_queries", "max_inactive_connection_lifetime")
 
 
 def resolve_dsn(config: StoreConfig) -> str:
@@ -47,7 +50,8 @@ async def connect_once(dsn: str, config: StoreConfig) -> asyncpg.Connection:
             dsn,
             timeout=config.connect_timeout,
             statement_cache_size=config.statement_cache_size,
-            server_settings=session_settings(dsn),
+            **user_arguments(config),
+            server_settings={**session_settings(dsn), **user_settings(config)},
         )
     except _CONNECT_ERRORS as exc:
         raise connect_failed(dsn, config, exc) from None
@@ -122,7 +126,8 @@ async def reset_connection(conn: asyncpg.Connection) -> None:
 
 
 def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -> dict[str, str]:
-    """What every pooled connection of a store sends when it connects (its startup packet: no round trip).
+    """What every pooled connection of a store sends when it connects (its startup packet: no round trip), with the
+    ``server_settings`` of ``connect_kwargs`` (which cannot name the store's own: `config.validate_connect_kwargs`).
 
     Always the application name and UTC (``created_at`` is a TIMESTAMP filled by NOW(); UTC keeps it and date
     filters unambiguous), which transaction poolers forward too. On a direct connection also: iterative index scans
@@ -131,10 +136,13 @@ def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -
     pooler would refuse those at connect time and could not keep them anyway (each transaction may run on another
     server session): there they travel in each transaction instead (`transaction_settings`).
     """
-    settings = {**session_settings(dsn), "timezone": "UTC"}
+    settings = session_settings(dsn)
+    if not config.pooled_transactions:
+        settings.update(ITERATIVE_SCAN)
+    settings.update(user_settings(config))  # connect_kwargs' server_settings, which may rename the sessions
+    settings["timezone"] = "UTC"
     if config.pooled_transactions:
         return settings
-    settings.update(ITERATIVE_SCAN)
     if tenant is not None:
         settings[TENANT_SETTING] = tenant
     if config.statement_timeout is not None:
@@ -143,14 +151,41 @@ def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -
     return settings
 
 
-def transaction_settings(config: StoreConfig) -> dict[str, str]:
+def transaction_settings(config: StoreConfig, *, given_pool: bool = False) -> dict[str, str]:
     """Settings every operation of a store sets at the start of its transaction, besides the tenant (which every
-    transaction under row-level security carries, pooled or not): behind a transaction pooler, the
-    ``statement_timeout`` that a direct connection gets at connect time. An operation that sets a setting of its
-    own overrides these (index builds lift the timeout)."""
-    if config.pooled_transactions and config.statement_timeout is not None:
-        return {"statement_timeout": statement_timeout_ms(config.statement_timeout)}
-    return {}
+    transaction under row-level security carries, pooled or not): behind a transaction pooler or on a pool the
+    application gave the store, the ``statement_timeout`` that the store's own connections get at connect time,
+    and on a given pool UTC too (``created_at``). An operation that sets a setting of its own overrides these
+    (index builds lift the timeout)."""
+    settings: dict[str, str] = {}
+    if (config.pooled_transactions or given_pool) and config.statement_timeout is not None:
+        settings["statement_timeout"] = statement_timeout_ms(config.statement_timeout)
+    if given_pool:
+        settings["TimeZone"] = "UTC"
+    return settings
+
+
+async def register_codecs(conn: asyncpg.Connection, vector_schema: str) -> None:
+    """Encode and decode pgvector's types on `conn` in their binary format (numpy out)."""
+    for name, codec in vectors.CODECS.items():
+        try:
+            await conn.set_type_codec(
+                name, schema=vector_schema, encoder=codec.encode, decoder=codec.decode, format="binary"
+            )
+        except ValueError:  # no such type: halfvec came with pgvector 0.7
+            if name == "vector":
+                raise
+
+
+def user_settings(config: StoreConfig) -> dict[str, str]:
+    """The ``server_settings`` of the ``connect_kwargs`` option."""
+    return dict(config.connect_kwargs.get("server_settings") or {})
+
+
+def user_arguments(config: StoreConfig) -> dict[str, Any]:
+    """The other asyncpg arguments of the ``connect_kwargs`` option (ssl, host, ...), but those only a pool takes."""
+    return {name: value for name, value in config.connect_kwargs.items()
+            if name != "server_settings" and name not in POOL_ONLY_ARGUMENTS}
 
 
 def statement_timeout_ms(seconds: float) -> str:
@@ -170,14 +205,7 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
     server_settings = startup_settings(dsn, config, tenant)
 
     async def init(conn: asyncpg.Connection) -> None:
-        for name, codec in vectors.CODECS.items():
-            try:
-                await conn.set_type_codec(
-                    name, schema=vector_schema, encoder=codec.encode, decoder=codec.decode, format="binary"
-                )
-            except ValueError:  # no such type: halfvec came with pgvector 0.7
-                if name == "vector":
-                    raise
+        await register_codecs(conn, vector_schema)
 
     try:
         return await asyncpg.create_pool(
@@ -189,6 +217,8 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
             command_timeout=config.command_timeout,
             # 0 turns off asyncpg's prepared-statement cache, as PgBouncer's transaction mode requires.
             statement_cache_size=config.statement_cache_size,
+            **user_arguments(config),
+            **{name: config.connect_kwargs[name] for name in POOL_ONLY_ARGUMENTS if name in config.connect_kwargs},
             server_settings=server_settings,
             connection_class=StoreConnection,
             reset=reset_connection,

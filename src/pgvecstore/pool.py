@@ -34,12 +34,13 @@ from pgvecstore.connection import (
     connect_once,
     create_pool,
     ensure_extension,
+    register_codecs,
     resolve_dsn,
     set_local,
     transaction_settings,
 )
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
-from pgvecstore.errors import ConnectionLostError, StoreClosedError
+from pgvecstore.errors import ConnectionLostError, InvalidOptionError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
 from pgvecstore.server import before_stop
 
@@ -81,8 +82,9 @@ atexit.register(close_all_at_exit)
 class PoolRegistry:
     """The pools of one store, one per event loop, and the scoping and error boundary of every operation."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, given: asyncpg.Pool | None = None) -> None:
         self.config = config
+        self._given = given  # an application's own pool: used on its event loop only, never closed here
         self._pools: dict[asyncio.AbstractEventLoop, LoopPool] = {}
         self._lock = _LoopAgnosticLock()
         self._dsn = ""
@@ -91,7 +93,7 @@ class PoolRegistry:
         self._tenant: dict[str, str] = {}
         # Set in every operation's transaction (behind a transaction pooler: statement_timeout); an operation's
         # own settings override them, the tenant is set last.
-        self._every = transaction_settings(config)
+        self._every = transaction_settings(config, given_pool=given is not None)
         self._closed = False
 
     # -- life cycle ----------------------------------------------------------------------------------------
@@ -108,6 +110,8 @@ class PoolRegistry:
         running loop has a pool; returns what set-up returned."""
         self._check_open()
         loop = asyncio.get_running_loop()
+        if self._given is not None:
+            check_given_loop(self._given, loop)
         if self._set_up is not None and loop in self._pools:
             result: S = self._set_up
             return result
@@ -117,6 +121,8 @@ class PoolRegistry:
                 self._set_up = await self._run_set_up(set_up)
                 tenant = self._set_up.session_tenant
                 self._tenant = {TENANT_SETTING: tenant} if tenant is not None else {}
+            if loop not in self._pools and self._given is not None:
+                self._pools[loop] = LoopPool.given(self._given, loop, self._vector_schema)
             if loop not in self._pools:
                 self._sweep_dead_pools()
                 pool = await create_pool(
@@ -135,15 +141,19 @@ class PoolRegistry:
             raise StoreClosedError()
 
     async def _run_set_up(self, set_up: Callable[[asyncpg.Connection, str], Awaitable[S]]) -> S:
-        self._dsn = await asyncio.to_thread(resolve_dsn, self.config)
-        conn = await connect_once(self._dsn, self.config)
+        if self._given is not None:
+            self._dsn = "the asyncpg pool given to the store"
+            conn = cast(asyncpg.Connection, await self._given.acquire())
+        else:
+            self._dsn = await asyncio.to_thread(resolve_dsn, self.config)
+            conn = await connect_once(self._dsn, self.config)
         try:
             self._vector_schema = await ensure_extension(conn)
             return await set_up(conn, self._vector_schema)
         except Exception as exc:
             raise await self._failure(exc, conn, None, transaction=True)  # noqa: B904 - the cause is set there
         finally:
-            await conn.close()
+            await (self._given.release(cast(Any, conn)) if self._given is not None else conn.close())
 
     async def close(self) -> None:
         """Close every pool; later operations raise `StoreClosedError`. Closing twice is harmless."""
@@ -154,7 +164,7 @@ class PoolRegistry:
             if loop is current:
                 await pool.close()
             elif loop.is_closed() or not loop.is_running():
-                _terminate(pool.pool)
+                pool.terminate()
             else:
                 # That loop may be blocked waiting for this very call (a sync close() made inside a running loop,
                 # as in Jupyter): hand it the close without waiting, or the two would wait on each other forever.
@@ -173,14 +183,14 @@ class PoolRegistry:
                     continue
                 except Exception:  # a timeout or a dead connection: terminate below
                     future.cancel()
-                    loop.call_soon_threadsafe(_terminate, pool.pool)
+                    loop.call_soon_threadsafe(pool.terminate)
             else:
-                _terminate(pool.pool)
+                pool.terminate()
 
     def _sweep_dead_pools(self) -> None:
         """Drop pools whose event loop has been closed (their connections are closed without a loop)."""
         for loop in [loop for loop in self._pools if loop.is_closed()]:
-            _terminate(self._pools.pop(loop).pool)
+            self._pools.pop(loop).terminate()
 
     def pool(self) -> asyncpg.Pool:
         """The running loop's asyncpg pool (after `start`), for SQL of the user's own."""
@@ -323,7 +333,7 @@ class LoopPool:
     cancelled operation goes straight back through the pool, which checks and resets it.
     """
 
-    __slots__ = ("_kept", "_loop", "_returning", "_timer", "_waiting", "pool")
+    __slots__ = ("_kept", "_loop", "_registered", "_returning", "_schema", "_timer", "_waiting", "pool")
 
     def __init__(self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -332,6 +342,20 @@ class LoopPool:
         self._waiting = 0  # operations of this loop waiting for the pool
         self._timer: asyncio.TimerHandle | None = None
         self._returning: set[asyncio.Task[None]] = set()  # the tasks giving kept connections back, held here
+        # A pool the application gave the store: its connections got the vector codecs (None: the store's own pool,
+        # whose connections get them when they open).
+        self._registered: weakref.WeakSet[asyncpg.Connection] | None = None
+        self._schema = ""
+
+    @classmethod
+    def given(cls, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop, vector_schema: str) -> LoopPool:
+        """The lending of a pool the application opened (``PgVectorStore(pool=...)``) on `loop`, which must be
+        the pool's own event loop (`check_given_loop`); the store registers its vector codecs on each of the
+        pool's connections the first time it uses one, and never closes the pool."""
+        lending = cls(pool, loop)
+        lending._registered = weakref.WeakSet()
+        lending._schema = vector_schema
+        return lending
 
     def take(self) -> StoreConnection | None:
         """A kept connection, if there is one."""
@@ -344,7 +368,17 @@ class LoopPool:
             conn = cast(StoreConnection, await self.pool.acquire())
         finally:
             self._waiting -= 1
-        conn.mark_store_only()
+        if self._registered is None:
+            conn.mark_store_only()
+            return conn
+        raw = getattr(conn, "_con", conn)  # the connection behind asyncpg's proxy: the same for its whole life
+        if raw not in self._registered:
+            try:
+                await register_codecs(conn, self._schema)
+            except BaseException:
+                await self.pool.release(cast(Any, conn))
+                raise
+            self._registered.add(raw)
         return conn
 
     def keep(self, conn: StoreConnection) -> None:
@@ -386,11 +420,27 @@ class LoopPool:
             logger.debug("pgvecstore: a connection could not be reset on release; discarded", exc_info=True)
             await self.pool.expire_connections()
 
+    def terminate(self) -> None:
+        """Close the pool's connections without its (closed or stopped) event loop; a pool the application gave
+        the store is left to the application."""
+        if self._registered is None:
+            _terminate(self.pool)
+
     async def close(self) -> None:
         """Give every kept connection back, then close the pool (which waits for the borrowed ones)."""
         for conn in self._take_kept():
             await self.release(conn)
-        await self.pool.close()
+        if self._registered is None:  # never a pool the application gave the store
+            await self.pool.close()
+
+
+def check_given_loop(pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
+    """An application's pool serves the store only on the event loop that created it."""
+    if getattr(pool, "_loop", loop) is not loop:
+        raise InvalidOptionError(
+            "the asyncpg pool given to the store (pool=...) belongs to another event loop: use the store from "
+            "the loop that created the pool (the synchronous API runs on a loop of its own)"
+        )
 
 
 async def retry_once(read: Callable[[], Awaitable[T]]) -> T:

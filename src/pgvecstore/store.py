@@ -16,6 +16,7 @@ import numpy as np
 
 from pgvecstore.bootstrap import TableBootstrap, TableState
 from pgvecstore.config import StoreConfig
+from pgvecstore.errors import InvalidOptionError
 from pgvecstore.indexes import VectorIndexes
 from pgvecstore.planner import SearchPlanner, SearchRequest
 from pgvecstore.pool import PoolRegistry
@@ -45,13 +46,19 @@ class PgVectorStore:
     Build it from a `StoreConfig`, a dict of options, or keyword options; call `initialize()` (or use
     ``async with``) before the first operation, or let the first operation do it, and `close()` when done. A store
     with ``domain_id`` reads and writes only that domain's rows; with ``row_level_security=True`` PostgreSQL
-    enforces that too (see docs/tenancy.md).
+    enforces that too (see docs/tenancy.md). ``pool=`` an asyncpg pool of the application's: the store uses its
+    connections (registering its vector codecs on them) on that pool's event loop, and never closes it.
     """
 
-    def __init__(self, config: StoreConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+    def __init__(
+        self, config: StoreConfig | Mapping[str, Any] | None = None, /, *, pool: asyncpg.Pool | None = None,
+        **options: Any,
+    ) -> None:
         self.config = StoreConfig.build(config, **options)
         self.table = TableRef.from_config(self.config)
-        self._pools = PoolRegistry(self.config)
+        if pool is not None and not isinstance(pool, asyncpg.Pool):
+            raise InvalidOptionError(f"pool must be an asyncpg.Pool, got {type(pool).__name__}")
+        self._pools = PoolRegistry(self.config, pool)
         self._bootstrap = TableBootstrap(self.config, self.table)
         self._parts: _Parts | None = None
 

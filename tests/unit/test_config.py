@@ -146,3 +146,28 @@ def test_a_transaction_pooler_gets_its_settings_in_each_transaction_not_at_conne
     assert not StoreConfig(statement_cache_size=0, transaction_pooler=False).pooled_transactions
     with pytest.raises(ValueError, match="transaction_pooler must be True, False or None"):
         StoreConfig(transaction_pooler="yes")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"timeout": 3}, "use the 'connect_timeout' option"),
+    ({"statement_cache_size": 0}, "use the 'statement_cache_size' option"),
+    ({"sll": True}, "did you mean 'ssl'"),
+    ({"server_settings": {"statement_timeout": "1s"}}, "the statement_timeout option"),
+    ({"server_settings": {"TimeZone": "Europe/Paris"}}, "runs its sessions in UTC"),
+    ({"server_settings": {"work_mem": 7}}, "a dict of setting names to strings"),
+    (["ssl"], "must be a dict"),
+])
+def test_connect_kwargs_name_what_to_use_instead(kwargs: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StoreConfig(connect_kwargs=kwargs)  # type: ignore[arg-type]
+
+
+def test_connect_kwargs_are_passed_on_and_never_shown() -> None:
+    from pgvecstore.connection import startup_settings, user_arguments
+
+    config = StoreConfig(connect_kwargs={"password": "s3cret", "ssl": "require", "max_queries": 10,
+                                         "server_settings": {"application_name": "mine", "work_mem": "8MB"}})
+    assert "s3cret" not in repr(config)
+    assert user_arguments(config) == {"password": "s3cret", "ssl": "require"}  # max_queries is the pool's
+    sent = startup_settings("postgresql://h/db", config)
+    assert sent["application_name"] == "mine" and sent["work_mem"] == "8MB" and sent["timezone"] == "UTC"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import (
@@ -52,17 +53,18 @@ class PgVecStore(BasePydanticVectorStore):
         /,
         *,
         mmr_prefetch_factor: int = 4,
+        pool: asyncpg.Pool | None = None,
         **options: Any,
     ) -> None:
         if isinstance(store, PgVectorStore):
-            if options:
+            if options or pool is not None:
                 raise InvalidInputError(
                     f"options {sorted(options)} cannot be combined with an existing PgVectorStore; set them on that "
                     "store"
                 )
             core = store
         elif store is None or isinstance(store, StoreConfig | Mapping):
-            core = PgVectorStore(StoreConfig.build(store, defaults=ADAPTER_DEFAULTS, **options))
+            core = PgVectorStore(StoreConfig.build(store, defaults=ADAPTER_DEFAULTS, **options), pool=pool)
         else:
             raise InvalidInputError(
                 f"PgVecStore takes a PgVectorStore, a StoreConfig, a dict of options or keyword options, "
