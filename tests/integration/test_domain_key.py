@@ -315,3 +315,31 @@ async def test_without_domain_id_writes_and_id_lookups_are_refused_filters_allow
     assert await admin_view.delete({"id": "x"}) == 2
     assert await admin_view.clear() == 2
     assert await rows_in_table(admin, schema) == []
+
+
+async def test_the_documented_move_of_an_id_table_to_the_domain_key(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
+    """docs/citus.md, "Moving an existing table to the domain key", step by step."""
+    old = make_store(dimensions=DIM, id_type="text", domain_id="a")
+    await old.add_vectors(vectors(2, 1), ids=["x", "y"], contents=["apple one", "apple two"])
+    await make_store(id_type="text").add_vectors(vectors(1, 2), ids=["z"], contents=["apple none"])
+    table = f'"{schema}".{TABLE}'
+    await admin.execute(f"UPDATE {table} SET domain_id = 'default' WHERE domain_id IS NULL")
+    await admin.execute(f"ALTER TABLE {table} DROP CONSTRAINT {TABLE}_pkey")
+    await admin.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (domain_id, id)")
+    await admin.execute(f'DROP INDEX IF EXISTS "{schema}".{TABLE}_domain_id_idx')
+    await admin.execute(f'DROP INDEX "{schema}".{TABLE}_content_tsv_gin_idx')
+    assert await make_store(id_type="text", domain_id="default").enable_text_search() is True
+    store_b = make_store(id_type="text", domain_id="b")
+    await store_b.add_vectors(vectors(1, 3), ids=["x"], contents=["apple b"])
+    assert store_b.table.primary_key == DOMAIN_KEY
+    await admin.execute(f"UPDATE {table} SET content = content || ' quokka' WHERE id = 'x'")
+    t = store_b.table
+    terms = await admin.fetch(
+        f"SELECT domain_key, df FROM {t.in_schema(t.text_terms_table)} WHERE lexeme = 'quokka' ORDER BY 1")
+    assert [tuple(row) for row in terms] == [("a", 1), ("b", 1)]
+    assert [r.content for r in await store_b.search(mode="text", query_text="quokka", k=5)] == ["apple b quokka"]
+    assert await rows_in_table(admin, schema) == [
+        ("a", "x", "apple one quokka"), ("a", "y", "apple two"), ("b", "x", "apple b quokka"),
+        ("default", "z", "apple none")]
