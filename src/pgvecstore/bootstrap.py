@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -19,6 +19,7 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
 from pgvecstore.metric import Metric
+from pgvecstore.primary_key import DOMAIN_KEY, ID_KEY, PRIMARY_KEYS, show_key
 from pgvecstore.sql import catalog, ddl, text_ddl
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
@@ -41,6 +42,7 @@ class TableState:
     - ``text_config``: the explicit ``text_search_config``, resolved to its canonical name, or None.
     - ``index_built``: whether set-up built the vector index (``auto_create_index`` with HNSW).
     - ``vector_type``: the vector column's type, ``vector`` or ``halfvec`` (the option, or read from the table).
+    - ``primary_key``: the table's key, ``("id",)`` or ``("domain_id", "id")`` (the option, or read from the table).
     """
 
     dimensions: int
@@ -49,6 +51,7 @@ class TableState:
     text_config: str | None
     index_built: bool
     vector_type: str = DEFAULT_VECTOR_TYPE
+    primary_key: tuple[str, ...] = ID_KEY
 
 
 class TableBootstrap:
@@ -68,6 +71,7 @@ class TableBootstrap:
         if not await indexes.relation_exists(conn, t.schema, t.name):
             created = await self._create_table(conn, text_config, vector_schema)
         dimensions, vector_type = await self._check_table(conn)
+        self.table = t = replace(t, primary_key=await self._check_key(conn))
         await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
         if not created:
             await self._keep_vectors_in_heap(conn)
@@ -78,7 +82,7 @@ class TableBootstrap:
             await indexes.build_index(conn, t, Metric(config.metric), dimensions, "hnsw", config.index_params,
                                       vector_type=vector_type, quantization=config.quantization)
             built = True
-        return TableState(dimensions, tenant, copy_direct, text_config, built, vector_type)
+        return TableState(dimensions, tenant, copy_direct, text_config, built, vector_type, t.primary_key)
 
     async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> bool:
         """Create the table with its parts under the table's lock; False when another store created it first."""
@@ -176,6 +180,24 @@ class TableBootstrap:
                 f"id_type={t.id_type!r}; set id_type={'uuid' if is_uuid else 'text'!r}"
             )
         return dimensions, vector_type
+
+    async def _check_key(self, conn: asyncpg.Connection) -> tuple[str, ...]:
+        """The table's key: (domain_id, id) when that is its primary key, else id (as before the option existed);
+        a `SchemaMismatchError` when the ``primary_key`` option names the other one."""
+        config, t = self.config, self.table
+        statement = catalog.primary_key_columns(t)
+        columns: list[str] = list(await conn.fetchval(statement.sql, *statement.args) or [])
+        logical = {column: name for name, column in t.columns.items()}
+        key = DOMAIN_KEY if tuple(logical.get(c, c) for c in columns) == DOMAIN_KEY else ID_KEY
+        if config.primary_key is not None and PRIMARY_KEYS[config.primary_key] != key:
+            found = f"the primary key ({', '.join(columns)})" if columns else "no primary key"
+            raise SchemaMismatchError(
+                f"table {t.display} has {found}, but this store has primary_key={config.primary_key!r}: "
+                f"its key would be ({show_key(PRIMARY_KEYS[config.primary_key])}). Leave primary_key out (or set "
+                f"primary_key={show_key(key)!r}) to use this table, or give another table_name; docs/citus.md "
+                "shows how to move a table to the key (domain_id, id)"
+            )
+        return key
 
     async def _row_security(self, conn: asyncpg.Connection) -> tuple[str | None, bool]:
         """With ``row_level_security=True``, enable row-level security and the tenant policy (once, under the

@@ -29,6 +29,7 @@ from pgvecstore.identifiers import (
     validate_text_search_config,
 )
 from pgvecstore.metric import Metric
+from pgvecstore.primary_key import parse_primary_key
 from pgvecstore.search_tuning import validate_search_options
 
 # Every statement of a store's pool is stopped after this many seconds unless the option says otherwise (None:
@@ -159,6 +160,7 @@ class StoreConfig:
     indexed_metadata: Mapping[str, str] = field(default_factory=dict)
     metadata_index: str = "none"
     metadata_statistics: int | None = None
+    primary_key: str | None = None
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -236,6 +238,7 @@ class StoreConfig:
         self._check_text_search()
         self._check_compact()
         self._check_metadata_indexes()
+        object.__setattr__(self, "primary_key", parse_primary_key(self.primary_key))
 
     def _check_metadata_indexes(self) -> None:
         _check_choice("metadata_index", self.metadata_index, METADATA_INDEXES)

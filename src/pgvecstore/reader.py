@@ -11,6 +11,7 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.errors import InvalidInputError
 from pgvecstore.filter_limits import check_filter_size
 from pgvecstore.pool import PoolRegistry
+from pgvecstore.primary_key import require_domain
 from pgvecstore.results import Row, metadata_of, stored_row
 from pgvecstore.rows import MAX_ROWS, normalize_ids
 from pgvecstore.sql import queries
@@ -30,6 +31,7 @@ class Reader:
         self, ids: Sequence[Any], include_metadata: bool = True
     ) -> list[tuple[np.ndarray | None, dict[str, Any] | None]]:
         """Vectors and metadata by id, aligned with `ids`; ``(None, None)`` where an id is not found."""
+        require_domain(self._table.primary_key, self._domain, self._table.display, "get_vectors")
         id_list = normalize_ids(ids, self._config.id_type)
         if not id_list:
             return []
@@ -53,6 +55,7 @@ class Reader:
         check_filter_size(filter, self._config.max_filter_conditions, self._config.max_filter_values)
         id_list = None
         if ids is not None:
+            require_domain(self._table.primary_key, self._domain, self._table.display, "get(ids=...)")
             id_list = normalize_ids(ids, self._config.id_type)
             if not id_list:
                 return []

@@ -8,7 +8,7 @@ boundary), `TableBootstrap` (set-up, returning an immutable `TableState`), `Writ
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -93,6 +93,7 @@ class PgVectorStore:
         await self._parts.indexes.auto_ivfflat()
 
     def _assemble(self, state: TableState) -> _Parts:
+        self.table = replace(self.table, primary_key=state.primary_key)  # the key set-up read from the table
         config, table, pools = self.config, self.table, self._pools
         indexes = VectorIndexes(config, table, pools, state.dimensions, state.index_built, state.vector_type)
         text = TextSearch(config, table, pools, state.text_config)

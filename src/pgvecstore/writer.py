@@ -19,6 +19,7 @@ from pgvecstore.filter_limits import check_filter_size
 from pgvecstore.filter_values import show
 from pgvecstore.identifiers import WRITE_COLUMNS
 from pgvecstore.pool import PoolRegistry
+from pgvecstore.primary_key import require_domain
 from pgvecstore.rows import (
     RowBatch,
     check_chunk_index,
@@ -98,6 +99,7 @@ class Writer:
         can be read again (arrays, lists, tuples), else raised as `ConflictError`.
         """
         config = self._config
+        self._require_domain("add_vectors")
         rereadable = all(_rereadable(value) for value in (vectors, ids, metadata, contents, document_ids,
                                                           chunk_indexes))
 
@@ -136,7 +138,7 @@ class Writer:
         columns = [t.columns[c] for c in WRITE_COLUMNS]
         needs_upsert = False
         if batch.caller_ids:
-            existing = queries.existing_ids(t, batch.ids)
+            existing = queries.existing_ids(t, batch.ids, self._domain)
             found = await conn.fetch(existing.sql, *existing.args)
             foreign = [row[0] for row in found if row[1] != self._domain]
             if foreign:
@@ -176,6 +178,7 @@ class Writer:
 
     async def update_metadata(self, ids: Sequence[Any], metadatas: Sequence[Mapping[str, Any] | None]) -> int:
         """Replace the metadata of existing rows (their document columns follow its keys); rows updated."""
+        self._require_domain("update_metadata")
         id_list = normalize_ids(ids, self._config.id_type)
         metas = list(metadatas)
         if len(metas) != len(id_list):
@@ -195,6 +198,7 @@ class Writer:
 
     async def delete_ids(self, ids: Sequence[Any]) -> int:
         """Delete rows by id; how many were deleted."""
+        self._require_domain("delete_vectors")
         id_list = normalize_ids(ids, self._config.id_type)
         if not id_list:
             return 0
@@ -215,6 +219,10 @@ class Writer:
         """Delete every row in the store's scope; how many. A big table may take longer than the store's
         statement_timeout, which this statement lifts (as index builds do)."""
         return await self._execute(queries.delete(self._table, self._domain), settings={"statement_timeout": "0"})
+
+    def _require_domain(self, action: str) -> None:
+        """Refuse `action` up front when the table's key is (domain_id, id) and the store has no domain_id."""
+        require_domain(self._table.primary_key, self._domain, self._table.display, action)
 
     async def _execute(self, statement: Statement, settings: Mapping[str, str] | None = None) -> int:
         async with self._pools.connection(settings=settings) as conn:

@@ -7,7 +7,7 @@ import pytest
 from pgvecstore import PgVectorStore, StoreConfig, VectorStoreFactory
 from pgvecstore.config import redact_dsn
 from pgvecstore.identifiers import derived_name, quote_ident
-from pgvecstore.sql import ddl
+from pgvecstore.sql import ddl, queries
 from pgvecstore.sql.table import TableRef
 
 
@@ -171,3 +171,33 @@ def test_connect_kwargs_are_passed_on_and_never_shown() -> None:
     assert user_arguments(config) == {"password": "s3cret", "ssl": "require"}  # max_queries is the pool's
     sent = startup_settings("postgresql://h/db", config)
     assert sent["application_name"] == "mine" and sent["work_mem"] == "8MB" and sent["timezone"] == "UTC"
+
+
+def test_primary_key_is_validated_and_spelled_one_way() -> None:
+    assert StoreConfig.from_options(dimensions=3).primary_key is None  # read from the table, 'id' for a new one
+    assert StoreConfig.from_options(dimensions=3, primary_key="id").primary_key == "id"
+    for spelling in ("domain_id, id", "domain_id,id", " domain_id ,  id "):
+        assert StoreConfig.from_options(dimensions=3, primary_key=spelling).primary_key == "domain_id, id"
+    for bad in ("id, domain_id", "domain_id", "", "(domain_id, id)", ["domain_id", "id"], True, 1):
+        with pytest.raises(ValueError, match="primary_key must be 'id' or 'domain_id, id'") as raised:
+            StoreConfig.from_options(dimensions=3, primary_key=bad)
+        assert repr(bad) in str(raised.value)
+    with pytest.raises(ValueError, match="domain_id comes first"):
+        StoreConfig.from_options(dimensions=3, primary_key="id, domain_id")
+    assert TableRef.from_config(StoreConfig.from_options(primary_key="domain_id, id")).primary_key == (
+        "domain_id", "id")
+    assert TableRef.from_config(StoreConfig.from_options()).primary_key == ("id",)
+
+
+def test_the_domain_key_table_and_its_upsert_name_quoted_mapped_columns() -> None:
+    config = StoreConfig.from_options(dimensions=3, primary_key="domain_id, id", columns={"domain_id": "Tenant"})
+    t = TableRef.from_config(config)
+    create = ddl.create_table(t, 3)
+    assert '"Tenant" VARCHAR(100) NOT NULL' in create
+    assert 'PRIMARY KEY ("Tenant", "id")' in create and "UUID NOT NULL DEFAULT gen_random_uuid()" in create
+    assert all('"Tenant"' not in statement.split(" ON ")[1] for statement in ddl.support_indexes(t)), (
+        "the primary key's index serves tenant scoping"
+    )
+    upsert = queries.upsert_from_staging(t, "stage").sql
+    assert 'ON CONFLICT ("Tenant", "id") DO UPDATE SET' in upsert
+    assert '"Tenant" = EXCLUDED' not in upsert and '"id" = EXCLUDED' not in upsert

@@ -88,6 +88,17 @@ def describe_columns(t: TableRef) -> Statement:
     )
 
 
+def primary_key_columns(t: TableRef) -> Statement:
+    """The columns of the table's primary key, in key order (NULL when it has none)."""
+    p = Params()
+    return p.statement(
+        "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index AS i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        f"WHERE i.indrelid = to_regclass({p.add(t.qualified)}) AND i.indisprimary"
+    )
+
+
 def vector_storage(t: TableRef) -> Statement:
     """The vector column's storage (``pg_attribute.attstorage``: 'm' main, 'e' external, ...) and whether the
     current role owns the table (may alter it)."""

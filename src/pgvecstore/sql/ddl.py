@@ -32,14 +32,20 @@ def create_table(
     t: TableRef, dimensions: int, extra_columns: Sequence[str] = (), vector_type: str = "vector"
 ) -> str:
     """The seed backend's table, with mapped column names, the configured id type, a `vector_type` column
-    (``vector`` or ``halfvec``) and `extra_columns` (definitions from `pgvecstore.sql.text_ddl`)."""
+    (``vector`` or ``halfvec``) and `extra_columns` (definitions from `pgvecstore.sql.text_ddl`). With the
+    domain key (`TableRef.domain_keyed`) the primary key is (domain_id, id) and domain_id is NOT NULL."""
     id_def = "UUID PRIMARY KEY DEFAULT gen_random_uuid()" if t.id_type == "uuid" else "TEXT PRIMARY KEY"
+    domain_def = "VARCHAR(100)"
     dims = int_literal(dimensions, "dimensions")
     text = "".join(f",\n    {column}" for column in extra_columns)
+    if t.domain_keyed:
+        id_def = id_def.replace("PRIMARY KEY", "NOT NULL")
+        domain_def += " NOT NULL"
+        text += f",\n    PRIMARY KEY ({t.key_columns})"
     return (
         f"CREATE TABLE IF NOT EXISTS {t.qualified} (\n"
         f"    {t.col('id')} {id_def},\n"
-        f"    {t.col('domain_id')} VARCHAR(100),\n"
+        f"    {t.col('domain_id')} {domain_def},\n"
         f"    {t.col('document_id')} VARCHAR(255),\n"
         f"    {t.col('chunk_index')} INTEGER,\n"
         f"    {t.col('content')} TEXT,\n"
@@ -58,9 +64,13 @@ def keep_vectors_in_heap(t: TableRef) -> str:
 
 
 def support_indexes(t: TableRef) -> list[str]:
-    """B-tree indexes that keep tenant scoping and per-document deletes from scanning the table."""
+    """B-tree indexes that keep tenant scoping and per-document deletes from scanning the table (the domain key's
+    primary key index serves tenant scoping: no index of its own on domain_id)."""
+    domain = [] if t.domain_keyed else [
+        f"CREATE INDEX IF NOT EXISTS {quote_ident(t.domain_index_name)} ON {t.qualified} ({t.col('domain_id')})"
+    ]
     return [
-        f"CREATE INDEX IF NOT EXISTS {quote_ident(t.domain_index_name)} ON {t.qualified} ({t.col('domain_id')})",
+        *domain,
         f"CREATE INDEX IF NOT EXISTS {quote_ident(t.document_index_name)} "
         f"ON {t.qualified} ({t.col('document_id')}, {t.col('chunk_index')})",
     ]

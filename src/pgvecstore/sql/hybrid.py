@@ -28,7 +28,7 @@ def text_search(
     return p.statement(
         f"WITH {', '.join(ctes)} "
         f"SELECT {cols}, x.score AS score FROM text_candidates AS x "
-        f"JOIN {t.qualified} AS t ON t.{t.col('id')} = x.id ORDER BY x.rank LIMIT {p.add(k)}"
+        f"JOIN {t.qualified} AS t ON {t.is_carried('t', 'x')} ORDER BY x.rank LIMIT {p.add(k)}"
     )
 
 
@@ -43,11 +43,11 @@ def _vector_candidates(
         inner = binary_candidates(t, where, query_ph, rerank, p.add(rerank.candidates), alias="t")
         distance = reranked_distance(t, metric, query_ph, rerank)
         return (
-            f"SELECT c.{t.col('id')} AS id, {distance} AS distance FROM ({inner}) AS c "
+            f"SELECT {t.carry_key('c')}, {distance} AS distance FROM ({inner}) AS c "
             f"ORDER BY distance LIMIT {limit_ph}"
         )
     return (
-        f"SELECT t.{t.col('id')} AS id, {emb} {op} {query_ph} AS distance FROM {t.qualified} AS t {where} "
+        f"SELECT {t.carry_key('t')}, {emb} {op} {query_ph} AS distance FROM {t.qualified} AS t {where} "
         f"ORDER BY {emb} {op} {query_ph} LIMIT {limit_ph}"
     )
 
@@ -72,33 +72,36 @@ def hybrid_search(
     text_ctes = text_candidates(t, p, domain_id, where.sql, config, text, text_k)
     vector_sql = _vector_candidates(t, metric, where.sql, p.add(query), p.add(vector_k), rerank, p)
     ctes = [
-        "vector_candidates AS (SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance, v.id) AS rank "
+        f"vector_candidates AS (SELECT {t.carried('v')}, v.distance, "
+        "row_number() OVER (ORDER BY v.distance, v.id) AS rank "
         f"FROM ({vector_sql}) AS v)",
         *text_ctes,
     ]
     if alpha is None:
         rrf = p.add(float(rrf_k), "float8")  # type: ignore[arg-type]
         ctes.append(
-            "fused AS (SELECT coalesce(v.id, x.id) AS id, v.rank AS vector_rank, x.rank AS text_rank, "
+            f"fused AS (SELECT {t.coalesce_carried('v', 'x')}, v.rank AS vector_rank, x.rank AS text_rank, "
             f"coalesce(1 / ({rrf} + v.rank), 0) + coalesce(1 / ({rrf} + x.rank), 0) AS score "
-            "FROM vector_candidates AS v FULL JOIN text_candidates AS x ON x.id = v.id)"
+            f"FROM vector_candidates AS v FULL JOIN text_candidates AS x ON {t.same_carried('x', 'v')})"
         )
     else:
         weight = p.add(float(alpha), "float8")
         norm = "coalesce((s - min(s) OVER ()) / nullif(max(s) OVER () - min(s) OVER (), 0), 1)::float8 AS norm"
         ctes += [
-            f"vector_norm AS (SELECT id, rank, {norm} FROM "
-            f"(SELECT id, rank, {metric.score_sql('distance')}::float8 AS s FROM vector_candidates) AS z)",
-            f"text_norm AS (SELECT id, rank, {norm} FROM (SELECT id, rank, score AS s FROM text_candidates) AS z)",
-            "fused AS (SELECT coalesce(v.id, x.id) AS id, v.rank AS vector_rank, x.rank AS text_rank, "
+            f"vector_norm AS (SELECT {t.carried('z')}, rank, {norm} FROM "
+            f"(SELECT {t.carried('c')}, rank, {metric.score_sql('distance')}::float8 AS s "
+            "FROM vector_candidates AS c) AS z)",
+            f"text_norm AS (SELECT {t.carried('z')}, rank, {norm} FROM "
+            f"(SELECT {t.carried('c')}, rank, score AS s FROM text_candidates AS c) AS z)",
+            f"fused AS (SELECT {t.coalesce_carried('v', 'x')}, v.rank AS vector_rank, x.rank AS text_rank, "
             f"{weight} * coalesce(v.norm, 0) + (1 - {weight}) * coalesce(x.norm, 0) AS score "
-            "FROM vector_norm AS v FULL JOIN text_norm AS x ON x.id = v.id)",
+            f"FROM vector_norm AS v FULL JOIN text_norm AS x ON {t.same_carried('x', 'v')})",
         ]
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     sql = (
         f"WITH {', '.join(ctes)} "
         f"SELECT {cols}, f.score AS score, f.vector_rank AS vector_rank, f.text_rank AS text_rank "
-        f"FROM fused AS f JOIN {t.qualified} AS t ON t.{t.col('id')} = f.id "
+        f"FROM fused AS f JOIN {t.qualified} AS t ON {t.is_carried('t', 'f')} "
         f"ORDER BY f.score DESC, f.vector_rank NULLS LAST, f.text_rank NULLS LAST, f.id LIMIT {p.add(k)}"
     )
     return p.statement(sql), where.restricts

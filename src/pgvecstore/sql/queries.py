@@ -78,14 +78,13 @@ def vector_search(
             f"ORDER BY {emb} {op} {q} LIMIT {limit}"
         )
         return p.statement(sql), False
-    id_col = t.col("id")
     nearest = (
-        f"SELECT {id_col} AS id, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
+        f"SELECT {t.carry_key()}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
         f"ORDER BY {emb} {op} {q} LIMIT {limit}"
     )
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     sql = (
-        f"SELECT {cols}, n.distance FROM ({nearest}) AS n JOIN {t.qualified} AS t ON t.{id_col} = n.id "
+        f"SELECT {cols}, n.distance FROM ({nearest}) AS n JOIN {t.qualified} AS t ON {t.is_carried('t', 'n')} "
         "ORDER BY n.distance"
     )
     return p.statement(sql), True
@@ -238,28 +237,32 @@ def update_metadata(
     )
 
 
-def existing_ids(t: TableRef, ids: Sequence[str]) -> Statement:
-    """Which of the ids exist already (in any domain), with their domain."""
+def existing_ids(t: TableRef, ids: Sequence[str], domain_id: str | None = None) -> Statement:
+    """Which of the ids exist already, with their domain: in any domain, or with the domain key (where the same
+    id in another domain is another row) in `domain_id`'s."""
     p = Params()
+    in_domain = f"{t.col('domain_id')} = {p.add(domain_id, 'text')} AND " if t.domain_keyed else ""
     return p.statement(
         f"SELECT {t.col('id')}::text, {t.col('domain_id')} FROM {t.qualified} "
-        f"WHERE {t.col('id')} = ANY({p.add(list(ids), f'{t.id_cast}[]')})"
+        f"WHERE {in_domain}{t.col('id')} = ANY({p.add(list(ids), f'{t.id_cast}[]')})"
     )
 
 
 def upsert_from_staging(t: TableRef, staging: str) -> Statement:
     """Move staged rows into the table; an existing id is replaced only inside the same domain. `created_at`
     keeps its first value; RETURNING names the ids that landed (ids of another domain are neither inserted nor
-    updated). Rows go in id order, so concurrent upserts of the same ids lock them in the same order and do not
-    deadlock."""
+    updated). Rows go in key order, so concurrent upserts of the same ids lock them in the same order and do not
+    deadlock. The conflict target is the table's primary key; its columns are never updated (Citus refuses
+    updates of the distribution column), and with the domain key a conflict is always inside the domain."""
     cols = [t.col(c) for c in WRITE_COLUMNS]
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
+    updates = ", ".join(f"{t.col(c)} = EXCLUDED.{t.col(c)}" for c in WRITE_COLUMNS if c not in t.primary_key)
     dom = t.col("domain_id")
+    same_domain = "" if t.domain_keyed else f"WHERE t.{dom} IS NOT DISTINCT FROM EXCLUDED.{dom} "
     return Statement(
         f"INSERT INTO {t.qualified} AS t ({', '.join(cols)}) "
-        f"SELECT {', '.join(cols)} FROM {quote_ident(staging)} ORDER BY {t.col('id')} "
-        f"ON CONFLICT ({t.col('id')}) DO UPDATE SET {updates} "
-        f"WHERE t.{dom} IS NOT DISTINCT FROM EXCLUDED.{dom} "
+        f"SELECT {', '.join(cols)} FROM {quote_ident(staging)} ORDER BY {t.key_columns} "
+        f"ON CONFLICT ({t.key_columns}) DO UPDATE SET {updates} "
+        f"{same_domain}"
         f"RETURNING t.{t.col('id')}::text"
     )
 

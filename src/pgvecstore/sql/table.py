@@ -14,6 +14,7 @@ from pgvecstore.identifiers import (
     quote_ident,
     text_terms_column_name,
 )
+from pgvecstore.primary_key import DOMAIN_KEY, ID_KEY, PRIMARY_KEYS
 
 if TYPE_CHECKING:
     from pgvecstore.config import StoreConfig
@@ -34,6 +35,8 @@ class TableRef:
     text_search_column: str = "content_tsv"
     # Indexed metadata keys and their types (the `indexed_metadata` option): each has a column of its own.
     indexed_metadata: Mapping[str, str] = field(default_factory=dict)
+    # The primary key, as logical columns: ("id",) or ("domain_id", "id") (`pgvecstore.primary_key`).
+    primary_key: tuple[str, ...] = ID_KEY
 
     @classmethod
     def from_config(cls, config: StoreConfig) -> TableRef:
@@ -44,6 +47,7 @@ class TableRef:
             id_type=config.id_type,
             text_search_column=config.resolved_text_search_column,
             indexed_metadata=dict(config.indexed_metadata),
+            primary_key=PRIMARY_KEYS[config.primary_key or "id"],
         )
 
     @classmethod
@@ -69,6 +73,49 @@ class TableRef:
     def id_cast(self) -> str:
         """The SQL type of ids: ``uuid`` or ``text``."""
         return "uuid" if self.id_type == "uuid" else "text"
+
+    # -- the primary key: its columns, and how statements carry a row's identity through their CTEs ----------
+    @property
+    def domain_keyed(self) -> bool:
+        """Whether the key is (domain_id, id): an id is unique only within its domain."""
+        return self.primary_key == DOMAIN_KEY
+
+    @property
+    def key_columns(self) -> str:
+        """The key's quoted columns, comma-separated (PRIMARY KEY and ON CONFLICT targets)."""
+        return ", ".join(self.col(c) for c in self.primary_key)
+
+    def carry_key(self, alias: str = "") -> str:
+        """Select-list items that carry a row's identity out of the table (read as `alias`, or unqualified):
+        ``id``, and with the domain key also ``row_domain``."""
+        a = f"{alias}." if alias else ""
+        carried = f"{a}{self.col('id')} AS id"
+        return carried + (f", {a}{self.col('domain_id')} AS row_domain" if self.domain_keyed else "")
+
+    def carried(self, alias: str) -> str:
+        """The carried identity columns of `alias` (for GROUP BY, DISTINCT ON and select lists)."""
+        return f"{alias}.id" + (f", {alias}.row_domain" if self.domain_keyed else "")
+
+    def coalesce_carried(self, left: str, right: str) -> str:
+        """The carried identity of a FULL JOIN of `left` and `right`, as ``id`` (and ``row_domain``)."""
+        ident = f"coalesce({left}.id, {right}.id) AS id"
+        return ident + (f", coalesce({left}.row_domain, {right}.row_domain) AS row_domain" if self.domain_keyed else "")
+
+    def same_carried(self, left: str, right: str) -> str:
+        """Join condition: `left` and `right` carry the same row."""
+        cond = f"{left}.id = {right}.id"
+        return cond + (f" AND {left}.row_domain = {right}.row_domain" if self.domain_keyed else "")
+
+    def is_carried(self, table_alias: str, carrier: str) -> str:
+        """Join condition: the table's row `table_alias` is the row `carrier` carries."""
+        cond = f"{table_alias}.{self.col('id')} = {carrier}.id"
+        if self.domain_keyed:
+            cond += f" AND {table_alias}.{self.col('domain_id')} = {carrier}.row_domain"
+        return cond
+
+    def same_row(self, left: str, right: str) -> str:
+        """Join condition: rows `left` and `right`, both read with the table's columns, have the same key."""
+        return " AND ".join(f"{left}.{self.col(c)} = {right}.{self.col(c)}" for c in self.primary_key)
 
     def index_name(self, index_type: str) -> str:
         """The name of this table's vector index of `index_type` (a kind: 'hnsw', 'ivfflat', 'hnsw_binary'),

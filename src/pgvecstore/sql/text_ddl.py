@@ -186,12 +186,12 @@ def create_statistics_function(t: TableRef, vector_schema: str) -> str:
     """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring)."""
     id_col, content, domain = t.col("id"), t.col("content"), t.col("domain_id")
     changed = (
-        f"(SELECT o.* FROM old_rows AS o LEFT JOIN new_rows AS n ON n.{id_col} = o.{id_col} "
+        f"(SELECT o.* FROM old_rows AS o LEFT JOIN new_rows AS n ON {t.same_row('n', 'o')} "
         f"WHERE n.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
         f"OR n.{domain} IS DISTINCT FROM o.{domain})"
     )
     changed_new = (
-        f"(SELECT n.* FROM new_rows AS n LEFT JOIN old_rows AS o ON o.{id_col} = n.{id_col} "
+        f"(SELECT n.* FROM new_rows AS n LEFT JOIN old_rows AS o ON {t.same_row('o', 'n')} "
         f"WHERE o.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
         f"OR n.{domain} IS DISTINCT FROM o.{domain})"
     )

@@ -43,7 +43,8 @@ MAX_CANDIDATES = 2500
 def text_candidates(
     t: TableRef, p: Params, domain_id: str | None, where: str, config: str, text: str, limit: int
 ) -> list[str]:
-    """The text side as CTEs ending in ``text_candidates(id, score, rank)``: the `limit` best rows of the store's
+    """The text side as CTEs ending in ``text_candidates(id, score, rank)`` (with the
+    domain key also ``row_domain``, `TableRef.carry_key`): the `limit` best rows of the store's
     scope and filter (`where`, on alias ``t``) by BM25, best first."""
     terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
     tsv, tf = f"t.{quote_ident(t.text_search_column)}", f"t.{quote_ident(t.text_terms_column)}"
@@ -81,17 +82,18 @@ def text_candidates(
         f"(SELECT tq FROM text_pairs WHERE estimate <= {p.add(PAIRS_ESTIMATE, 'float8')} "
         f"ORDER BY estimate LIMIT {p.add(MAX_SCANS - 1)}))",
         # sparsevec(tf, ...) reads each candidate's frequencies out of TOAST once, not once per query term.
-        "text_found AS MATERIALIZED (SELECT f.id, sparsevec(f.tf, " + dims + ", false) AS tf FROM ("
-        "SELECT DISTINCT ON (x.id) x.id, x.tf FROM text_scans AS sc CROSS JOIN LATERAL ("
-        f"SELECT t.{t.col('id')} AS id, {tf} AS tf FROM {t.qualified} AS t {where} AND {tsv} @@ sc.tq "
+        f"text_found AS MATERIALIZED (SELECT {t.carried('f')}, sparsevec(f.tf, {dims}, false) AS tf FROM ("
+        f"SELECT DISTINCT ON ({t.carried('x')}) {t.carried('x')}, x.tf FROM text_scans AS sc CROSS JOIN LATERAL ("
+        f"SELECT {t.carry_key('t')}, {tf} AS tf FROM {t.qualified} AS t {where} AND {tsv} @@ sc.tq "
         f"LIMIT {p.add(ROWS_PER_SCAN)}) AS x) AS f LIMIT {p.add(MAX_CANDIDATES)})",
         "text_scored AS ("
-        f"SELECT f.id, ({k1} + 1) * sum(s.idf * x.tf / (x.tf + {k1} * (1 - {b} + {b} * d.dl / c.avgdl))) "
+        f"SELECT {t.carried('f')}, ({k1} + 1) * sum(s.idf * x.tf / (x.tf + {k1} * (1 - {b} + {b} * d.dl / c.avgdl))) "
         "AS score FROM text_found AS f "
         f"CROSS JOIN LATERAL (SELECT l1_distance(f.tf, {p.add(EMPTY_TERMS, 'text')}::sparsevec) AS dl) AS d "
         "CROSS JOIN text_stats AS s CROSS JOIN LATERAL (SELECT -(f.tf <#> s.hot) AS tf) AS x "
-        "CROSS JOIN text_corpus AS c WHERE x.tf > 0 GROUP BY f.id)",
+        f"CROSS JOIN text_corpus AS c WHERE x.tf > 0 GROUP BY {t.carried('f')})",
         "text_candidates AS ("
-        "SELECT r.id, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank FROM ("
-        f"SELECT id, score FROM text_scored ORDER BY score DESC, id LIMIT {p.add(limit)}) AS r)",
+        f"SELECT {t.carried('r')}, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank FROM ("
+        f"SELECT {t.carried('s')}, s.score FROM text_scored AS s ORDER BY s.score DESC, s.id "
+        f"LIMIT {p.add(limit)}) AS r)",
     ]
