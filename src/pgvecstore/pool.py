@@ -39,7 +39,7 @@ from pgvecstore.connection import (
     transaction_settings,
 )
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
-from pgvecstore.errors import ConnectionLostError, StoreClosedError
+from pgvecstore.errors import ConnectionLostError, PgVecStoreError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
 from pgvecstore.server import before_stop
 
@@ -228,6 +228,28 @@ class PoolRegistry:
                 pool.keep(conn)
             else:
                 await pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own outside the pools, closed afterwards (no tenant, no transaction), for long
+        maintenance that holds session state or runs statements a transaction refuses (CREATE INDEX
+        CONCURRENTLY). Set-up must have run. An exception leaving the block is the store's error."""
+        self._check_open()
+        conn = await connect_once(self._dsn, self.config)
+        clean = False
+        try:
+            yield conn
+            clean = True
+        except PgVecStoreError:  # the store's own error (a PermissionDeniedError is an OSError, not a lost socket)
+            clean = not conn.is_closed()
+            raise
+        except Exception as exc:
+            raise await self._failure(exc, conn, None, transaction=False)  # noqa: B904 - the cause is set there
+        finally:
+            if clean:
+                await conn.close()
+            else:  # failed or cancelled, perhaps mid-statement: the server rolls back and frees its locks
+                conn.terminate()
 
     async def read(
         self, method: str, sql: str, args: Sequence[Any], settings: Mapping[str, str] | None = None

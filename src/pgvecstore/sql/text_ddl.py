@@ -183,21 +183,33 @@ def create_row_function(t: TableRef, vector_schema: str) -> str:
 
 
 def create_statistics_function(t: TableRef, vector_schema: str) -> str:
-    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring)."""
+    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring).
+
+    A row is counted while its term frequencies are set: rows whose term-frequency column is NULL (rows of an
+    older layout not yet filled by `pgvecstore.upgrade`) are not counted, so deletes and updates subtract only
+    counted old rows, and updates add every new row whose content, domain or term frequencies changed (a row
+    filled for the first time, or whose term frequencies were computed again). With every row counted this is
+    the rule of inserts add, deletes subtract, updates move changed rows."""
     id_col, content, domain = t.col("id"), t.col("content"), t.col("domain_id")
+    tf = quote_ident(t.text_terms_column)
+    differs = f"OPERATOR({quote_ident(vector_schema)}.<>)"  # sparsevec's operator (search_path is pg_catalog)
+    moved = (
+        f"n.{content} IS DISTINCT FROM o.{content} OR n.{domain} IS DISTINCT FROM o.{domain} "
+        f"OR o.{tf} IS NULL OR n.{tf} {differs} o.{tf}"
+    )
     changed = (
         f"(SELECT o.* FROM old_rows AS o LEFT JOIN new_rows AS n ON n.{id_col} = o.{id_col} "
-        f"WHERE n.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
-        f"OR n.{domain} IS DISTINCT FROM o.{domain})"
+        f"WHERE o.{tf} IS NOT NULL AND (n.{id_col} IS NULL OR {moved}))"
     )
     changed_new = (
         f"(SELECT n.* FROM new_rows AS n LEFT JOIN old_rows AS o ON o.{id_col} = n.{id_col} "
-        f"WHERE o.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
-        f"OR n.{domain} IS DISTINCT FROM o.{domain})"
+        f"WHERE n.{tf} IS NOT NULL AND (o.{id_col} IS NULL OR {moved}))"
     )
-    inserted = _apply(t, _terms_of(t, "new_rows", 1), _lengths_of(t, "new_rows", 1, vector_schema))
-    deleted = _apply(t, _terms_of(t, "old_rows", -1), _lengths_of(t, "old_rows", -1, vector_schema))
-    deleted += _prune(t, _terms_of(t, "old_rows", -1))
+    counted_new = f"(SELECT * FROM new_rows WHERE {tf} IS NOT NULL)"
+    counted_old = f"(SELECT * FROM old_rows WHERE {tf} IS NOT NULL)"
+    inserted = _apply(t, _terms_of(t, counted_new, 1), _lengths_of(t, counted_new, 1, vector_schema))
+    deleted = _apply(t, _terms_of(t, counted_old, -1), _lengths_of(t, counted_old, -1, vector_schema))
+    deleted += _prune(t, _terms_of(t, counted_old, -1))
     updated = _apply(
         t,
         f"{_terms_of(t, changed_new, 1)} UNION ALL {_terms_of(t, changed, -1)}",
