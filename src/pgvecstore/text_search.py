@@ -3,8 +3,9 @@ configuration queries use.
 
 Set-up only looks the column up by name in the catalog (no lock on the table). The first text or hybrid search
 checks the table has every part (`pgvecstore.sql.text_ddl`) and settles which text-search configuration its row
-trigger uses, so every query stems words the same way. `enable_text_search` adds the parts to an existing table,
-including one of the pgvecstore 0.1 layout (a generated tsvector column, no statistics).
+trigger uses, so every query stems words the same way; a table of an older layout (`pgvecstore.layout`) is an error
+naming `upgrade()`. `enable_text_search` adds the parts to an existing table in one transaction, including one of
+the pgvecstore 0.1 layout (a generated tsvector column, no statistics); `pgvecstore.upgrade` does that online.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ them (see docs/hybrid.md, "How the text side works").
 - Two tables hold the statistics BM25 needs, per domain (rows without a domain under ``''``): the document
   frequency of each lexeme (`TableRef.text_terms_table`) and the row count and total length
   (`TableRef.text_docs_table`). Statement-level AFTER triggers with transition tables keep them exact and
-  transactional: inserts add, deletes subtract, updates move the rows whose content or domain changed. A
+  transactional: inserts add, deletes subtract, updates move the rows whose content or domain changed (rows whose
+  term frequencies are NULL, not filled yet by an upgrade, are not counted: `create_statistics_function`). A
   transaction's first write to a domain locks the domain's statistics row until it ends: writers of one domain
   take turns (writers of different domains do not wait for each other), which keeps them free of deadlocks.
 - The statistics trigger runs as the table's owner (SECURITY DEFINER, fixed search_path), so roles that may write
