@@ -266,6 +266,57 @@ async def test_recompute_terms_restores_the_term_frequencies(
     await assert_same_text_scores(make_store, rows)
 
 
+async def test_two_upgrades_at_once_fill_each_row_once(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
+) -> None:
+    rows = scifact_rows(scifact_dir, n=30)
+    await create_v010_table(admin, schema, rows)
+    first, second = await asyncio.gather(make_store(id_type="text").upgrade(batch_size=5),
+                                         make_store(id_type="text").upgrade(batch_size=5))
+    assert sorted([first.rows_filled, second.rows_filled]) == [0, 30]
+    assert sorted([first.changed, second.changed]) == [False, True]  # the second waited, then found it done
+    await assert_exact(admin, schema)
+
+
+async def test_an_invalid_text_index_is_built_again_and_the_configuration_kept(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
+) -> None:
+    """A GIN index left INVALID (as by an interrupted CREATE INDEX CONCURRENTLY) is dropped and built again; the
+    0.1 column's text-search configuration ('simple' here) is the one the row trigger keeps using."""
+    rows = scifact_rows(scifact_dir, n=12)
+    await create_v010_table(admin, schema, rows, config="simple")
+    index = f"{TABLE}_content_tsv_gin_idx"
+    await admin.execute(
+        f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"{schema}\".\"{index}\"'::regclass")
+    store = make_store(id_type="text")
+    result = await store.upgrade()
+    assert "dropped an invalid text-search index" in result.steps
+    assert "built the text-search index concurrently" in result.steps
+    assert await admin.fetchval(
+        f"SELECT indisvalid FROM pg_index WHERE indexrelid = '\"{schema}\".\"{index}\"'::regclass") is True
+    # 'simple' keeps stop words: "the" is counted as a term.
+    assert await admin.fetchval(
+        f'SELECT df FROM "{schema}".{TABLE}_text_terms WHERE lexeme = \'the\'') is not None
+    assert await store.search(query_text="the", mode="text")
+
+
+async def test_a_0_2_table_without_a_record_gets_one_and_nothing_else(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
+    """Tables made by 0.2.0 carry no comment: they are read as layout 2, and upgrade() only records it."""
+    store = make_store(dimensions=3, id_type="text")
+    await store.add_vectors([[1.0, 0.0, 0.0]], ids=["x"], contents=["a lantern by the river"])
+    await admin.execute(f'COMMENT ON TABLE "{schema}"."{TABLE}" IS NULL')
+    before = await statistics(admin, schema, TABLE)
+    reopened = make_store(id_type="text")
+    assert [h.id for h in await reopened.search(query_text="lantern", mode="text")] == ["x"]
+    result = await reopened.upgrade()
+    assert (result.from_layout, result.rows_filled, result.steps) == (2, 0, ("recorded layout 2",))
+    assert await comment(admin, schema) == "pgvecstore layout 2"
+    assert await statistics(admin, schema, TABLE) == before
+    assert not (await reopened.upgrade()).changed
+
+
 @pytest.fixture
 async def tenant_role(admin: asyncpg.Connection, pg_dsn: str) -> AsyncIterator[tuple[str, str]]:
     """A login role that is not the owner and does not bypass row-level security, and its DSN."""

@@ -49,7 +49,7 @@ def upgrade(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_store(Target(dsn, schema, table)) as store, \
             Progress(*columns, console=err, disable=no_progress or json_output) as bar:
-        task = bar.add_task("filling rows", total=None)
+        task = bar.add_task("computing term frequencies" if recompute_terms else "filling rows", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
