@@ -39,7 +39,7 @@ from pgvecstore.text_search import Layout, TextSearch, read_layout
 
 logger = logging.getLogger("pgvecstore")
 
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 100_000
 # How long step 1 and the final record wait for the table's lock, and how often they try.
 LOCK_TIMEOUT = "2s"
