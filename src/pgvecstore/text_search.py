@@ -25,6 +25,8 @@ from pgvecstore.sql import catalog, text_ddl, upgrade_ddl
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
+# The error of a text search during an upgrade counts the rows left up to this many.
+ROWS_LEFT_CAP = 100_001
 
 
 async def resolve_config(conn: asyncpg.Connection, name: str) -> str:
@@ -163,12 +165,13 @@ class TextSearch:
                 f"statistics that text and hybrid search use since layout {CURRENT_LAYOUT}. Bring it to layout "
                 f"{CURRENT_LAYOUT} {how}; vector search, reads and writes work meanwhile"
             )
-        statement = upgrade_ddl.rows_left(t)
+        statement = upgrade_ddl.rows_left_up_to(t, ROWS_LEFT_CAP)
         async with self._pools.connection() as conn:
             left = int(await conn.fetchval(statement.sql, *statement.args))
+        count = f"over {ROWS_LEFT_CAP - 1:,}" if left >= ROWS_LEFT_CAP else str(left)
         return SchemaMismatchError(
             f"table {t.display}: an upgrade to layout {version.upgrading_to} is in progress or was interrupted "
-            f"({left} rows left to fill); text and hybrid search work once it has finished. Finish it {how}"
+            f"({count} rows left to fill); text and hybrid search work once it has finished. Finish it {how}"
         )
 
     async def enable(self) -> bool:

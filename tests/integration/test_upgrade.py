@@ -266,6 +266,25 @@ async def test_recompute_terms_restores_the_term_frequencies(
     await assert_same_text_scores(make_store, rows)
 
 
+async def test_enable_text_search_finishes_an_interrupted_upgrade_offline(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
+) -> None:
+    rows = scifact_rows(scifact_dir, n=20)
+    await create_v010_table(admin, schema, rows)
+    store = make_store(id_type="text")
+
+    def stop(done: int, total: int) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        await store.upgrade(batch_size=5, progress=stop)
+    assert await store.enable_text_search() is True
+    assert await comment(admin, schema) == "pgvecstore layout 2"
+    await assert_exact(admin, schema)
+    assert await store.search(query_text="cells", mode="text")
+    assert not (await store.upgrade()).changed
+
+
 async def test_two_upgrades_at_once_fill_each_row_once(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
 ) -> None:

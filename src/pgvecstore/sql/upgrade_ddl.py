@@ -40,6 +40,15 @@ def rows_left(t: TableRef) -> Statement:
     return Statement(f"SELECT count(*) FROM {t.qualified} WHERE {quote_ident(t.text_terms_column)} IS NULL")
 
 
+def rows_left_up_to(t: TableRef, limit: int) -> Statement:
+    """`rows_left`, counted up to `limit` (an error message's count need not scan a big table to its end)."""
+    p = Params()
+    return p.statement(
+        f"SELECT count(*) FROM (SELECT 1 FROM {t.qualified} WHERE {quote_ident(t.text_terms_column)} IS NULL "
+        f"LIMIT {p.add(limit)}) AS capped"
+    )
+
+
 def all_rows(t: TableRef) -> Statement:
     return Statement(f"SELECT count(*) FROM {t.qualified}")
 
