@@ -25,6 +25,7 @@ from pgvecstore.metric import Metric
 from pgvecstore.results import Row, SearchResult
 from pgvecstore.store import PgVectorStore
 from pgvecstore.sync import SyncPgVectorStore, run_sync
+from pgvecstore.upgrade import UpgradeResult
 
 __all__ = [
     "ConflictError",
@@ -49,6 +50,7 @@ __all__ = [
     "StoreConfig",
     "SyncPgVectorStore",
     "TableNotFoundError",
+    "UpgradeResult",
     "VectorStoreFactory",
     "WrongEventLoopError",
     "run_sync",

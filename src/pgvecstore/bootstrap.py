@@ -18,9 +18,10 @@ from pgvecstore.compact import DEFAULT_VECTOR_TYPE
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
+from pgvecstore.layout import CURRENT_LAYOUT
 from pgvecstore.metric import Metric
 from pgvecstore.primary_key import DOMAIN_KEY, ID_KEY, PRIMARY_KEYS, show_key
-from pgvecstore.sql import catalog, ddl, text_ddl
+from pgvecstore.sql import catalog, ddl, text_ddl, upgrade_ddl
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
 
@@ -75,7 +76,13 @@ class TableBootstrap:
         await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
         if not created:
             await self._keep_vectors_in_heap(conn)
-        await text_search.read_layout(conn, t)  # a column of the text-search column's name must be a tsvector
+        # A column of the text-search column's name must be a tsvector. An older layout is used as it is
+        # (never rewritten here): text search says to run upgrade().
+        version = (await text_search.read_layout(conn, t)).version
+        if not version.current:
+            logger.info("pgvecstore: table %s has layout %d%s; text and hybrid search need layout %d: run "
+                        "'await store.upgrade()' or 'pgvecstore upgrade' (docs/upgrading.md)", t.display,
+                        version.version, " (an upgrade is unfinished)" if version.upgrading_to else "", CURRENT_LAYOUT)
         tenant, copy_direct = await self._row_security(conn)
         built = False
         if config.auto_create_index and config.index_type == "hnsw":
@@ -109,6 +116,7 @@ class TableBootstrap:
                 ddl.create_table(t, config.dimensions, text_columns, config.vector_type or DEFAULT_VECTOR_TYPE)
             )
             await conn.execute(ddl.keep_vectors_in_heap(t))
+            await conn.execute(upgrade_ddl.set_comment(t, CURRENT_LAYOUT))
             for statement in ddl.support_indexes(t):
                 await conn.execute(statement)
             if config.text_search:

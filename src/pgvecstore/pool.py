@@ -40,7 +40,7 @@ from pgvecstore.connection import (
     transaction_settings,
 )
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
-from pgvecstore.errors import ConnectionLostError, InvalidOptionError, StoreClosedError
+from pgvecstore.errors import ConnectionLostError, InvalidOptionError, PgVecStoreError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
 from pgvecstore.server import before_stop
 
@@ -253,8 +253,36 @@ class PoolRegistry:
         except Exception as exc:
             raise await self._failure(exc, conn, pool, transaction=False)  # noqa: B904
         finally:
-            conn.needs_reset()
+            needs_reset = getattr(conn, "needs_reset", None)  # an application's pool resets in its own way
+            if needs_reset is not None:
+                needs_reset()
             await pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own outside the pools, closed afterwards (no tenant, no transaction), for long
+        maintenance that holds session state or runs statements a transaction refuses (CREATE INDEX
+        CONCURRENTLY). Set-up must have run. An exception leaving the block is the store's error."""
+        self._check_open()
+        if self._given is not None:  # no connection of the store's own: one of the application's pool, reset after
+            async with self.session() as lent:
+                yield lent
+            return
+        conn = await connect_once(self._dsn, self.config)
+        clean = False
+        try:
+            yield conn
+            clean = True
+        except PgVecStoreError:  # the store's own error (a PermissionDeniedError is an OSError, not a lost socket)
+            clean = not conn.is_closed()
+            raise
+        except Exception as exc:
+            raise await self._failure(exc, conn, None, transaction=False)  # noqa: B904 - the cause is set there
+        finally:
+            if clean:
+                await conn.close()
+            else:  # failed or cancelled, perhaps mid-statement: the server rolls back and frees its locks
+                conn.terminate()
 
     async def read(
         self, method: str, sql: str, args: Sequence[Any], settings: Mapping[str, str] | None = None

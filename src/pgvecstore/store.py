@@ -25,6 +25,7 @@ from pgvecstore.results import Row, SearchResult
 from pgvecstore.searcher import Searcher
 from pgvecstore.sql.table import TableRef
 from pgvecstore.text_search import TextSearch
+from pgvecstore.upgrade import DEFAULT_BATCH_SIZE, LayoutUpgrade, Progress, UpgradeResult
 from pgvecstore.writer import Writer
 
 
@@ -38,6 +39,7 @@ class _Parts:
     searcher: Searcher
     indexes: VectorIndexes
     text: TextSearch
+    upgrade: LayoutUpgrade
 
 
 class PgVectorStore:
@@ -105,6 +107,7 @@ class PgVectorStore:
             searcher=Searcher(pools, planner, indexes, text),
             indexes=indexes,
             text=text,
+            upgrade=LayoutUpgrade(table, pools, text),
         )
 
     async def _ready(self) -> _Parts:
@@ -239,6 +242,14 @@ class PgVectorStore:
         the tsvector and term-frequency columns, their triggers, the term statistics and the GIN index, filled
         from every row while writers wait. True when this call added anything. See docs/hybrid.md."""
         return await (await self._ready()).text.enable()
+
+    async def upgrade(self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None,
+                      recompute_terms: bool = False) -> UpgradeResult:
+        """Bring the table to the current layout online, as its owner: resumable, and a cheap no-op on a current
+        table. ``progress(done, total)`` is called after each batch of ``batch_size`` rows; ``recompute_terms``
+        computes every row's term frequencies again (after pg_upgrade). See docs/upgrading.md."""
+        return await (await self._ready()).upgrade.run(batch_size=batch_size, progress=progress,
+                                                       recompute_terms=recompute_terms)
 
     async def create_index(self, index_type: str | None = None, params: Mapping[str, int] | None = None) -> bool:
         """Build the vector index (default: the configured type and index_params; with ``quantization="binary"``

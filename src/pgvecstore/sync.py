@@ -140,6 +140,7 @@ class SyncPgVectorStore:
     count = _blocking(PgVectorStore.count)
     stats = _blocking(PgVectorStore.stats)
     enable_text_search = _blocking(PgVectorStore.enable_text_search)
+    upgrade = _blocking(PgVectorStore.upgrade)
     create_index = _blocking(PgVectorStore.create_index)
     drop_index = _blocking(PgVectorStore.drop_index)
     reindex = _blocking(PgVectorStore.reindex)

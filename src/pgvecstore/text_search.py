@@ -3,8 +3,9 @@ configuration queries use.
 
 Set-up only looks the column up by name in the catalog (no lock on the table). The first text or hybrid search
 checks the table has every part (`pgvecstore.sql.text_ddl`) and settles which text-search configuration its row
-trigger uses, so every query stems words the same way. `enable_text_search` adds the parts to an existing table,
-including one of the pgvecstore 0.1 layout (a generated tsvector column, no statistics).
+trigger uses, so every query stems words the same way; a table of an older layout (`pgvecstore.layout`) is an error
+naming `upgrade()`. `enable_text_search` adds the parts to an existing table in one transaction, including one of
+the pgvecstore 0.1 layout (a generated tsvector column, no statistics); `pgvecstore.upgrade` does that online.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from pgvecstore.config import StoreConfig
 from pgvecstore.connection import set_local
 from pgvecstore.errors import InvalidOptionError, PermissionDeniedError, SchemaMismatchError
 from pgvecstore.identifiers import DEFAULT_TEXT_SEARCH_CONFIG
+from pgvecstore.layout import CURRENT_LAYOUT, LayoutVersion, read_version
 from pgvecstore.pool import PoolRegistry
-from pgvecstore.sql import catalog, text_ddl
+from pgvecstore.sql import catalog, text_ddl, upgrade_ddl
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
+# The error of a text search during an upgrade counts the rows left up to this many.
+ROWS_LEFT_CAP = 100_001
 
 
 async def resolve_config(conn: asyncpg.Connection, name: str) -> str:
@@ -48,11 +52,18 @@ class Layout:
     has_terms_column: bool
     has_statistics: bool
     config: str | None  # the row trigger's configuration; None without the trigger
+    comment: str | None = None  # the table's comment (its layout record)
 
     @property
     def complete(self) -> bool:
         return (self.column_type == "tsvector" and not self.generated and self.has_terms_column
                 and self.has_statistics and self.config is not None)
+
+    @property
+    def version(self) -> LayoutVersion:
+        """The table's layout version (`pgvecstore.layout`): recorded in its comment, else inferred."""
+        return read_version(self.comment, has_text_column=self.column_type is not None, generated=self.generated,
+                            text_complete=self.complete)
 
 
 async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
@@ -62,7 +73,7 @@ async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
     row = await conn.fetchrow(statement.sql, *statement.args)
     if row is None:
         return Layout(None, False, False, False, None)
-    layout = Layout(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4])
+    layout = Layout(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4], row[5])
     if layout.column_type not in (None, "tsvector"):
         raise SchemaMismatchError(
             f"column {t.text_search_column!r} of {t.display} is {layout.column_type}, but this store uses it for "
@@ -120,6 +131,9 @@ class TextSearch:
                 "search need. Add it with 'await store.enable_text_search()' (as the table owner; it fills the "
                 "column from every row) or create new tables with text_search=True (see docs/hybrid.md)"
             )
+        version = layout.version
+        if not version.current:
+            raise await self._older_layout(version)
         if not layout.complete or layout.config is None:
             raise SchemaMismatchError(
                 f"table {t.display} has a text-search column but not the term statistics that text and hybrid "
@@ -136,6 +150,30 @@ class TextSearch:
         self._settled = layout.config
         return self._settled
 
+    def forget(self) -> None:
+        """Read the table's parts again at the next text search (after an upgrade changed them)."""
+        self._settled = None
+
+    async def _older_layout(self, version: LayoutVersion) -> SchemaMismatchError:
+        """The error of a text search on a table of an older layout, or one an upgrade has not finished."""
+        t = self._table
+        how = ("with 'await store.upgrade()' or 'pgvecstore upgrade' (online, as the table owner; see "
+               "docs/upgrading.md)")
+        if version.upgrading_to is None:
+            return SchemaMismatchError(
+                f"table {t.display} has layout {version.version} (made by an older pgvecstore), without the term "
+                f"statistics that text and hybrid search use since layout {CURRENT_LAYOUT}. Bring it to layout "
+                f"{CURRENT_LAYOUT} {how}; vector search, reads and writes work meanwhile"
+            )
+        statement = upgrade_ddl.rows_left_up_to(t, ROWS_LEFT_CAP)
+        async with self._pools.connection() as conn:
+            left = int(await conn.fetchval(statement.sql, *statement.args))
+        count = f"over {ROWS_LEFT_CAP - 1:,}" if left >= ROWS_LEFT_CAP else str(left)
+        return SchemaMismatchError(
+            f"table {t.display}: an upgrade to layout {version.upgrading_to} is in progress or was interrupted "
+            f"({count} rows left to fill); text and hybrid search work once it has finished. Finish it {how}"
+        )
+
     async def enable(self) -> bool:
         """Add whatever of the text-search parts the table lacks and fill them from its rows; True when this call
         added anything. Runs once, under the table's advisory lock and a lock that makes writers wait (readers go
@@ -148,11 +186,11 @@ class TextSearch:
                 await set_local(conn, {"statement_timeout": "0"})
                 await conn.execute(text_ddl.lock_writers(t))
                 layout = await read_layout(conn, t)
-                if layout.complete:
+                if layout.complete and layout.version.current:
                     exists = catalog.relation_exists(t.schema, t.text_search_index_name)
                     if await conn.fetchval(exists.sql, *exists.args):
                         return False
-                config = await self._config_for(conn, layout)
+                config = await self.config_for(conn, layout)
                 vector_schema = str(await conn.fetchval(catalog.VECTOR_EXTENSION_SCHEMA.sql))
                 logger.info("pgvecstore: adding full-text search to %s (fills it from every row)", t.display)
                 for statement in text_ddl.add_columns(t, vector_schema):
@@ -162,7 +200,9 @@ class TextSearch:
                 security = catalog.row_security_state(t)
                 state = await conn.fetchrow(security.sql, *security.args)
                 row_security = state is not None and bool(state[0])
-                await install(conn, t, config, vector_schema, row_security=row_security, fill=not layout.complete)
+                fill = not (layout.complete and layout.version.current)
+                await install(conn, t, config, vector_schema, row_security=row_security, fill=fill)
+                await conn.execute(upgrade_ddl.set_comment(t, CURRENT_LAYOUT))
         except PermissionDeniedError:
             raise SchemaMismatchError(
                 f"enable_text_search: this role may not alter table {t.display}; run it as the table's owner "
@@ -171,7 +211,7 @@ class TextSearch:
         self._settled = None
         return True
 
-    async def _config_for(self, conn: asyncpg.Connection, layout: Layout) -> str:
+    async def config_for(self, conn: asyncpg.Connection, layout: Layout) -> str:
         """The configuration of the table's text: the one its row trigger already uses (a store that names another
         is an error: the rows were indexed with it), else the explicit one, else the expression of a generated
         column's, else the default."""

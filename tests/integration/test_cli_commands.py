@@ -39,7 +39,7 @@ from pgvecstore.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 COMMANDS = ("ingest", "query", "stats", "delete", "prune", "tables", "dsn", "demo", "index", "index create",
-            "index drop", "index rebuild")
+            "index drop", "index rebuild", "upgrade")
 
 
 def environment(env: dict[str, str] | None, *, columns: str | None = "200") -> dict[str, str]:

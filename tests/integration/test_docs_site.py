@@ -37,7 +37,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_site_builds_strictly(site: Path) -> None:
     assert (site / "index.html").is_file()
     for page in ("quickstart", "core", "options", "filters", "langchain", "llamaindex", "hybrid", "tenancy", "cli",
-                 "production", "benchmarks", "architecture", "development"):
+                 "production", "upgrading", "benchmarks", "architecture", "development"):
         assert (site / page / "index.html").is_file(), page
 
 

@@ -9,7 +9,7 @@ The command needs typer and rich, the ``cli`` extra: this module imports them on
 
 Modules, one job each: `app` (the typer application, shared options, `Target`, opening the store, error
 reporting), `ingest`, `query`, `admin` (``stats``, ``index create|drop``), `remove` (``delete``, ``prune``),
-`where` (``tables``, ``dsn``) and `demo`. `main` assembles them.
+`where` (``tables``, ``dsn``), `upgrade` and `demo`. `main` assembles them.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def _missing_requirement() -> str | None:
 
 def build_app() -> typer.Typer:
     """A new typer application with every command registered (needs the ``cli`` extra)."""
-    from pgvecstore.cli import admin, demo, ingest, query, remove, where
+    from pgvecstore.cli import admin, demo, ingest, query, remove, upgrade, where
     from pgvecstore.cli.app import Command, new_app
 
     app, index_app = new_app()
     for command in (ingest.ingest, query.query, admin.stats, remove.delete, remove.prune, where.tables, where.dsn,
-                    demo.demo):
+                    demo.demo, upgrade.upgrade):
         app.command(cls=Command)(command)
     index_app.command("create", cls=Command)(admin.index_create)
     index_app.command("drop", cls=Command)(admin.index_drop)

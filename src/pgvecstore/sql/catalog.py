@@ -131,8 +131,8 @@ def text_search_config_used(t: TableRef) -> Statement:
 def text_search_layout(t: TableRef) -> Statement:
     """The table's full-text search parts: the text-search column's type (NULL without it), whether that column is
     generated (the layout of pgvecstore 0.1), whether the term-frequency column, the statistics tables and the
-    row trigger exist, and the configuration named by the row trigger's argument (canonical; NULL without it).
-    No row without the table."""
+    row trigger exist, the configuration named by the row trigger's argument (canonical; NULL without it), and the
+    table's comment (its layout record, `pgvecstore.layout`). No row without the table."""
     p = Params()
 
     def column(expression: str, name: str) -> str:
@@ -151,7 +151,8 @@ def text_search_layout(t: TableRef) -> Statement:
         f"coalesce({column(generated, t.text_search_column)}, false), "
         f"EXISTS {column('1', t.text_terms_column)}, "
         f"to_regclass({p.add(t.in_schema(t.text_terms_table))}) IS NOT NULL "
-        f"AND to_regclass({p.add(t.in_schema(t.text_docs_table))}) IS NOT NULL, {trigger_config} "
+        f"AND to_regclass({p.add(t.in_schema(t.text_docs_table))}) IS NOT NULL, {trigger_config}, "
+        "obj_description(c.oid, 'pg_class') "
         "FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
     )
@@ -223,4 +224,37 @@ def metadata_index_state(t: TableRef) -> Statement:
         f"AND a.attname = {p.add(t.columns['metadata'])}) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
+    )
+
+
+# -- upgrades of the table's layout (`pgvecstore.upgrade`) ----------------------------------------------------------
+def table_owner(t: TableRef) -> Statement:
+    """Whether the current role owns the table (is a member of its owner), the owner's name, and whether the
+    table has row-level security enabled. No row without the table."""
+    p = Params()
+    return p.statement(
+        "SELECT pg_has_role(c.relowner, 'USAGE'), pg_get_userbyid(c.relowner), c.relrowsecurity "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)}"
+    )
+
+
+def index_validity(schema: str, name: str) -> Statement:
+    """Whether index `name` of `schema` is valid (false: left INVALID by an interrupted concurrent build); no row
+    without the index."""
+    p = Params()
+    return p.statement(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {p.add(schema)} AND c.relname = {p.add(name)}"
+    )
+
+
+def select_grantees(t: TableRef) -> Statement:
+    """The roles granted SELECT on the table other than its owner, by name (NULL: PUBLIC)."""
+    p = Params()
+    return p.statement(
+        "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) AS a "
+        f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} "
+        "AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner"
     )

@@ -7,7 +7,8 @@ them (see docs/hybrid.md, "How the text side works").
 - Two tables hold the statistics BM25 needs, per domain (rows without a domain under ``''``): the document
   frequency of each lexeme (`TableRef.text_terms_table`) and the row count and total length
   (`TableRef.text_docs_table`). Statement-level AFTER triggers with transition tables keep them exact and
-  transactional: inserts add, deletes subtract, updates move the rows whose content or domain changed. A
+  transactional: inserts add, deletes subtract, updates move the rows whose content or domain changed (rows whose
+  term frequencies are NULL, not filled yet by an upgrade, are not counted: `create_statistics_function`). A
   transaction's first write to a domain locks the domain's statistics row until it ends: writers of one domain
   take turns (writers of different domains do not wait for each other), which keeps them free of deadlocks.
 - The statistics trigger runs as the table's owner (SECURITY DEFINER, fixed search_path), so roles that may write
@@ -183,21 +184,33 @@ def create_row_function(t: TableRef, vector_schema: str) -> str:
 
 
 def create_statistics_function(t: TableRef, vector_schema: str) -> str:
-    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring)."""
+    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring).
+
+    A row is counted while its term frequencies are set: rows whose term-frequency column is NULL (rows of an
+    older layout not yet filled by `pgvecstore.upgrade`) are not counted, so deletes and updates subtract only
+    counted old rows, and updates add every new row whose content, domain or term frequencies changed (a row
+    filled for the first time, or whose term frequencies were computed again). With every row counted this is
+    the rule of inserts add, deletes subtract, updates move changed rows."""
     id_col, content, domain = t.col("id"), t.col("content"), t.col("domain_id")
+    tf = quote_ident(t.text_terms_column)
+    differs = f"OPERATOR({quote_ident(vector_schema)}.<>)"  # sparsevec's operator (search_path is pg_catalog)
+    moved = (
+        f"n.{content} IS DISTINCT FROM o.{content} OR n.{domain} IS DISTINCT FROM o.{domain} "
+        f"OR o.{tf} IS NULL OR n.{tf} {differs} o.{tf}"
+    )
     changed = (
         f"(SELECT o.* FROM old_rows AS o LEFT JOIN new_rows AS n ON {t.same_row('n', 'o')} "
-        f"WHERE n.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
-        f"OR n.{domain} IS DISTINCT FROM o.{domain})"
+        f"WHERE o.{tf} IS NOT NULL AND (n.{id_col} IS NULL OR {moved}))"
     )
     changed_new = (
         f"(SELECT n.* FROM new_rows AS n LEFT JOIN old_rows AS o ON {t.same_row('o', 'n')} "
-        f"WHERE o.{id_col} IS NULL OR n.{content} IS DISTINCT FROM o.{content} "
-        f"OR n.{domain} IS DISTINCT FROM o.{domain})"
+        f"WHERE n.{tf} IS NOT NULL AND (o.{id_col} IS NULL OR {moved}))"
     )
-    inserted = _apply(t, _terms_of(t, "new_rows", 1), _lengths_of(t, "new_rows", 1, vector_schema))
-    deleted = _apply(t, _terms_of(t, "old_rows", -1), _lengths_of(t, "old_rows", -1, vector_schema))
-    deleted += _prune(t, _terms_of(t, "old_rows", -1))
+    counted_new = f"(SELECT * FROM new_rows WHERE {tf} IS NOT NULL)"
+    counted_old = f"(SELECT * FROM old_rows WHERE {tf} IS NOT NULL)"
+    inserted = _apply(t, _terms_of(t, counted_new, 1), _lengths_of(t, counted_new, 1, vector_schema))
+    deleted = _apply(t, _terms_of(t, counted_old, -1), _lengths_of(t, counted_old, -1, vector_schema))
+    deleted += _prune(t, _terms_of(t, counted_old, -1))
     updated = _apply(
         t,
         f"{_terms_of(t, changed_new, 1)} UNION ALL {_terms_of(t, changed, -1)}",
