@@ -20,6 +20,8 @@ class Explained(NamedTuple):
 F = "src/pgvecstore/sql/filters.py"
 Q = "src/pgvecstore/sql/queries.py"
 POOL = "src/pgvecstore/pool.py"
+PLANNER = "src/pgvecstore/planner.py"
+TUNING = "src/pgvecstore/search_tuning.py"
 RETRY = ("killed by tests/integration/test_reliability.py::test_stale_pooled_connections_are_replaced (a read on a "
          "dead pooled connection is retried once); the retry is not tenant code, so the tenancy scope does not run it")
 
@@ -109,4 +111,54 @@ EXPLAINED: list[Explained] = [
               "instead of ConnectionLostError); pool reliability, not tenancy, and no test restarts the server "
               "twice inside one read", change="+        for attempt in (1, 1):"),
     Explained(POOL, "if attempt == 1 and isinstance(error, ConnectionLostError):", "core/NumberReplacer", RETRY),
+    # -- planner
+    Explained(PLANNER, "*, metadata: bool = True, vectors: bool = False,", "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes the leading arguments positional-only; plan() passes them so"),
+    Explained(PLANNER, "*, metadata: bool = True, vectors: bool = False,", "core/ReplaceTrueWithFalse",
+              "equivalent: the defaults of SearchPlanner.vector are never used, plan() passes both"),
+    Explained(PLANNER, "*, metadata: bool = True, vectors: bool = False,", "core/ReplaceFalseWithTrue",
+              "equivalent: the defaults of SearchPlanner.vector are never used, plan() passes both"),
+    Explained(PLANNER, "metadata: bool = True", "core/ReplaceTrueWithFalse",
+              "equivalent: every SearchPlan is built with metadata= given (the vector, text and hybrid plans)"),
+    Explained(PLANNER, "vectors: bool = False", "core/ReplaceFalseWithTrue",
+              "equivalent: every SearchPlan is built with vectors= given (the vector, text and hybrid plans)"),
+    Explained(PLANNER, "key = (metadata, vectors, rerank is not None)", "core/ReplaceComparisonOperator_IsNot_Is",
+              "equivalent: whether a plan re-ranks is fixed per store (quantization), so the flipped flag keys the "
+              "same statements one to one"),
+    Explained(PLANNER, "k: Any = 10", "core/NumberReplacer",
+              "equivalent: SearchRequest's k default is never used; PgVectorStore.search passes its own k (10)"),
+    Explained(PLANNER, 'if r.mode != "vector" or r[5:10] != _NO_TEXT_OPTIONS:  # a plain vector search leaves '
+              "them at their defaults", "core/NumberReplacer",
+              "a fast path: r[4:10] and r[5:11] only send more plain searches through the full check, which passes "
+              "them (r[6:10] and r[5:9], which let a text option through, are killed by test_planner)",
+              change="r[ 4:10]"),
+    Explained(PLANNER, 'if r.mode != "vector" or r[5:10] != _NO_TEXT_OPTIONS:  # a plain vector search leaves '
+              "them at their defaults", "core/NumberReplacer", "see r[ 4:10]", change="r[5: 11]"),
+    Explained(PLANNER, "def __init__(self, ttl: float = 60.0, max_entries: int = 1024, max_bytes: int = 1 << 20) "
+              "-> None:", "core/NumberReplacer",
+              "the estimate cache's bounds (entries, bytes) are tuning constants: an estimate only steers how to "
+              "scan, never which rows are right (the 60 s the docs state is tested)"),
+    Explained(PLANNER, "if size > self.max_bytes // 8:", "core/ReplaceBinaryOperator_FloorDiv_Div",
+              "equivalent for the store's budget (1 << 20, a multiple of 8): a key's size is a whole number"),
+    # -- search tuning
+    Explained(TUNING, "def search_settings(options: SearchOptions, *, filtered: bool, k: int, share: float | None = "
+              "None) -> dict[str, str]:", "core/ReplaceBinaryOperator_Mul_Div",
+              "equivalent: `*` to `/` only makes the leading arguments positional-only; callers pass them so"),
+    Explained(TUNING, "def wants_estimate(options: SearchOptions, *, filtered: bool) -> bool:",
+              "core/ReplaceBinaryOperator_Mul_Div", "equivalent: as search_settings'"),
+    Explained(TUNING, "def should_retry_exact(options: SearchOptions, returned: int, k: int, *, filtered: bool, "
+              "exact: bool) -> bool:", "core/ReplaceBinaryOperator_Mul_Div", "equivalent: as search_settings'"),
+    Explained(TUNING, "@dataclass(frozen=True)", "core/ReplaceTrueWithFalse",
+              "equivalent: SearchOptions are only ever replaced (dataclasses.replace), never assigned to"),
+    Explained(TUNING, "scan_mem_multiplier: int = 2", "core/NumberReplacer",
+              "a tuning default (twice work_mem): the iterative scan's memory, not which rows it returns first"),
+    Explained(TUNING, 'settings["hnsw.ef_search"] = str(max(options.ef_search or 40, min(k, MAX_EF_SEARCH)))',
+              "core/NumberReplacer",
+              "equivalent: without ef_search this line runs only for k > 40, where max(39 or 41, k) is k"),
+    Explained(TUNING, "ef = max(options.filtered_ef_search, options.ef_search or 0, k)", "core/NumberReplacer",
+              "equivalent: filtered_ef_search is at least 1, so 0, 1 or -1 never wins the max"),
+    Explained(TUNING, 'top = document[0]["Plan"]', "core/NumberReplacer",
+              "equivalent: EXPLAIN (FORMAT JSON) returns a list of exactly one plan, so [-1] is [0]"),
+    Explained(TUNING, 'return float(node.get("Plan Rows", 0.0))', "core/NumberReplacer",
+              "equivalent: every node of an EXPLAIN plan has Plan Rows; the default is never used"),
 ]

@@ -246,3 +246,125 @@ def test_the_estimate_is_read_from_the_plans_two_branches() -> None:
     assert search_tuning.parse_estimate(json.dumps(plan)) == (10.0, 1000.0)  # as EXPLAIN's text
     # A constant-false filter: the planner drops its branch, so the plan is the table's scan alone.
     assert search_tuning.parse_estimate([{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 1000}}]) == (0.0, 1000.0)
+
+
+# -- survivors of the planner's mutation run (scripts/mutation.sh planner) ---------------------------------------
+def test_k_is_checked_at_both_ends() -> None:
+    from pgvecstore.rows import MAX_ROWS
+
+    p = planner()
+    for k in (1, MAX_ROWS):
+        assert p.plan(SearchRequest(QUERY, k=k)).k == k
+    for k in (0, MAX_ROWS + 1, True, 2.0, "3"):
+        with pytest.raises(InvalidInputError, match="k must be an integer"):
+            p.plan(SearchRequest(QUERY, k=k))
+
+
+def test_a_binary_store_takes_k_times_the_rerank_factor_candidates() -> None:
+    p = planner(quantization="binary", rerank_factor=6)
+    plan = p.plan(SearchRequest(QUERY, k=5))
+    assert plan.candidates == 30 and 30 in plan.args
+    per_call = p.plan(SearchRequest(QUERY, k=5, search_params={"rerank_factor": 3}))
+    assert per_call.candidates == 15 and 15 in per_call.args
+    assert plan.exact is not None and "binary_quantize" not in plan.exact.sql  # the exact twin re-ranks nothing
+    assert "binary_quantize" in plan.sql
+
+
+def test_only_a_binary_store_plans_an_exact_twin() -> None:
+    text = {"mode": "hybrid", "query_text": "alpha beta"}
+    for mode_options in ({}, text):
+        binary = planner(quantization="binary").plan(SearchRequest(QUERY, k=5, **mode_options), "english")
+        plain = planner().plan(SearchRequest(QUERY, k=5, **mode_options), "english")
+        assert plain.exact is None
+        assert binary.exact is not None and "binary_quantize" not in binary.exact.sql
+        assert set(placeholders(binary.exact.sql)) == set(range(1, len(binary.exact.args) + 1))
+
+
+def test_vector_plans_are_read_by_distance_and_text_plans_by_score() -> None:
+    vector = planner().plan(SearchRequest(QUERY, k=5))
+    filtered = planner().plan(SearchRequest(QUERY, k=5, filter={"a": 1}))
+    text = planner().plan(SearchRequest(None, k=5, mode="text", query_text="alpha"), "english")
+    hybrid = planner().plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="alpha"), "english")
+    assert vector.by_distance and filtered.by_distance
+    assert not text.by_distance and not hybrid.by_distance
+    assert vector.metadata and not vector.vectors  # the defaults of search(): metadata, no vectors
+    assert not planner().plan(SearchRequest(QUERY, k=5, include_metadata=False)).metadata
+
+
+@pytest.mark.parametrize("given", [{"query_text": "x"}, {"rrf_k": 60}, {"alpha": 0.5}, {"vector_k": 5},
+                                   {"text_k": 5}])
+def test_a_vector_search_refuses_each_text_option(given: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError):
+        planner().plan(SearchRequest(QUERY, k=5, **given))
+
+
+def test_hybrid_candidates_default_to_40_and_are_bounded() -> None:
+    p = planner()
+    plan = p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="alpha"), "english")
+    assert plan.args.count(40) == 2  # each side: max(k, 40)
+    wide = p.plan(SearchRequest(QUERY, k=50, mode="hybrid", query_text="alpha"), "english")
+    assert wide.args.count(50) >= 2
+    assert MAX_CANDIDATES == 10_000  # docs/hybrid.md states it
+    for side in ("vector_k", "text_k"):
+        p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="a", **{side: MAX_CANDIDATES}), "english")
+        with pytest.raises(InvalidInputError, match=side):
+            p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="a", **{side: MAX_CANDIDATES + 1}), "english")
+
+
+def test_estimates_are_kept_for_the_60_seconds_the_docs_state() -> None:
+    cache = EstimateCache()  # docs/production.md: "kept 60 s per filter"
+    cache.put("f", 1.0, 2.0, now=0.0)
+    assert cache.get("f", now=59.9) == (1.0, 2.0) and cache.get("f", now=60.0) is None
+
+
+def test_query_text_is_cut_at_its_limit() -> None:
+    from pgvecstore.planner import MAX_QUERY_TEXT_CHARS, clean_query_text
+
+    assert MAX_QUERY_TEXT_CHARS == 100_000  # docs/hybrid.md states it
+    text = "a" * (MAX_QUERY_TEXT_CHARS + 5)
+    assert clean_query_text(text) == "a" * MAX_QUERY_TEXT_CHARS
+
+
+def test_an_estimate_the_size_of_an_eighth_of_the_budget_is_kept_and_fills_it_exactly() -> None:
+    import sys
+
+    key = "k" * 100
+    size = sys.getsizeof(key)
+    cache = EstimateCache(ttl=60, max_entries=100, max_bytes=size * 8)
+    cache.put(key, 1.0, 2.0, now=0.0)
+    assert cache.get(key, now=0.0) == (1.0, 2.0) and cache.bytes == size
+    too_big = "k" * 101
+    cache.put(too_big, 1.0, 2.0, now=0.0)
+    assert cache.get(too_big, now=0.0) is None
+    for i in range(1, 8):  # seven more of the same size fill the budget exactly: nothing is evicted
+        cache.put(f"{i}" + "k" * 99, 1.0, 2.0, now=0.0)
+    assert len(cache) == 8 and cache.bytes == size * 8 and cache.get(key, now=0.0) is not None
+    cache.put("9" + "k" * 99, 1.0, 2.0, now=0.0)  # one more: the oldest goes
+    assert len(cache) == 8 and cache.get(key, now=0.0) is None
+
+
+def test_search_params_validation_keeps_going_after_a_none_and_refuses_non_numbers() -> None:
+    assert search_tuning.validate_search_options({"ef_search": None, "probes": 5}) == {"ef_search": None, "probes": 5}
+    for bad in ("0.5", float("nan"), float("inf"), -0.1, 1.5, True):
+        with pytest.raises(InvalidOptionError, match="exact_selectivity"):
+            search_tuning.validate_search_options({"exact_selectivity": bad})
+    assert search_tuning.validate_search_options({"filtered_ef_search": 1, "max_probes": 1}) == {
+        "filtered_ef_search": 1, "max_probes": 1}
+    assert search_tuning.validate_search_options({"filtered_ef_search": 1000})["filtered_ef_search"] == 1000
+    for bad_ef in (0, 1001):
+        with pytest.raises(InvalidOptionError, match="filtered_ef_search"):
+            search_tuning.validate_search_options({"filtered_ef_search": bad_ef})
+
+
+def test_an_estimate_of_a_one_row_table_still_decides() -> None:
+    options = SearchOptions()
+    assert search_tuning.use_exact_scan(options, 0.0, 1.0, 10)  # nothing of one row matches: exact
+    assert not search_tuning.use_exact_scan(options, 1.0, 0.0, 10)  # no table rows: no estimate to go by
+
+
+def test_an_estimate_whose_top_node_is_not_an_append_of_two_matches_nothing() -> None:
+    one_branch = [{"Plan": {"Node Type": "Append", "Plan Rows": 7, "Plans": [{"Plan Rows": 3}]}}]
+    assert search_tuning.parse_estimate(one_branch) == (0.0, 7.0)
+    two_plans = [{"Plan": {"Node Type": "Nested Loop", "Plan Rows": 9, "Plans": [{"Plan Rows": 3},
+                                                                                {"Plan Rows": 4}]}}]
+    assert search_tuning.parse_estimate(two_plans) == (0.0, 9.0)
