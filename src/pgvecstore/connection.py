@@ -117,13 +117,20 @@ async def reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute(query)
 
 
-async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant: str | None = None) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    config: StoreConfig,
+    vector_schema: str,
+    tenant: str | None = None,
+    extra_settings: Mapping[str, str] | None = None,
+) -> asyncpg.Pool:
     """An asyncpg pool whose connections encode and decode vectors in pgvector's binary format (numpy out).
 
     With `tenant`, every connection starts with the tenant setting (``pgvecstore.domain_id``) at session level.
     It travels in the startup packet, not as SQL, costs no round trip, and is the value ``RESET ALL`` returns to,
     so it survives asyncpg's reset when a connection goes back to the pool: raw SQL through the pool is limited
-    to that tenant by the row-level security policy even outside the store's own transactions.
+    to that tenant by the row-level security policy even outside the store's own transactions. `extra_settings`
+    are more startup settings (a read replica's pool adds ``default_transaction_read_only``).
     """
     # created_at is a TIMESTAMP filled by NOW(): UTC on every connection keeps it (and date filters) unambiguous.
     # Iterative index scans on every session (pgvecstore.search_tuning.ITERATIVE_SCAN), for SQL of the user's own
@@ -134,6 +141,7 @@ async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant:
     if config.statement_timeout is not None:
         # Every statement of the store's pool; index builds lift it inside their own transaction.
         server_settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
+    server_settings.update(extra_settings or {})
 
     async def init(conn: asyncpg.Connection) -> None:
         for name, codec in vectors.CODECS.items():

@@ -38,6 +38,7 @@ from pgvecstore.connection import (
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
 from pgvecstore.errors import ConnectionLostError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
+from pgvecstore.replicas import ReplicaSet
 from pgvecstore.server import before_stop
 
 logger = logging.getLogger("pgvecstore")
@@ -87,6 +88,8 @@ class PoolRegistry:
         self._set_up: Any = None
         self._tenant: dict[str, str] = {}
         self._closed = False
+        # The read replicas (docs/replicas.md): `replica_read` and `replica_transaction` route to them.
+        self.replicas = ReplicaSet(config) if config.read_replicas else None
 
     # -- life cycle ----------------------------------------------------------------------------------------
     @property
@@ -121,6 +124,8 @@ class PoolRegistry:
                 self._check_open()
                 self._pools[loop] = LoopPool(pool, loop)
                 _open_registries.add(self)
+                if self.replicas is not None:  # pools only: nothing is ever created on a replica
+                    await self.replicas.open(self._vector_schema, self._tenant.get(TENANT_SETTING))
         done: S = self._set_up
         return done
 
@@ -142,6 +147,8 @@ class PoolRegistry:
     async def close(self) -> None:
         """Close every pool; later operations raise `StoreClosedError`. Closing twice is harmless."""
         self._closed = True
+        if self.replicas is not None:
+            await self.replicas.close()
         pools, self._pools = self._pools, {}
         current = asyncio.get_running_loop()
         for loop, pool in pools.items():
@@ -158,6 +165,8 @@ class PoolRegistry:
         """Close every pool from outside its event loop (interpreter exit, no loop running here): gracefully on
         a loop that still runs (the sync API's background loop), else by terminating the connections."""
         self._closed = True
+        if self.replicas is not None:
+            self.replicas.close_at_exit()
         pools, self._pools = self._pools, {}
         for loop, pool in pools.items():
             if loop.is_running():
@@ -191,14 +200,15 @@ class PoolRegistry:
     # -- operations ----------------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def connection(
-        self, *, transaction: bool = False, settings: Mapping[str, str] | None = None
+        self, *, transaction: bool = False, settings: Mapping[str, str] | None = None, write: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for one operation.
 
         Plain (no transaction, no extra round trip) unless the operation needs a transaction or settings; with
         row-level security in force, always inside a transaction that first sets the tenant, together with any
         other `settings`, in one ``set_config`` statement (transaction-local, so nothing outlives the operation).
-        An exception leaving the block is the store's error (see the module docstring).
+        An exception leaving the block is the store's error (see the module docstring). A `write` notes its WAL
+        position once committed, when the store has read replicas (read-your-writes).
         """
         pool = self._loop_pool()
         configs = {**settings, **self._tenant} if settings else self._tenant
@@ -213,6 +223,8 @@ class PoolRegistry:
                 async with conn.transaction():
                     await set_local(conn, configs)
                     yield conn
+            if write and self.replicas is not None:
+                await self.replicas.note_write(conn)
             done = True
         except Exception as exc:
             raise await self._failure(exc, conn, pool, transaction=transaction or bool(configs))  # noqa: B904
@@ -254,6 +266,33 @@ class PoolRegistry:
             pool.keep(conn)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def replica_read(
+        self, method: str, sql: str, args: Sequence[Any], settings: Mapping[str, str] | None = None
+    ) -> Any:
+        """`read`, on a read replica when the store has a usable one (else, or when it fails, on the primary)."""
+        if self.replicas is None:
+            return await self.read(method, sql, args, settings)
+        return await self.replicas.run(
+            lambda conn: getattr(conn, method)(sql, *args),
+            transaction=False,
+            settings={**settings, **self._tenant} if settings else self._tenant,
+            fallback=lambda: self.read(method, sql, args, settings),
+        )
+
+    async def replica_transaction(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`op(connection)` in one read transaction (with the tenant set), on a read replica when the store has
+        a usable one, else on the primary (retried once there on a lost connection)."""
+
+        async def on_primary() -> T:
+            async with self.connection(transaction=True) as conn:
+                return await op(conn)
+
+        if self.replicas is None:
+            return await retry_once(on_primary)
+        return await self.replicas.run(
+            op, transaction=True, settings=self._tenant, fallback=lambda: retry_once(on_primary)
+        )
 
     async def _acquire(self, pool: LoopPool) -> StoreConnection:
         """A connection for one operation (an asyncpg proxy of a `StoreConnection`), or the store's error."""

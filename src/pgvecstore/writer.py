@@ -121,7 +121,7 @@ class Writer:
     async def _write(self, batches: Iterable[RowBatch]) -> list[str]:
         """Write the batches in one transaction; their ids."""
         written: list[str] = []
-        async with self._pools.connection(transaction=True) as conn:
+        async with self._pools.connection(transaction=True, write=True) as conn:
             staging: str | None = None
             for batch in batches:
                 batch.vector_type = self._vector_type
@@ -217,5 +217,5 @@ class Writer:
         return await self._execute(queries.delete(self._table, self._domain), settings={"statement_timeout": "0"})
 
     async def _execute(self, statement: Statement, settings: Mapping[str, str] | None = None) -> int:
-        async with self._pools.connection(settings=settings) as conn:
+        async with self._pools.connection(settings=settings, write=True) as conn:
             return rowcount(await conn.execute(statement.sql, *statement.args))
