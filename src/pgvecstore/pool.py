@@ -89,7 +89,7 @@ class PoolRegistry:
         self._tenant: dict[str, str] = {}
         self._closed = False
         # The read replicas (docs/replicas.md): `replica_read` and `replica_transaction` route to them.
-        self.replicas = ReplicaSet(config) if config.read_replicas else None
+        self.replicas = ReplicaSet(config, LoopPool) if config.read_replicas else None
 
     # -- life cycle ----------------------------------------------------------------------------------------
     @property

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, cast
+from typing import Protocol, TypeVar
 
 import asyncpg
 
@@ -87,12 +87,31 @@ class Replica:
                            "longer follows the primary, so reads skip it", self.label)
 
 
+class Lender(Protocol):
+    """How the store borrows connections of one loop's pool (`pool.LoopPool`: it keeps a connection an operation
+    gave back cleanly for the next one, which saves asyncpg's acquire and release)."""
+
+    pool: asyncpg.Pool
+
+    def take(self) -> StoreConnection | None: ...
+
+    async def acquire(self) -> StoreConnection: ...
+
+    def keep(self, conn: StoreConnection) -> None: ...
+
+    async def release(self, conn: StoreConnection) -> None: ...
+
+    def return_kept(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class _LoopReplicas:
     """One event loop's replica pools (None where none could be opened yet) and its probe task."""
 
     loop: asyncio.AbstractEventLoop
-    pools: list[asyncpg.Pool | None]
+    pools: list[Lender | None]
     last_probe: float = 0.0
     probing: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -101,8 +120,11 @@ class _LoopReplicas:
 class ReplicaSet:
     """The read replicas of one store: pools per loop, health, the choice of a replica, and read-your-writes."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(
+        self, config: StoreConfig, lender: Callable[[asyncpg.Pool, asyncio.AbstractEventLoop], Lender]
+    ) -> None:
         self.config = config
+        self._lender = lender
         # A replica's pool opens connections on demand (no floor): asyncpg would otherwise keep reconnecting to a
         # replica that is down in the background, logging each failure.
         self._pool_config = replace(config, pool_min_size=0)
@@ -122,8 +144,8 @@ class ReplicaSet:
         if loop in self._loops:
             return
         for dead in [other for other in self._loops if other.is_closed()]:
-            for pool in self._loops.pop(dead).pools:
-                _terminate(pool)
+            for lender in self._loops.pop(dead).pools:
+                _terminate(lender)
         state = _LoopReplicas(loop, [None] * len(self.replicas))
         self._loops[loop] = state
         state.last_probe = time.monotonic()
@@ -138,8 +160,8 @@ class ReplicaSet:
             if loop is current:
                 await self._close_state(state)
             elif loop.is_closed() or not loop.is_running():
-                for pool in state.pools:
-                    _terminate(pool)
+                for lender in state.pools:
+                    _terminate(lender)
             else:
                 asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
 
@@ -148,18 +170,18 @@ class ReplicaSet:
         self._closed = True
         loops, self._loops = self._loops, {}
         for loop, state in loops.items():
-            for pool in state.pools:
+            for lender in state.pools:
                 if loop.is_running():
-                    loop.call_soon_threadsafe(_terminate, pool)
+                    loop.call_soon_threadsafe(_terminate, lender)
                 else:
-                    _terminate(pool)
+                    _terminate(lender)
 
     async def _close_state(self, state: _LoopReplicas) -> None:
         for task in list(state.tasks):
             task.cancel()
-        for pool in state.pools:
-            if pool is not None:
-                await pool.close()
+        for lender in state.pools:
+            if lender is not None:
+                await lender.close()
 
     # -- writes --------------------------------------------------------------------------------------------
     async def note_write(self, conn: asyncpg.Connection) -> None:
@@ -192,17 +214,20 @@ class ReplicaSet:
         chosen = self._choose(state, written)
         if chosen is None:
             return await fallback()
-        replica, pool = chosen
+        replica, lender = chosen
         conn: StoreConnection | None = None
+        done = False
         try:
-            conn = cast(StoreConnection, await pool.acquire())
-            conn.mark_store_only()
+            conn = lender.take() or await lender.acquire()
             if replica.replayed >= written or await self._wait_for(replica, conn, written):
                 if transaction or settings:
                     async with conn.transaction():
                         await set_local(conn, settings)
-                        return await op(conn)
-                return await op(conn)
+                        result = await op(conn)
+                else:
+                    result = await op(conn)
+                done = True
+                return result
             failed = False  # the replica is behind this store's last write: read on the primary
         except Exception as exc:
             if not self._failed(replica, exc, conn):
@@ -210,12 +235,16 @@ class ReplicaSet:
             failed = True
         finally:
             if conn is not None:
-                await _release(pool, conn)
-        if failed:
-            await pool.expire_connections()  # its other idle connections are most likely dead too
+                if done:
+                    lender.keep(conn)
+                else:
+                    await lender.release(conn)
+        if failed:  # its other idle connections are most likely dead too
+            lender.return_kept()
+            await lender.pool.expire_connections()
         return await fallback()
 
-    def _choose(self, state: _LoopReplicas, written: int) -> tuple[Replica, asyncpg.Pool] | None:
+    def _choose(self, state: _LoopReplicas, written: int) -> tuple[Replica, Lender] | None:
         """Round-robin over the usable replicas, preferring those known to have replayed `written`."""
         usable = [(r, p) for r, p in zip(self.replicas, state.pools, strict=True) if r.health == UP and p is not None]
         if not usable:
@@ -284,24 +313,25 @@ class ReplicaSet:
 
     async def _probe(self, state: _LoopReplicas, index: int) -> None:
         """Ask replica `index` how it is (opening its pool on this loop first if need be); record the answer."""
-        replica, pool = self.replicas[index], state.pools[index]
+        replica, lender = self.replicas[index], state.pools[index]
         timeout = self.config.connect_timeout
         try:
-            if pool is None:
+            if lender is None:
                 pool = await create_pool(replica.dsn, self._pool_config, self._vector_schema, self._tenant, READ_ONLY)
                 if self._closed:
                     await pool.close()
                     return
-                state.pools[index] = pool
-            async with pool.acquire(timeout=timeout) as conn:
+                lender = state.pools[index] = self._lender(pool, state.loop)
+            async with lender.pool.acquire(timeout=timeout) as conn:
                 row = await conn.fetchrow(replication.REPLICA_HEALTH.sql, timeout=timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             replica.set_health(DOWN, f"{type(exc).__name__}: {redact_dsn(str(exc))}")
-            if pool is not None:
+            if lender is not None:
+                lender.return_kept()
                 with contextlib.suppress(Exception):
-                    await pool.expire_connections()
+                    await lender.pool.expire_connections()
             return
         in_recovery, lag, replayed = row if row is not None else (False, 0.0, None)
         replica.lag = float(lag)
@@ -319,15 +349,8 @@ class ReplicaSet:
         return {replica.label: replica.health for replica in self.replicas}
 
 
-async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    try:
-        await pool.release(cast(Any, conn))
-    except Exception:  # the server ended the session (a shutdown): the pool discards it
-        logger.debug("pgvecstore: a replica connection could not be reset on release; discarded", exc_info=True)
-
-
-def _terminate(pool: asyncpg.Pool | None) -> None:
-    if pool is not None:
+def _terminate(lender: Lender | None) -> None:
+    if lender is not None:
         with contextlib.suppress(Exception):
-            pool.terminate()
+            lender.pool.terminate()
 

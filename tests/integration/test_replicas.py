@@ -22,7 +22,6 @@ import pytest
 from tests.servers import PrivateServer, Standby
 
 from pgvecstore import PgVectorStore, ReadOnlyError
-from pgvecstore.errors import InvalidOptionError
 
 DIM = 8
 
@@ -132,24 +131,6 @@ async def resumed(replica: Standby) -> AsyncIterator[None]:
     """The standby's WAL replay running again after the test (which pauses it)."""
     yield
     await on(replica.dsn, "SELECT pg_wal_replay_resume()")
-
-
-# -- options ------------------------------------------------------------------------------------------------------
-def test_replica_options_are_checked_and_their_passwords_never_shown() -> None:
-    with pytest.raises(InvalidOptionError, match="read_replicas must be a list"):
-        PgVectorStore(read_replicas="postgresql://replica/db")
-    with pytest.raises(InvalidOptionError, match=r"read_replicas\[1\]"):
-        PgVectorStore(read_replicas=["postgresql://a/db", ""])
-    with pytest.raises(InvalidOptionError, match="max_replica_lag"):
-        PgVectorStore(read_replicas=["postgresql://a/db"], max_replica_lag=0)
-    with pytest.raises(InvalidOptionError, match="read_your_writes_timeout"):
-        PgVectorStore(read_your_writes_timeout=-1)
-    with pytest.raises(InvalidOptionError, match="read_your_writes must be True or False"):
-        PgVectorStore(read_your_writes="yes")
-    with pytest.raises(InvalidOptionError, match="more than once"):
-        PgVectorStore(read_replicas=["postgresql://a/db", "postgresql://a/db"])
-    store = PgVectorStore(read_replicas=["postgresql://app:s3cret@replica1/db"])
-    assert "s3cret" not in repr(store) and "app:***@replica1" in repr(store)
 
 
 # -- reads go to the replica ----------------------------------------------------------------------------------------
