@@ -60,11 +60,13 @@ class Standby:
         self.pgdata.mkdir(mode=0o700)
         if self.user is not None:
             shutil.chown(self.pgdata, self.user)
-        subprocess.run(
+        made = subprocess.run(
             [str(POSTGRES_BIN_PATH / "pg_basebackup"), "-D", str(self.pgdata), "-R", "-X", "stream", "-c", "fast",
              "-h", str(primary.socket_dir), "-U", "postgres"],
-            check=True, user=self.user, capture_output=True, timeout=120,
+            user=self.user, capture_output=True, text=True, timeout=120,
         )
+        if made.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed ({made.returncode}): {made.stderr.strip()}")
         (self.pgdata / ".s.PGSQL.5432.lock").unlink(missing_ok=True)  # copied from the primary's socket folder
         self.dsn = f"postgresql://postgres@/postgres?host={self.pgdata}"
         self.running = False

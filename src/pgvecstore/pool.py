@@ -138,7 +138,10 @@ class PoolRegistry:
         conn = await connect_once(self._dsn, self.config)
         try:
             self._vector_schema = await ensure_extension(conn)
-            return await set_up(conn, self._vector_schema)
+            done = await set_up(conn, self._vector_schema)
+            if self.replicas is not None:  # what set-up created: reads wait for the replicas to have it
+                await self.replicas.note_write(conn)
+            return done
         except Exception as exc:
             raise await self._failure(exc, conn, None, transaction=True)  # noqa: B904 - the cause is set there
         finally:

@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 # Seconds between two health probes of a loop's replicas (while reads come).
 PROBE_INTERVAL = 1.0
+# How long opening a loop's replica pools waits for the first probe (it goes on in the background after that).
+FIRST_PROBE_WAIT = 1.0
 # The startup settings a replica's connections add to the primary's: any write is refused by the server.
 READ_ONLY = {"default_transaction_read_only": "on"}
 # Polling a replica for a write's WAL position (read-your-writes): first and longest pause, in seconds.
@@ -138,7 +140,8 @@ class ReplicaSet:
 
     # -- life cycle ----------------------------------------------------------------------------------------
     async def open(self, vector_schema: str, tenant: str | None) -> None:
-        """Give the running loop its replica pools and probe them once (a replica that is down stays down)."""
+        """Give the running loop its replica pools and probe them; wait for the answers at most
+        `FIRST_PROBE_WAIT` (reads go to the primary until a replica has answered)."""
         self._vector_schema, self._tenant = vector_schema, tenant
         loop = asyncio.get_running_loop()
         if loop in self._loops:
@@ -148,8 +151,10 @@ class ReplicaSet:
                 _terminate(lender)
         state = _LoopReplicas(loop, [None] * len(self.replicas))
         self._loops[loop] = state
-        state.last_probe = time.monotonic()
-        await self._probe_all(state)
+        probe = self._maybe_probe(state, force=True)
+        if probe is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(probe), FIRST_PROBE_WAIT)
 
     async def close(self) -> None:
         """Close every replica pool (this loop's gracefully, other loops' as `PoolRegistry.close` does)."""
@@ -230,9 +235,11 @@ class ReplicaSet:
                 return result
             failed = False  # the replica is behind this store's last write: read on the primary
         except Exception as exc:
-            if not self._failed(replica, exc, conn):
+            # A table or column the replica lacks may be one it has not replayed yet: the primary answers (or
+            # gives the error, if the primary lacks it too).
+            failed = self._failed(replica, exc, conn)
+            if not failed and not isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
                 raise self._error(replica, exc)  # noqa: B904 - the cause is set there
-            failed = True
         finally:
             if conn is not None:
                 if done:
@@ -290,16 +297,17 @@ class ReplicaSet:
         return store_error(exc)
 
     # -- health --------------------------------------------------------------------------------------------
-    def _maybe_probe(self, state: _LoopReplicas) -> None:
+    def _maybe_probe(self, state: _LoopReplicas, *, force: bool = False) -> asyncio.Task[None] | None:
         """Start a probe of this loop's replicas in a task of its own, when the last one is old enough."""
         now = time.monotonic()
-        if state.probing is not None or now - state.last_probe < PROBE_INTERVAL:
-            return
+        if state.probing is not None or (now - state.last_probe < PROBE_INTERVAL and not force):
+            return None
         state.last_probe = now
         task = state.loop.create_task(self._probe_all(state))
         state.probing = task
         state.tasks.add(task)
         task.add_done_callback(lambda done: self._probed(state, done))
+        return task
 
     @staticmethod
     def _probed(state: _LoopReplicas, task: asyncio.Task[None]) -> None:

@@ -297,11 +297,33 @@ async def test_a_new_table_is_created_on_the_primary_only(
     primary, and reads after them (read-your-writes) are answered."""
     await on(replica.dsn, "SELECT pg_wal_replay_pause()")
     store, _ = replica_store(index_type="hnsw", auto_create_index=True, read_your_writes_timeout=0.1)
+    await store.initialize()
+    assert await store.count() == 0  # set-up counts as a write: read on the primary
     await store.add_vectors(vectors(20, seed=4), [f"n{i}" for i in range(20)])
     assert await store.index_info() == "hnsw"
     assert (await store.search(vectors(20, seed=4)[3], k=1))[0].id == "n3"
     assert await store.count() == 20
     assert await on(replica.dsn, "SELECT to_regnamespace($1) IS NULL", store.config.schema)
+    # A store that does not wait for its writes: the replica lacks the table, so the primary answers.
+    stale, _ = replica_store(schema=store.config.schema, read_your_writes=False, max_replica_lag=600)
+    assert await stale.count() == 20
+
+
+async def test_a_tenant_store_reads_only_its_domain_on_the_replica(
+    replica_store: Callable[..., tuple[PgVectorStore, str]], replica: Standby, resumed: None
+) -> None:
+    """The tenant travels in each replica transaction (row-level security on): a domain's reads on the replica
+    see its own rows, as replayed."""
+    store, _ = replica_store(domain_id="a", row_level_security=True, read_your_writes=False, max_replica_lag=600)
+    other, _ = replica_store(schema=store.config.schema, domain_id="b", read_your_writes=False)
+    await store.add_vectors(vectors(3), ["a1", "a2", "a3"], [{"n": i} for i in range(3)])
+    await other.add_vectors(vectors(2, seed=1), ["b1", "b2"])
+    await until_replayed(store, replica.dsn)
+    await on(replica.dsn, "SELECT pg_wal_replay_pause()")
+    await store.add_vectors(vectors(1, seed=2), ["a4"])
+    assert await store.count() == 3
+    assert sorted(r.id for r in await store.search(vectors(1)[0], k=10)) == ["a1", "a2", "a3"]
+    assert sorted(r.id for r in await store.search(vectors(1)[0], k=10, filter={"n": {"$gte": 1}})) == ["a2", "a3"]
 
 
 async def test_a_write_through_a_read_path_is_refused_naming_the_replica(
