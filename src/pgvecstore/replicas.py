@@ -134,6 +134,7 @@ class ReplicaSet:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopReplicas] = {}
         self._turn = itertools.count()
         self._written = 0  # the highest WAL position of this store's writes on the primary
+        self._primary_until = 0.0  # reads go to the primary until then (a write whose position is unknown)
         self._vector_schema = ""
         self._tenant: str | None = None
         self._closed = False
@@ -195,9 +196,10 @@ class ReplicaSet:
             return
         try:
             position = replication.lsn_value(await conn.fetchval(replication.WRITE_POSITION.sql))
-        except Exception:  # the write stands; without its position, later reads go to the primary for a while
+        except Exception:  # the write stands; without its position, reads go to the primary for max_replica_lag
             logger.debug("pgvecstore: could not read the primary's WAL position after a write", exc_info=True)
-            position = 1 << 62
+            self._primary_until = time.monotonic() + self.config.max_replica_lag
+            return
         self._written = max(self._written, position)
 
     # -- reads ---------------------------------------------------------------------------------------------
@@ -212,7 +214,7 @@ class ReplicaSet:
         """`op(connection)` on a usable replica (in a transaction that first sets `settings` when there are any
         or `transaction` is asked), else `fallback()` (the primary): also when the replica fails under it."""
         state = self._loops.get(asyncio.get_running_loop())
-        if state is None or self._closed:
+        if state is None or self._closed or (self._primary_until and time.monotonic() < self._primary_until):
             return await fallback()
         self._maybe_probe(state)
         written = self._written if self.config.read_your_writes else 0
