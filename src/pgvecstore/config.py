@@ -36,6 +36,11 @@ from pgvecstore.search_tuning import validate_search_options
 # no limit). Index builds, enable_text_search and clear() lift it inside their own transactions.
 DEFAULT_STATEMENT_TIMEOUT = 60.0
 
+# Read replicas (docs/replicas.md): a replica further behind than this many seconds is skipped; a read after a
+# write waits at most this long for a replica to replay the write before it runs on the primary.
+DEFAULT_MAX_REPLICA_LAG = 5.0
+DEFAULT_READ_YOUR_WRITES_TIMEOUT = 1.0
+
 METRICS = tuple(m.value for m in Metric)
 INDEX_TYPES = ("none", "hnsw", "ivfflat")
 ID_TYPES = ("uuid", "text")
@@ -161,6 +166,10 @@ class StoreConfig:
     metadata_index: str = "none"
     metadata_statistics: int | None = None
     primary_key: str | None = None
+    read_replicas: tuple[str, ...] = field(default=(), repr=False)
+    max_replica_lag: float = DEFAULT_MAX_REPLICA_LAG
+    read_your_writes: bool = True
+    read_your_writes_timeout: float = DEFAULT_READ_YOUR_WRITES_TIMEOUT
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
@@ -239,6 +248,7 @@ class StoreConfig:
         self._check_compact()
         self._check_metadata_indexes()
         object.__setattr__(self, "primary_key", parse_primary_key(self.primary_key))
+        self._check_replicas()
 
     def _check_metadata_indexes(self) -> None:
         _check_choice("metadata_index", self.metadata_index, METADATA_INDEXES)
@@ -271,6 +281,30 @@ class StoreConfig:
                 )
             result[key] = kind
         object.__setattr__(self, "indexed_metadata", result)
+
+    def _check_replicas(self) -> None:
+        """read_replicas (DSNs, stored as a tuple), max_replica_lag, read_your_writes and its timeout."""
+        replicas: object = self.read_replicas
+        if isinstance(replicas, str) or not isinstance(replicas, list | tuple):
+            raise InvalidOptionError(
+                "read_replicas must be a list of connection strings such as ['postgresql://user@replica1/db'], "
+                f"got {type(replicas).__name__}"
+            )
+        for position, dsn in enumerate(replicas):
+            if not isinstance(dsn, str) or not dsn.strip():
+                raise InvalidOptionError(
+                    f"read_replicas[{position}] must be a non-empty connection string, got {type(dsn).__name__}"
+                )
+            check_dsn(dsn)
+        repeated = sorted({str(redact_dsn(dsn)) for dsn in replicas if list(replicas).count(dsn) > 1})
+        if repeated:
+            raise InvalidOptionError(f"read_replicas names {', '.join(repeated)} more than once")
+        object.__setattr__(self, "read_replicas", tuple(replicas))
+        for option in ("max_replica_lag", "read_your_writes_timeout"):
+            value = getattr(self, option)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
+                raise InvalidOptionError(f"{option} must be a number of seconds above 0 (at most 86400), got {value!r}")
+        _check_bool("read_your_writes", self.read_your_writes)
 
     def _check_pool(self) -> None:
         _check_int("pool_min_size", self.pool_min_size, 0, 1000)
@@ -368,6 +402,7 @@ class StoreConfig:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "connection_string"}
         shown["connection_string"] = redact_dsn(self.connection_string)
         shown["connect_kwargs"] = {key: "..." for key in self.connect_kwargs}  # may hold a password
+        shown["read_replicas"] = tuple(redact_dsn(dsn) for dsn in self.read_replicas)
         return "StoreConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 

@@ -193,16 +193,23 @@ def statement_timeout_ms(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)))
 
 
-async def create_pool(dsn: str, config: StoreConfig, vector_schema: str, tenant: str | None = None) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    config: StoreConfig,
+    vector_schema: str,
+    tenant: str | None = None,
+    extra_settings: Mapping[str, str] | None = None,
+) -> asyncpg.Pool:
     """An asyncpg pool whose connections encode and decode vectors in pgvector's binary format (numpy out).
 
     Its connections start with `startup_settings`. With `tenant` (row-level security), on a direct connection the
     tenant setting (``pgvecstore.domain_id``) is set at session level: it travels in the startup packet, costs no
     round trip, and is the value ``RESET ALL`` returns to, so it survives asyncpg's reset when a connection goes
     back to the pool: raw SQL through the pool is limited to that tenant by the row-level security policy even
-    outside the store's own transactions. Behind a transaction pooler raw SQL must set it itself.
+    outside the store's own transactions. Behind a transaction pooler raw SQL must set it itself. `extra_settings`
+    are more startup settings (a read replica's pool adds ``default_transaction_read_only``).
     """
-    server_settings = startup_settings(dsn, config, tenant)
+    server_settings = {**startup_settings(dsn, config, tenant), **(extra_settings or {})}
 
     async def init(conn: asyncpg.Connection) -> None:
         await register_codecs(conn, vector_schema)

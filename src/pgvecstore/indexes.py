@@ -220,7 +220,7 @@ class VectorIndexes:
             chosen = dict(config.index_params)
         else:
             chosen = {}
-        async with self._pools.connection() as conn:
+        async with self._pools.connection(write=True) as conn:
             built = await build_index(conn, self._table, Metric(config.metric), self._dimensions, chosen_type, chosen,
                                       vector_type=self._vector_type, quantization=config.quantization)
         self._known = (math.inf, True)
@@ -228,7 +228,7 @@ class VectorIndexes:
 
     async def drop(self) -> bool:
         """Drop the table's vector index; True when there was one."""
-        async with self._pools.connection() as conn:
+        async with self._pools.connection(write=True) as conn:
             dropped = await drop_index(conn, self._table)
         self._known = None
         return dropped
@@ -277,7 +277,7 @@ class VectorIndexes:
         if not (config.auto_create_index and config.index_type == "ivfflat") or self._known == (math.inf, True):
             return
         threshold = max(config.min_rows_for_index, 1)
-        async with self._pools.connection() as conn:
+        async with self._pools.connection(write=True) as conn:
             if await existing_index_type(conn, self._table) != "ivfflat":
                 capped = queries.count_up_to(self._table, threshold)
                 if await conn.fetchval(capped.sql, *capped.args) < threshold:

@@ -34,20 +34,19 @@ from pgvecstore.connection import (
     connect_once,
     create_pool,
     ensure_extension,
-    register_codecs,
     resolve_dsn,
     set_local,
     transaction_settings,
 )
 from pgvecstore.driver import connect_failed, connection_lost, is_connection_lost, store_error
-from pgvecstore.errors import ConnectionLostError, InvalidOptionError, PgVecStoreError, StoreClosedError
+from pgvecstore.errors import ConnectionLostError, PgVecStoreError, StoreClosedError
 from pgvecstore.identifiers import TENANT_SETTING
+from pgvecstore.lending import LoopPool, check_given_loop, close_pools, close_pools_at_exit
+from pgvecstore.replicas import ReplicaSet
 from pgvecstore.server import before_stop
 
 logger = logging.getLogger("pgvecstore")
 T = TypeVar("T")
-# How long a connection an operation gave back stays with the store when no operation takes it (`LoopPool`).
-KEEP_SECONDS = 0.1
 
 
 class SetUp(Protocol):
@@ -63,8 +62,6 @@ S = TypeVar("S", bound=SetUp)
 
 # Registries with pools open, for `close_all_at_exit`.
 _open_registries: weakref.WeakSet[PoolRegistry] = weakref.WeakSet()
-# How long closing at exit waits for one pool before terminating its connections.
-EXIT_CLOSE_SECONDS = 2.0
 
 
 def close_all_at_exit() -> None:
@@ -95,6 +92,8 @@ class PoolRegistry:
         # own settings override them, the tenant is set last.
         self._every = transaction_settings(config, given_pool=given is not None)
         self._closed = False
+        # The read replicas (docs/replicas.md): `replica_read` and `replica_transaction` route to them.
+        self.replicas = ReplicaSet(config, LoopPool) if config.read_replicas else None
 
     # -- life cycle ----------------------------------------------------------------------------------------
     @property
@@ -133,6 +132,8 @@ class PoolRegistry:
                 self._check_open()
                 self._pools[loop] = LoopPool(pool, loop)
                 _open_registries.add(self)
+                if self.replicas is not None:  # pools only: nothing is ever created on a replica
+                    await self.replicas.open(self._vector_schema, self._tenant.get(TENANT_SETTING))
         done: S = self._set_up
         return done
 
@@ -149,7 +150,10 @@ class PoolRegistry:
             conn = await connect_once(self._dsn, self.config)
         try:
             self._vector_schema = await ensure_extension(conn)
-            return await set_up(conn, self._vector_schema)
+            done = await set_up(conn, self._vector_schema)
+            if self.replicas is not None:  # what set-up created: reads wait for the replicas to have it
+                await self.replicas.note_write(conn)
+            return done
         except Exception as exc:
             raise await self._failure(exc, conn, None, transaction=True)  # noqa: B904 - the cause is set there
         finally:
@@ -158,34 +162,19 @@ class PoolRegistry:
     async def close(self) -> None:
         """Close every pool; later operations raise `StoreClosedError`. Closing twice is harmless."""
         self._closed = True
+        if self.replicas is not None:
+            await self.replicas.close()
         pools, self._pools = self._pools, {}
-        current = asyncio.get_running_loop()
-        for loop, pool in pools.items():
-            if loop is current:
-                await pool.close()
-            elif loop.is_closed() or not loop.is_running():
-                pool.terminate()
-            else:
-                # That loop may be blocked waiting for this very call (a sync close() made inside a running loop,
-                # as in Jupyter): hand it the close without waiting, or the two would wait on each other forever.
-                asyncio.run_coroutine_threadsafe(pool.close(), loop)
+        await close_pools(pools)
 
     def close_at_exit(self) -> None:
         """Close every pool from outside its event loop (interpreter exit, no loop running here): gracefully on
         a loop that still runs (the sync API's background loop), else by terminating the connections."""
         self._closed = True
+        if self.replicas is not None:
+            self.replicas.close_at_exit()
         pools, self._pools = self._pools, {}
-        for loop, pool in pools.items():
-            if loop.is_running():
-                future = asyncio.run_coroutine_threadsafe(pool.close(), loop)
-                try:
-                    future.result(EXIT_CLOSE_SECONDS)
-                    continue
-                except Exception:  # a timeout or a dead connection: terminate below
-                    future.cancel()
-                    loop.call_soon_threadsafe(pool.terminate)
-            else:
-                pool.terminate()
+        close_pools_at_exit(pools)
 
     def _sweep_dead_pools(self) -> None:
         """Drop pools whose event loop has been closed (their connections are closed without a loop)."""
@@ -207,7 +196,7 @@ class PoolRegistry:
     # -- operations ----------------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def connection(
-        self, *, transaction: bool = False, settings: Mapping[str, str] | None = None
+        self, *, transaction: bool = False, settings: Mapping[str, str] | None = None, write: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection for one operation.
 
@@ -215,7 +204,8 @@ class PoolRegistry:
         row-level security in force, always inside a transaction that first sets the tenant, together with any
         other `settings`, in one ``set_config`` statement (transaction-local, so nothing outlives the operation).
         Behind a transaction pooler every operation with a ``statement_timeout`` runs so too, setting it.
-        An exception leaving the block is the store's error (see the module docstring).
+        An exception leaving the block is the store's error (see the module docstring). A `write` notes its WAL
+        position once committed, when the store has read replicas (read-your-writes).
         """
         pool = self._loop_pool()
         configs = {**self._every, **(settings or {}), **self._tenant}
@@ -230,6 +220,8 @@ class PoolRegistry:
                 async with conn.transaction():
                     await set_local(conn, configs)
                     yield conn
+            if write and self.replicas is not None:
+                await self.replicas.note_write(conn)
             done = True
         except Exception as exc:
             raise await self._failure(exc, conn, pool, transaction=transaction or bool(configs))  # noqa: B904
@@ -317,6 +309,33 @@ class PoolRegistry:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def replica_read(
+        self, method: str, sql: str, args: Sequence[Any], settings: Mapping[str, str] | None = None
+    ) -> Any:
+        """`read`, on a read replica when the store has a usable one (else, or when it fails, on the primary)."""
+        if self.replicas is None:
+            return await self.read(method, sql, args, settings)
+        return await self.replicas.run(
+            lambda conn: getattr(conn, method)(sql, *args),
+            transaction=False,
+            settings={**settings, **self._tenant} if settings else self._tenant,
+            fallback=lambda: self.read(method, sql, args, settings),
+        )
+
+    async def replica_transaction(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`op(connection)` in one read transaction (with the tenant set), on a read replica when the store has
+        a usable one, else on the primary (retried once there on a lost connection)."""
+
+        async def on_primary() -> T:
+            async with self.connection(transaction=True) as conn:
+                return await op(conn)
+
+        if self.replicas is None:
+            return await retry_once(on_primary)
+        return await self.replicas.run(
+            op, transaction=True, settings=self._tenant, fallback=lambda: retry_once(on_primary)
+        )
+
     async def _acquire(self, pool: LoopPool) -> StoreConnection:
         """A connection for one operation (an asyncpg proxy of a `StoreConnection`), or the store's error."""
         try:
@@ -349,128 +368,6 @@ class PoolRegistry:
 
 
 
-class LoopPool:
-    """One event loop's asyncpg pool, and how the store's operations on that loop borrow its connections.
-
-    An operation that ended cleanly gives its connection back here (`keep`) and it is kept, not released:
-    when the same task goes straight on to its next operation (a loop of searches, a read after a write), that
-    operation takes it at once. That skips asyncpg's acquire and release, whose release runs as a task of its
-    own: a whole event-loop turn per operation, a tenth of a fast HNSW search. Kept connections go back to the
-    pool as soon as a store operation on this loop waits for one, when the pool is handed out for SQL of the
-    user's own (`for_user`), after `KEEP_SECONDS` without use, and at close. A connection of a failed or
-    cancelled operation goes straight back through the pool, which checks and resets it.
-    """
-
-    __slots__ = ("_kept", "_loop", "_registered", "_returning", "_schema", "_timer", "_waiting", "pool")
-
-    def __init__(self, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
-        self.pool = pool
-        self._loop = loop
-        self._kept: list[StoreConnection] = []
-        self._waiting = 0  # operations of this loop waiting for the pool
-        self._timer: asyncio.TimerHandle | None = None
-        self._returning: set[asyncio.Task[None]] = set()  # the tasks giving kept connections back, held here
-        # A pool the application gave the store: its connections got the vector codecs (None: the store's own pool,
-        # whose connections get them when they open).
-        self._registered: weakref.WeakSet[asyncpg.Connection] | None = None
-        self._schema = ""
-
-    @classmethod
-    def given(cls, pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop, vector_schema: str) -> LoopPool:
-        """The lending of a pool the application opened (``PgVectorStore(pool=...)``) on `loop`, which must be
-        the pool's own event loop (`check_given_loop`); the store registers its vector codecs on each of the
-        pool's connections the first time it uses one, and never closes the pool."""
-        lending = cls(pool, loop)
-        lending._registered = weakref.WeakSet()
-        lending._schema = vector_schema
-        return lending
-
-    def take(self) -> StoreConnection | None:
-        """A kept connection, if there is one."""
-        return self._kept.pop() if self._kept else None
-
-    async def acquire(self) -> StoreConnection:
-        """A connection from the pool (waiting for one when all are out)."""
-        self._waiting += 1
-        try:
-            conn = cast(StoreConnection, await self.pool.acquire())
-        finally:
-            self._waiting -= 1
-        if self._registered is None:
-            conn.mark_store_only()
-            return conn
-        raw = getattr(conn, "_con", conn)  # the connection behind asyncpg's proxy: the same for its whole life
-        if raw not in self._registered:
-            try:
-                await register_codecs(conn, self._schema)
-            except BaseException:
-                await self.pool.release(cast(Any, conn))
-                raise
-            self._registered.add(raw)
-        return conn
-
-    def keep(self, conn: StoreConnection) -> None:
-        """Keep `conn`, whose operation ended cleanly, for the store's next operation on this loop."""
-        self._kept.append(conn)
-        if self._waiting:  # another operation of this loop waits for the pool: let it have one next turn
-            self._loop.call_soon(self.return_kept)
-        elif self._timer is None:
-            self._timer = self._loop.call_later(KEEP_SECONDS, self.return_kept)
-
-    def _take_kept(self) -> list[StoreConnection]:
-        """Every kept connection, no longer kept (and no timer left to return them)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        kept, self._kept = self._kept, []
-        return kept
-
-    def return_kept(self) -> None:
-        """Give every kept connection back to the pool (in tasks of their own)."""
-        for conn in self._take_kept():
-            task = self._loop.create_task(self.release(conn))
-            self._returning.add(task)
-            task.add_done_callback(self._returning.discard)
-
-    def for_user(self) -> asyncpg.Pool:
-        """The asyncpg pool, for SQL of the user's own: kept connections go back to it first."""
-        self.return_kept()
-        return self.pool
-
-    async def release(self, conn: StoreConnection) -> None:
-        """Give `conn` back to the pool."""
-        try:
-            await self.pool.release(cast(Any, conn))
-        except Exception:
-            # asyncpg resets a connection as it goes back to the pool; when the server ended the session just
-            # after the operation finished (a shutdown), the reset fails and asyncpg discards the connection.
-            # The operation itself completed, so its result stands; the pool renews its other connections.
-            logger.debug("pgvecstore: a connection could not be reset on release; discarded", exc_info=True)
-            await self.pool.expire_connections()
-
-    def terminate(self) -> None:
-        """Close the pool's connections without its (closed or stopped) event loop; a pool the application gave
-        the store is left to the application."""
-        if self._registered is None:
-            _terminate(self.pool)
-
-    async def close(self) -> None:
-        """Give every kept connection back, then close the pool (which waits for the borrowed ones)."""
-        for conn in self._take_kept():
-            await self.release(conn)
-        if self._registered is None:  # never a pool the application gave the store
-            await self.pool.close()
-
-
-def check_given_loop(pool: asyncpg.Pool, loop: asyncio.AbstractEventLoop) -> None:
-    """An application's pool serves the store only on the event loop that created it."""
-    if getattr(pool, "_loop", loop) is not loop:
-        raise InvalidOptionError(
-            "the asyncpg pool given to the store (pool=...) belongs to another event loop: use the store from "
-            "the loop that created the pool (the synchronous API runs on a loop of its own)"
-        )
-
-
 async def retry_once(read: Callable[[], Awaitable[T]]) -> T:
     """Run `read`, and once more on a fresh connection when its pooled connection turned out to be dead (a
     restart the pool had not noticed: the pool has been renewed). Only for reads, which a retry cannot change."""
@@ -492,11 +389,3 @@ class _LoopAgnosticLock:
 
     async def __aexit__(self, *exc: object) -> None:
         self._lock.release()
-
-
-def _terminate(pool: asyncpg.Pool) -> None:
-    """Close a pool's connections without its (closed or stopped) event loop."""
-    try:
-        pool.terminate()
-    except Exception:
-        logger.debug("pgvecstore: could not terminate a pool of a closed event loop", exc_info=True)

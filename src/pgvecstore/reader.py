@@ -19,7 +19,8 @@ from pgvecstore.sql.table import TableRef
 
 
 class Reader:
-    """Reads rows of one table without a query vector (each read retried once on a lost connection)."""
+    """Reads rows of one table without a query vector: on a read replica when the store has one, else on the
+    primary (each read retried once there on a lost connection)."""
 
     def __init__(self, config: StoreConfig, table: TableRef, pools: PoolRegistry) -> None:
         self._config = config
@@ -36,7 +37,7 @@ class Reader:
         if not id_list:
             return []
         statement = queries.rows_by_ids(self._table, self._domain, id_list, metadata=include_metadata)
-        rows = await self._pools.read("fetch", statement.sql, statement.args)
+        rows = await self._pools.replica_read("fetch", statement.sql, statement.args)
         found: dict[str, tuple[np.ndarray | None, dict[str, Any] | None]] = {
             row[0]: (row[1], metadata_of(row[2]) if include_metadata else None) for row in rows
         }
@@ -60,16 +61,16 @@ class Reader:
             if not id_list:
                 return []
         statement = queries.select_rows(self._table, self._domain, filter, id_list, limit, vectors=include_vectors)
-        rows = await self._pools.read("fetch", statement.sql, statement.args)
+        rows = await self._pools.replica_read("fetch", statement.sql, statement.args)
         return [stored_row(row, vectors=include_vectors) for row in rows]
 
     async def count(self, filter: Mapping[str, Any] | None) -> int:
         """Rows in scope that match `filter`."""
         check_filter_size(filter, self._config.max_filter_conditions, self._config.max_filter_values)
         statement = queries.count(self._table, self._domain, filter)
-        return int(await self._pools.read("fetchval", statement.sql, statement.args))
+        return int(await self._pools.replica_read("fetchval", statement.sql, statement.args))
 
     async def stats(self) -> dict[str, Any]:
         """Rows, documents and tenants in scope, and the table's sizes in bytes."""
         statement = queries.stats(self._table, self._domain)
-        return dict(await self._pools.read("fetchrow", statement.sql, statement.args))
+        return dict(await self._pools.replica_read("fetchrow", statement.sql, statement.args))

@@ -22,7 +22,7 @@ from pgvecstore import search_tuning
 from pgvecstore.connection import set_local
 from pgvecstore.indexes import VectorIndexes
 from pgvecstore.planner import SearchPlan, SearchPlanner, SearchRequest
-from pgvecstore.pool import PoolRegistry, retry_once
+from pgvecstore.pool import PoolRegistry
 from pgvecstore.results import SearchResult, search_results
 from pgvecstore.text_search import TextSearch
 
@@ -46,45 +46,44 @@ class Searcher:
             plan = self.planner.plan(request, await self._text.query_config())
         exact = plan.exact
         if not plan.filtered and (exact is None or await self._indexes.has_index()):
-            rows = await self._pools.read("fetch", plan.sql, plan.args, plan.settings)
+            rows = await self._pools.replica_read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():
             # No vector index: the query is an exact scan of the matching rows as it stands, in one statement.
             sql, args = (plan.sql, plan.args) if exact is None else (exact.sql, list(exact.args))
-            rows = await self._pools.read("fetch", sql, args)
+            rows = await self._pools.replica_read("fetch", sql, args)
             if plan.filtered:
                 search_tuning.note_path("exact")
         else:
-            rows = await retry_once(lambda: self._filtered(plan))
+            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan))
         if plan.by_distance and len(rows) > 1:
             # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
             rows = sorted(rows, key=_distance)
         return search_results(rows, plan.score, metadata=plan.metadata, vectors=plan.vectors, at=plan.at)
 
-    async def _filtered(self, plan: SearchPlan) -> list[Any]:
-        """A filtered vector search on an indexed table, in one transaction (see the module docstring)."""
+    async def _filtered(self, conn: asyncpg.Connection, plan: SearchPlan) -> list[Any]:
+        """A filtered vector search on an indexed table, in the transaction of `conn` (see the module docstring)."""
         options, k = plan.options, plan.k
         exact_sql, exact_args = (plan.sql, plan.args) if plan.exact is None else (plan.exact.sql, plan.exact.args)
-        async with self._pools.connection(transaction=True) as conn:
-            exact = False
-            share: float | None = None
-            if plan.estimate is not None:
-                matching, total = await self._estimate(conn, plan)
-                exact = search_tuning.use_exact_scan(options, matching, total, k)
-                share = search_tuning.estimated_share(matching, total)
-            if exact:
-                await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-                rows: list[Any] = await conn.fetch(exact_sql, *exact_args)
-            else:
-                scanned = plan.candidates or k  # the rows the index scan hands on (to the re-ranking, if any)
-                await set_local(conn, search_tuning.search_settings(options, filtered=True, k=scanned, share=share))
-                rows = await conn.fetch(plan.sql, *plan.args)
-            path = "exact" if exact else "index"
-            if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
-                await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-                rows = await conn.fetch(exact_sql, *exact_args)
-                path = "index+exact"
-            search_tuning.note_path(path)
-            return rows
+        exact = False
+        share: float | None = None
+        if plan.estimate is not None:
+            matching, total = await self._estimate(conn, plan)
+            exact = search_tuning.use_exact_scan(options, matching, total, k)
+            share = search_tuning.estimated_share(matching, total)
+        if exact:
+            await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+            rows: list[Any] = await conn.fetch(exact_sql, *exact_args)
+        else:
+            scanned = plan.candidates or k  # the rows the index scan hands on (to the re-ranking, if any)
+            await set_local(conn, search_tuning.search_settings(options, filtered=True, k=scanned, share=share))
+            rows = await conn.fetch(plan.sql, *plan.args)
+        path = "exact" if exact else "index"
+        if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
+            await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
+            rows = await conn.fetch(exact_sql, *exact_args)
+            path = "index+exact"
+        search_tuning.note_path(path)
+        return rows
 
     async def _estimate(self, conn: asyncpg.Connection, plan: SearchPlan) -> tuple[float, float]:
         """The planner's estimate of the filter's matching rows and of the table's rows (cached; see

@@ -180,7 +180,7 @@ class TextSearch:
         on), without the session's statement_timeout."""
         t = self._table
         try:
-            async with self._pools.connection(transaction=True) as conn:
+            async with self._pools.connection(transaction=True, write=True) as conn:
                 lock = catalog.table_lock(t)
                 await conn.execute(lock.sql, *lock.args)
                 await set_local(conn, {"statement_timeout": "0"})

@@ -123,7 +123,7 @@ class Writer:
     async def _write(self, batches: Iterable[RowBatch]) -> list[str]:
         """Write the batches in one transaction; their ids."""
         written: list[str] = []
-        async with self._pools.connection(transaction=True) as conn:
+        async with self._pools.connection(transaction=True, write=True) as conn:
             staging: str | None = None
             for batch in batches:
                 batch.vector_type = self._vector_type
@@ -225,5 +225,5 @@ class Writer:
         require_domain(self._table.primary_key, self._domain, self._table.display, action)
 
     async def _execute(self, statement: Statement, settings: Mapping[str, str] | None = None) -> int:
-        async with self._pools.connection(settings=settings) as conn:
+        async with self._pools.connection(settings=settings, write=True) as conn:
             return rowcount(await conn.execute(statement.sql, *statement.args))

@@ -248,3 +248,22 @@ def test_churn_benchmark_runs_every_stage(pg_dsn: str, tmp_path: Path) -> None:
     stages = [line.split(" | ")[0].lstrip("| ") for line in output.read_text().splitlines()
               if line.startswith("| ") and not line.startswith("| stage")]
     assert stages == ["fresh", "after churn", "after VACUUM", "after reindex()", "fresh build of the final rows"]
+
+
+def test_replicas_benchmark_runs_with_two_standbys_and_prints_its_ratios(tmp_path: Path) -> None:
+    """benchmarks/replicas.py starts its own primary and two standbys; at a tiny size it still writes every line."""
+    output = tmp_path / "replicas.md"
+    result = run_script("replicas.py", "--rows", "200", "--dims", "8", "--queries", "20", "--rounds", "1",
+                        "--clients", "2", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    lines = output.read_text().splitlines()
+    assert "| method | queries/s | ratio to raw | p50 ms | p99 ms | client CPU ms/query |" in lines
+    methods = [line.split(" | ")[0].lstrip("| ") for line in lines if line.startswith("| ") and "|---" not in line]
+    assert methods[1:] == [
+        "raw asyncpg pool on the primary (reference)",
+        "store, no read replica (primary)",
+        "store, 1 read replica",
+        "store, 2 read replicas",
+    ]
+    raw = next(line for line in lines if line.startswith("| raw asyncpg"))
+    assert raw.split(" | ")[2] == "1.00"

