@@ -409,12 +409,14 @@ class StoreConfig:
 # asyncpg's connection arguments a store passes on from `connect_kwargs` (asyncpg.connect's, and two of its
 # pools'); the others are the store's own, set by the option named here.
 CONNECT_KWARGS = frozenset({
-    "host", "port", "user", "password", "passfile", "service", "servicefile", "database", "ssl", "direct_tls",
+    "user", "password", "passfile", "ssl", "direct_tls",
     "server_settings", "target_session_attrs", "krbsrvname", "gsslib", "max_cached_statement_lifetime",
     "max_cacheable_statement_size", "max_queries", "max_inactive_connection_lifetime",
 })
-STORE_CONNECT_OPTIONS = {
-    "dsn": "connection_string", "timeout": "connect_timeout", "command_timeout": "command_timeout",
+STORE_CONNECT_OPTIONS = {  # where to connect is the connection string's (and each read replica's) to say
+    "dsn": "connection_string", "host": "connection_string", "port": "connection_string",
+    "database": "connection_string", "service": "connection_string", "servicefile": "connection_string",
+    "timeout": "connect_timeout", "command_timeout": "command_timeout",
     "statement_cache_size": "statement_cache_size", "min_size": "pool_min_size", "max_size": "pool_max_size",
 }
 # Server settings the store sets itself (its sessions run in UTC for created_at; the others are options).

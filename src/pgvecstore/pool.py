@@ -318,7 +318,7 @@ class PoolRegistry:
         return await self.replicas.run(
             lambda conn: getattr(conn, method)(sql, *args),
             transaction=False,
-            settings={**settings, **self._tenant} if settings else self._tenant,
+            settings={**self._every, **(settings or {}), **self._tenant},
             fallback=lambda: self.read(method, sql, args, settings),
         )
 
@@ -333,7 +333,7 @@ class PoolRegistry:
         if self.replicas is None:
             return await retry_once(on_primary)
         return await self.replicas.run(
-            op, transaction=True, settings=self._tenant, fallback=lambda: retry_once(on_primary)
+            op, transaction=True, settings={**self._every, **self._tenant}, fallback=lambda: retry_once(on_primary)
         )
 
     async def _acquire(self, pool: LoopPool) -> StoreConnection:
