@@ -18,6 +18,7 @@ class Explained(NamedTuple):
 
 
 F = "src/pgvecstore/sql/filters.py"
+FT = "src/pgvecstore/sql/filter_targets.py"
 Q = "src/pgvecstore/sql/queries.py"
 POOL = "src/pgvecstore/pool.py"
 PLANNER = "src/pgvecstore/planner.py"
@@ -27,13 +28,13 @@ RETRY = ("killed by tests/integration/test_reliability.py::test_stale_pooled_con
 
 EXPLAINED: list[Explained] = [
     # -- filters
-    Explained(F, "LARGE_LIST = 100", "core/NumberReplacer",
+    Explained(FT, "LARGE_LIST = 100", "core/NumberReplacer",
               "a tuning threshold: lists from 99 or 101 values on compare through a set instead of = ANY, with the "
               "same rows (test_filters checks both forms and that they agree with the reference)"),
     Explained(F, 'trailing = len(pattern) - len(pattern.rstrip("\\\\"))', "core/ReplaceBinaryOperator_Sub_Add",
               "equivalent: a - b and a + b have the same parity, and only the parity of the trailing backslashes "
               "is used"),
-    Explained(F, "def operand(self, value: Any, where: str, *, ordering: bool = False) -> tuple[Any, str]:",
+    Explained(FT, "def operand(self, value: Any, where: str, *, ordering: bool = False) -> tuple[Any, str]:",
               "core/ReplaceBinaryOperator_Mul_Div",
               "equivalent: `*` to `/` only makes value and where positional-only; every caller passes them by "
               "position and `ordering` by keyword"),

@@ -33,6 +33,8 @@ def compiled(filter: dict[str, Any], alias: str = "") -> str:
         ({"ok": False}, '"meta_ok" = $1::boolean'),
         ({"at": {"$gt": dt.date(2024, 1, 1)}}, '"meta_at" > $1::timestamptz'),
         ({"year": {"$in": [1, 2]}}, '"meta_year" = ANY($1::bigint[])'),
+        ({"year": 2**63 - 1}, '"meta_year" = $1::bigint'),  # the bigint column's bounds themselves
+        ({"year": -(2**63)}, '"meta_year" = $1::bigint'),
     ],
 )
 def test_conditions_of_the_column_kind_use_the_column(filter: dict[str, Any], column: str) -> None:
@@ -44,6 +46,7 @@ def test_conditions_of_the_column_kind_use_the_column(filter: dict[str, Any], co
     [
         {"year": 2.5},
         {"year": 2**63},
+        {"year": -(2**63) - 1},
         {"year": "2024"},
         {"year": None},
         {"year": {"$exists": True}},
