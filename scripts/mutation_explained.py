@@ -23,6 +23,8 @@ Q = "src/pgvecstore/sql/queries.py"
 POOL = "src/pgvecstore/pool.py"
 PLANNER = "src/pgvecstore/planner.py"
 TUNING = "src/pgvecstore/search_tuning.py"
+CONNECTION_SIGNATURE = ("self, *, transaction: bool = False, settings: Mapping[str, str] | None = None, "
+                        "write: bool = False")
 RETRY = ("killed by tests/integration/test_reliability.py::test_stale_pooled_connections_are_replaced (a read on a "
          "dead pooled connection is retried once); the retry is not tenant code, so the tenancy scope does not run it")
 
@@ -49,9 +51,32 @@ EXPLAINED: list[Explained] = [
     Explained("src/pgvecstore/bootstrap.py", "return tenant, not active", "core/ReplaceUnaryOperator_Delete_Not",
               "a fast-path flag (copy_direct): wrong, an owner's new rows go through the staging upsert and a "
               "tenant's COPY, refused under row-level security, falls back to it (writer.py): same rows, slower"),
-    Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
+    Explained(POOL, CONNECTION_SIGNATURE,
               "core/ReplaceBinaryOperator_Mul_Div",
               "equivalent: `*` to `/` only makes self positional-only; callers pass the options by keyword"),
+    Explained(POOL, CONNECTION_SIGNATURE,
+              "core/ReplaceFalseWithTrue", "every operation in a transaction: more round trips, the same rows",
+              change="transaction: bool = True"),
+    Explained(POOL, CONNECTION_SIGNATURE,
+              "core/ReplaceFalseWithTrue",
+              "every operation counted as a write: with read replicas, later reads wait for (or skip) replicas "
+              "that have not replayed the primary's current position; the same rows (no replicas in this scope)",
+              change="write: bool = True"),
+    Explained(POOL, "if write and self.replicas is not None:", "core/AddNot",
+              "killed by tests/integration/test_replicas.py::test_read_your_writes_* (read replicas, not tenancy)"),
+    Explained(POOL, "if self._given is not None:", "core/",
+              "killed by tests/integration/test_bring_your_own.py::test_a_pool_of_another_event_loop_is_refused_"
+              "clearly (an application's pool, not tenancy)"),
+    Explained(POOL, "if loop not in self._pools and self._given is not None:", "core/AddNot",
+              "killed by tests/integration/test_bring_your_own.py (an application's pool, not tenancy)"),
+    Explained(POOL, "if settings or self._tenant or self._every:", "core/",
+              "`not settings` only sends plain reads through connection(), which runs them plain: the same rows; "
+              "`settings and self._tenant` is killed by tests/integration/test_search_params_reach_server.py (an "
+              "unfiltered search's ef_search), not a tenancy test; `self._tenant and self._every` by the "
+              "PgBouncer tenant test", change="if not settings"),
+    Explained(POOL, "if settings or self._tenant or self._every:", "core/ReplaceOrWithAnd",
+              "killed by tests/integration/test_search_params_reach_server.py: a search's own settings ignored "
+              "(not tenancy)", change="if settings and self._tenant"),
     Explained("src/pgvecstore/bootstrap.py", 't.display, "" if forced else " and the policy is not forced",',
               "core/AddNot", "the wording of the owner-bypasses-RLS warning (the warning itself is tested)"),
     Explained("src/pgvecstore/bootstrap.py",
@@ -76,7 +101,7 @@ EXPLAINED: list[Explained] = [
               "(the error boundary, not tenancy)"),
     Explained(POOL, "except Exception as exc:", "core/ExceptionReplacer", RETRY,
               change="error = await self._failure(exc, conn, pool, transaction=False)"),
-    Explained(POOL, "self, *, transaction: bool = False, settings: Mapping[str, str] | None = None",
+    Explained(POOL, CONNECTION_SIGNATURE,
               "core/ReplaceFalseWithTrue",
               "a default no caller relies on for correctness: every operation would run in a transaction (one "
               "BEGIN/COMMIT more, the same results)"),

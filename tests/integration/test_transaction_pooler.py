@@ -142,9 +142,10 @@ async def test_row_level_security_tenant_travels_in_each_transaction_behind_pgbo
         for conn in raw:
             await conn.close()
 
+        # No statement_timeout: then nothing but the tenant makes a plain read a transaction (the other test has one).
         app_options = {"connection_string": app_dsn, "schema": schema, "dimensions": DIM, "id_type": "text",
                        "domain_id": "A", "row_level_security": True, "statement_cache_size": 0,
-                       "pool_min_size": 2, "pool_max_size": 4}
+                       "statement_timeout": None, "pool_min_size": 2, "pool_max_size": 4}
         async with PgVectorStore(app_options) as store:
             assert await store.count() == 20
             hits = await asyncio.gather(*(store.search(data[i], k=5) for i in range(0, 40, 4)))

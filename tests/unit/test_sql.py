@@ -132,3 +132,14 @@ def test_a_restricted_search_reads_the_columns_of_its_k_rows_only() -> None:
         assert sql.startswith('SELECT t."id"::text, t."embedding", t."metadata"::text, t."content"')
     plain = queries.vector_search(TABLE, Metric.COSINE, None, None, b"q", 5, metadata=True, vectors=False)[0].sql
     assert "JOIN" not in plain  # unrestricted: the index scan returns only k rows, read as they come
+
+
+def test_tenant_scoping_has_an_index_on_either_key() -> None:
+    """An ``id`` table gets a b-tree on domain_id (a tenant's reads and deletes use it); a table keyed by
+    (domain_id, id) has its primary key's index for that, and no second one."""
+    from pgvecstore.config import StoreConfig
+
+    by_id = TableRef.from_config(StoreConfig(dimensions=3))
+    assert any(by_id.domain_index_name in s and '("domain_id")' in s for s in ddl.support_indexes(by_id))
+    by_domain = TableRef.from_config(StoreConfig(dimensions=3, primary_key="domain_id, id"))
+    assert not any(by_domain.domain_index_name in s for s in ddl.support_indexes(by_domain))
