@@ -235,10 +235,10 @@ class LayoutUpgrade:
         steps = []
         if valid is False:
             logger.info("pgvecstore: dropping the invalid text-search index of %s (an interrupted build)", t.display)
-            await conn.execute(upgrade_ddl.drop_text_index_concurrently(t))
+            await conn.execute(ddl.drop_index_concurrently(t, t.text_search_index_name))
             steps.append("dropped an invalid text-search index")
         logger.info("pgvecstore: building the text-search index of %s concurrently", t.display)
-        await conn.execute(upgrade_ddl.create_text_index_concurrently(t))
+        await conn.execute(text_ddl.create_index(t, concurrently=True))
         return [*steps, "built the text-search index concurrently"]
 
     async def _vector_storage(self, conn: asyncpg.Connection) -> list[str]:

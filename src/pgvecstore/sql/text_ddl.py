@@ -76,9 +76,11 @@ def drop_generation(t: TableRef) -> str:
     return f"ALTER TABLE {t.qualified} ALTER COLUMN {quote_ident(t.text_search_column)} DROP EXPRESSION IF EXISTS"
 
 
-def create_index(t: TableRef) -> str:
+def create_index(t: TableRef, *, concurrently: bool = False) -> str:
+    """The text-search GIN index; `concurrently`: built while reads and writes go on (outside a transaction)."""
+    how = "CONCURRENTLY " if concurrently else ""
     return (
-        f"CREATE INDEX IF NOT EXISTS {quote_ident(t.text_search_index_name)} "
+        f"CREATE INDEX {how}IF NOT EXISTS {quote_ident(t.text_search_index_name)} "
         f"ON {t.qualified} USING gin ({quote_ident(t.text_search_column)})"
     )
 

@@ -90,19 +90,6 @@ def clear_statistics(t: TableRef) -> list[str]:
     return [f"DELETE FROM {t.in_schema(t.text_terms_table)}", f"DELETE FROM {t.in_schema(t.text_docs_table)}"]
 
 
-def drop_text_index_concurrently(t: TableRef) -> str:
-    """Drop the text-search index (an INVALID leftover of an interrupted build) without blocking writers."""
-    return f"DROP INDEX CONCURRENTLY IF EXISTS {t.in_schema(t.text_search_index_name)}"
-
-
-def create_text_index_concurrently(t: TableRef) -> str:
-    """Build the text-search GIN index while reads and writes go on (outside a transaction)."""
-    return (
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote_ident(t.text_search_index_name)} "
-        f"ON {t.qualified} USING gin ({quote_ident(t.text_search_column)})"
-    )
-
-
 def grant_select(t: TableRef, table: str, role: str | None) -> str:
     """Give `role` (None: PUBLIC) SELECT on `table` of the table's schema (a statistics table)."""
     grantee = "PUBLIC" if role is None else quote_ident(role)
