@@ -120,17 +120,18 @@ class PoolRegistry:
                 self._set_up = await self._run_set_up(set_up)
                 tenant = self._set_up.session_tenant
                 self._tenant = {TENANT_SETTING: tenant} if tenant is not None else {}
-            if loop not in self._pools and self._given is not None:
-                self._pools[loop] = LoopPool.given(self._given, loop, self._vector_schema)
             if loop not in self._pools:
-                self._sweep_dead_pools()
-                pool = await create_pool(
-                    self._dsn, self.config, self._vector_schema, self._tenant.get(TENANT_SETTING)
-                )
-                if self._closed:  # close() ran while the pool was opening: it must not outlive the store
-                    await pool.close()
-                self._check_open()
-                self._pools[loop] = LoopPool(pool, loop)
+                if self._given is not None:
+                    self._pools[loop] = LoopPool.given(self._given, loop, self._vector_schema)
+                else:
+                    self._sweep_dead_pools()
+                    pool = await create_pool(
+                        self._dsn, self.config, self._vector_schema, self._tenant.get(TENANT_SETTING)
+                    )
+                    if self._closed:  # close() ran while the pool was opening: it must not outlive the store
+                        await pool.close()
+                    self._check_open()
+                    self._pools[loop] = LoopPool(pool, loop)
                 _open_registries.add(self)
                 if self.replicas is not None:  # pools only: nothing is ever created on a replica
                     await self.replicas.open(self._vector_schema, self._tenant.get(TENANT_SETTING))

@@ -151,3 +151,17 @@ async def test_connect_kwargs_reach_the_server(
     assert await pool.fetchval("SHOW work_mem") == "7MB"
     assert await pool.fetchval("SHOW TimeZone") == "UTC"  # the store's own setting stays
     assert "work_mem" not in repr(store.config) and "connect_kwargs={'server_settings': '...'" in repr(store.config)
+
+
+async def test_an_applications_pool_and_read_replicas_together(
+    app_pool: tuple[asyncpg.Pool, str], schema: str, pg_dsn: str
+) -> None:
+    """With read_replicas the store opens the replicas' pools itself beside the application's pool. Here the
+    'replica' is the primary itself, which the health probe finds not in recovery and skips: reads and writes
+    go to the application's pool."""
+    pool, _ = app_pool
+    async with PgVectorStore(pool=pool, dimensions=DIM, schema=schema, read_replicas=[pg_dsn]) as store:
+        await store.add_vectors(vectors(4, 6), None)
+        assert await store.count() == 4
+        replicas = store._pools.replicas
+        assert replicas is not None and asyncio.get_running_loop() in replicas._loops  # opened beside the pool
