@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 import asyncpg
+import asyncpg.exceptions._base as asyncpg_base
 
 from pgvecstore.config import StoreConfig, redact_dsn
 from pgvecstore.connection import StoreConnection, create_pool, set_local
@@ -48,6 +49,10 @@ WAIT_LONGEST_PAUSE = 0.05
 # Errors of a replica that send the read to the primary: the connection failed, or a recovery conflict cancelled
 # the statement (SQLSTATE 40001, or 40P01 for a buffer-pin deadlock with the replay).
 _REPLICA_TROUBLE = (
+    # A connection caught by the replica's shutdown in the middle of a protocol exchange: asyncpg may report it as
+    # its own state error ("cannot switch to state ...; another operation is in progress") rather than as a lost
+    # connection (seen once in 200 concurrent searches while the standby stopped).
+    asyncpg_base.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
