@@ -109,10 +109,6 @@ class StoreConnection(asyncpg.Connection):
         """Called by the store right after it acquires this connection for one of its own operations."""
         self._store_only = True
 
-    def needs_reset(self) -> None:
-        """Called by an operation that changed session state: the pool resets the connection when it comes back."""
-        self._store_only = False
-
 
 async def reset_connection(conn: asyncpg.Connection) -> None:
     """Pool reset: nothing after the store's own operations (asyncpg has rolled back any open transaction
@@ -237,8 +233,8 @@ async def create_pool(
 
 
 async def set_session(conn: asyncpg.Connection, settings: Mapping[str, str]) -> None:
-    """Set `settings` for the rest of the session, in one statement (only on a connection given back with a
-    reset: `PoolRegistry.session`)."""
+    """Set `settings` for the rest of the session, in one statement (only on a connection that is closed or reset
+    afterwards: `PoolRegistry.own_connection`)."""
     if settings:
         statement = catalog.set_config(settings, local=False)
         await conn.execute(statement.sql, *statement.args)

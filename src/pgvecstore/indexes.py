@@ -118,6 +118,16 @@ def build_settings(
     return settings
 
 
+async def session_build_settings(
+    conn: asyncpg.Connection, index_type: str, params: Mapping[str, int], rows: int, dimensions: int
+) -> dict[str, str]:
+    """`build_settings` for a build of `rows` rows, against the session's current memory and workers."""
+    now = await conn.fetchrow(catalog.BUILD_SETTINGS_NOW.sql)
+    assert now is not None  # a SELECT without FROM returns one row
+    memory, workers = now
+    return build_settings(index_type, params, rows, dimensions, int(memory), int(workers))
+
+
 async def build_index(
     conn: asyncpg.Connection, table: TableRef, metric: Metric, dimensions: int, index_type: str,
     params: Mapping[str, int] | None = None, *, vector_type: str = "vector", quantization: str | None = None,
@@ -149,10 +159,7 @@ async def build_index(
             chosen = validate_index_params("hnsw", {**defaults, **chosen})
         elif "lists" not in chosen:
             chosen["lists"] = default_lists(rows)
-        now = await conn.fetchrow(catalog.BUILD_SETTINGS_NOW.sql)
-        assert now is not None  # a SELECT without FROM returns one row
-        memory, workers = now
-        settings = build_settings(index_type, chosen, rows, dimensions, int(memory), int(workers))
+        settings = await session_build_settings(conn, index_type, chosen, rows, dimensions)
         # An index build may take long on big tables: never cut it off with the session's statement_timeout.
         settings["statement_timeout"] = "0"
         logger.info(
@@ -239,7 +246,7 @@ class VectorIndexes:
         statement_timeout; returns its kind, None when the table has no vector index. Invalid leftovers of an
         interrupted rebuild are dropped first."""
         config, table = self._config, self._table
-        async with self._pools.session() as conn:
+        async with self._pools.own_connection() as conn:
             kind = await existing_index_type(conn, table)
             if kind is None:
                 return None
@@ -250,12 +257,9 @@ class VectorIndexes:
                 await conn.execute(ddl.drop_index_concurrently(table, row[0]))
             if not config.pooled_transactions:  # behind a transaction pooler a session setting would outlive us
                 rows = int(await conn.fetchval(queries.total_rows(table).sql))
-                now = await conn.fetchrow(catalog.BUILD_SETTINGS_NOW.sql)
-                assert now is not None  # a SELECT without FROM returns one row
-                memory, workers = now
                 index_type = "ivfflat" if kind == "ivfflat" else "hnsw"
-                settings = build_settings(index_type, dict(config.index_params) if index_type == config.index_type
-                                          else {}, rows, self._dimensions, int(memory), int(workers))
+                params = dict(config.index_params) if index_type == config.index_type else {}
+                settings = await session_build_settings(conn, index_type, params, rows, self._dimensions)
                 await set_session(conn, {**settings, "statement_timeout": "0"})
             started = time.monotonic()
             logger.info("pgvecstore: rebuilding the %s index of %s (reads and writes go on)", kind, table.display)

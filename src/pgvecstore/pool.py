@@ -233,33 +233,20 @@ class PoolRegistry:
                 await pool.release(conn)
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection outside any transaction, for a statement that refuses one (``REINDEX ...
-        CONCURRENTLY``) and may change session settings: it goes back through the pool's full reset (``RESET
-        ALL``), never kept for the next operation. Its errors are the store's, as in `connection`."""
-        pool = self._loop_pool()
-        conn = pool.take() or await self._acquire(pool)
-        try:
-            if self._closed:
-                raise StoreClosedError()
-            yield conn
-        except Exception as exc:
-            raise await self._failure(exc, conn, pool, transaction=False)  # noqa: B904
-        finally:
-            needs_reset = getattr(conn, "needs_reset", None)  # an application's pool resets in its own way
-            if needs_reset is not None:
-                needs_reset()
-            await pool.release(conn)
-
-    @contextlib.asynccontextmanager
     async def own_connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of its own outside the pools, closed afterwards (no tenant, no transaction), for long
         maintenance that holds session state or runs statements a transaction refuses (CREATE INDEX
-        CONCURRENTLY). Set-up must have run. An exception leaving the block is the store's error."""
+        CONCURRENTLY, REINDEX CONCURRENTLY). Set-up must have run. An exception leaving the block is the store's
+        error. On an application's pool (``pool=``) it is one of that pool's, given back through the pool's reset."""
         self._check_open()
-        if self._given is not None:  # no connection of the store's own: one of the application's pool, reset after
-            async with self.session() as lent:
+        if self._given is not None:
+            lent = cast(asyncpg.Connection, await self._given.acquire())
+            try:
                 yield lent
+            except Exception as exc:
+                raise await self._failure(exc, lent, None, transaction=False)  # noqa: B904
+            finally:
+                await self._given.release(cast(Any, lent))
             return
         conn = await connect_once(self._dsn, self.config)
         clean = False
