@@ -29,10 +29,11 @@ from typing import Any
 
 import asyncpg
 
+from pgvecstore.connection import set_session
 from pgvecstore.errors import InvalidInputError, PermissionDeniedError, QueryTimeoutError
 from pgvecstore.layout import CURRENT_LAYOUT
 from pgvecstore.pool import PoolRegistry
-from pgvecstore.sql import catalog, ddl, text_ddl, upgrade_ddl
+from pgvecstore.sql import catalog, ddl, queries, text_ddl, upgrade_ddl
 from pgvecstore.sql.params import Statement
 from pgvecstore.sql.table import TableRef
 from pgvecstore.text_search import Layout, TextSearch, read_layout
@@ -86,9 +87,7 @@ class LayoutUpgrade:
         size = check_batch_size(batch_size)
         t = self._table
         async with self._pools.own_connection() as conn:
-            settings = upgrade_ddl.session_settings(
-                {"statement_timeout": "0", "lock_timeout": "0", "row_security": "off"})
-            await conn.execute(settings.sql, *settings.args)
+            await set_session(conn, {"statement_timeout": "0", "lock_timeout": "0", "row_security": "off"})
             lock = upgrade_ddl.session_lock(t)
             await conn.execute(lock.sql, *lock.args)  # another upgrade of this table runs: wait for it
             layout = await read_layout(conn, t)
@@ -183,7 +182,7 @@ class LayoutUpgrade:
     async def _fill(self, conn: asyncpg.Connection, size: int, progress: Progress | None, *, recompute: bool) -> int:
         """Step 2: fill (or compute again) the term frequencies batch by batch; the number of rows done."""
         t = self._table
-        counting = upgrade_ddl.all_rows(t) if recompute else upgrade_ddl.rows_left(t)
+        counting = queries.total_rows(t) if recompute else upgrade_ddl.rows_left(t)
         total = int(await conn.fetchval(counting.sql, *counting.args))
         logger.info("pgvecstore: %s term frequencies of %d rows of %s, %d per batch",
                     "computing again the" if recompute else "filling the", total, t.display, size)

@@ -8,8 +8,6 @@ DDL takes no bound parameters: these statements hold only names validated by `St
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pgvecstore.identifiers import quote_ident, quote_literal
 from pgvecstore.layout import comment_text
 from pgvecstore.sql.params import Params, Statement
@@ -19,13 +17,6 @@ from pgvecstore.sql.table import TableRef
 def set_comment(t: TableRef, version: int, upgrading_to: int | None = None) -> str:
     """Record the table's layout in its comment (the store owns the table's comment)."""
     return f"COMMENT ON TABLE {t.qualified} IS {quote_literal(comment_text(version, upgrading_to))}"
-
-
-def session_settings(settings: Mapping[str, str]) -> Statement:
-    """One statement that sets `settings` for the rest of the session; names and values are bound."""
-    p = Params()
-    calls = ", ".join(f"set_config({p.add(name)}, {p.add(value)}, false)" for name, value in settings.items())
-    return p.statement(f"SELECT {calls}")
 
 
 def session_lock(t: TableRef) -> Statement:
@@ -47,10 +38,6 @@ def rows_left_up_to(t: TableRef, limit: int) -> Statement:
         f"SELECT count(*) FROM (SELECT 1 FROM {t.qualified} WHERE {quote_ident(t.text_terms_column)} IS NULL "
         f"LIMIT {p.add(limit)}) AS capped"
     )
-
-
-def all_rows(t: TableRef) -> Statement:
-    return Statement(f"SELECT count(*) FROM {t.qualified}")
 
 
 def fill_batch(t: TableRef, size: int, after: object | None) -> Statement:
