@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
@@ -92,3 +93,30 @@ async def test_llamaindex_batch_reads_back_node_for_node(make_store: Callable[..
     node_json = json.loads(json.loads(stored)["_node_content"])
     assert "embedding" not in node_json and "text" not in node_json
     assert node_json["metadata"] == nodes[5].metadata
+
+
+async def test_llamaindex_nodes_over_several_core_batches_land_whole_or_not_at_all(
+    make_store: Callable[..., PgVectorStore],
+) -> None:
+    """Every node of a call spread over five core batches reads back equal, and a node whose metadata cannot be
+    stored as JSON fails the whole call by name and leaves the table as it was."""
+    core = make_store(dimensions=DIMS, id_type="text", table_name="li_batches", batch_size=7)
+    store = LlamaStore(core)
+
+    def nodes(prefix: str, count: int) -> list[TextNode]:
+        return [
+            TextNode(id_=f"{prefix}{i}", text=f"chunk {i}", embedding=vector(i), metadata={"n": i, "ok": i % 2 == 0},
+                     relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=f"{prefix}doc{i // 5}")})
+            for i in range(count)
+        ]
+
+    first = nodes("a", 33)
+    assert await store.async_add(first) == [n.node_id for n in first]
+    assert await store.aget_nodes(node_ids=[n.node_id for n in first]) == first
+
+    second = nodes("b", 30)
+    second[25].metadata["when"] = object()  # in the fourth batch of 7
+    with pytest.raises(ValueError, match="node 'b25' cannot be stored as JSON"):
+        await store.async_add(second)
+    assert await core.count() == 33
+    assert await store.aget_nodes(node_ids=[n.node_id for n in second]) == []

@@ -23,6 +23,7 @@ from llama_index.core.schema import (
     TextNode,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node
+from pydantic_core import PydanticSerializationError
 
 from llama_index.vector_stores.pgvecstore.node_json import node_json
 from pgvecstore import InvalidInputError
@@ -109,9 +110,12 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
     exclude = _WITHOUT_EMBEDDING_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _WITHOUT_EMBEDDING
     user_metadata = node.metadata
     plain = _plain_json(user_metadata)
-    serialised = node_json(node, exclude, plain)
-    if not plain:
-        user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
+    try:
+        serialised = node_json(node, exclude, plain)
+        if not plain:
+            user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
+    except (PydanticSerializationError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"node {node.node_id!r} cannot be stored as JSON: {error}") from error
     clash = RESERVED_KEYS.intersection(user_metadata)
     if clash:
         raise InvalidInputError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
