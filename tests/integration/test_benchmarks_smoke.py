@@ -249,8 +249,8 @@ def test_churn_benchmark_runs_every_stage(pg_dsn: str, tmp_path: Path) -> None:
               if line.startswith("| ") and not line.startswith("| stage")]
     assert stages == ["fresh", "after churn", "after VACUUM", "after VACUUM, then reindex()", "after reindex()",
                       "after reindex(), then VACUUM", "fresh build of the final rows (1)",
-                      "fresh build of the final rows (2)", "fresh builds' mean (the reference)",
-                      "difference between the two fresh builds", "after churn", "after VACUUM",
+                      "fresh build of the final rows (2)", "mean of the 2 fresh builds (the reference)",
+                      "highest minus lowest fresh build", "after churn", "after VACUUM",
                       "after VACUUM, then reindex()", "after reindex()", "after reindex(), then VACUUM"]
 
 
