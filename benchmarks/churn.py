@@ -1,5 +1,5 @@
 """Recall and speed of an HNSW index after churn (issue 19): updates, deletes and re-adds, then VACUUM and
-`reindex()` in both orders, against two fresh builds of the same final rows. One command per size:
+`reindex()` in both orders, against fresh builds of the same final rows. One command per size:
 
     python benchmarks/churn.py --rows 200000 --data-dir /tmp/pgvecstore-bench --output
 
@@ -222,7 +222,6 @@ async def churn_stages(
                                     seconds))
 
 
-
 def render(args: argparse.Namespace, version: str, stages: list[Stage]) -> str:
     by_name = {s["stage"]: s for s in stages}
     builds = [s["recall"] for s in stages if s["stage"].startswith(FRESH_PREFIX)]
@@ -249,8 +248,11 @@ def render(args: argparse.Namespace, version: str, stages: list[Stage]) -> str:
         f"{args.rows:,} clustered rows of {DIMS} dimensions (seed 0), {args.queries} queries, k={K}, HNSW m=16 "
         "ef_construction=64, one client, autovacuum off on the tables. Churn: "
         f"{UPDATED:.0%} of the rows updated with new vectors, then {DELETED:.0%} deleted and re-added with new "
-        "vectors, on two tables alike: the first is vacuumed and then reindexed, the second reindexed and then "
-        "vacuumed. Step seconds: the churn's writes (one table), the VACUUM, the reindex(), each fresh table's "
+        "vectors"
+        + (" (only fresh builds of the rows after it were made in this run)" if args.only_fresh else
+           ", on two tables alike: the first is vacuumed and then reindexed, the second reindexed and then "
+           "vacuumed")
+        + ". Step seconds: the churn's writes (one table), the VACUUM, the reindex(), each fresh table's "
         "load and build. Recall against the exact top 10 of the live rows at three ef_search values; latency and "
         "queries/s at the default ef_search (40).\n\n"
         f"{measured}\n\n"

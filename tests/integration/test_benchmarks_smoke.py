@@ -253,6 +253,15 @@ def test_churn_benchmark_runs_every_stage(pg_dsn: str, tmp_path: Path) -> None:
                       "highest minus lowest fresh build", "after churn", "after VACUUM",
                       "after VACUUM, then reindex()", "after reindex()", "after reindex(), then VACUUM"]
 
+    spread = tmp_path / "spread.md"
+    result = run_script("churn.py", "--rows", "400", "--queries", "5", "--only-fresh", "--fresh-builds", "3",
+                        "--dsn", pg_dsn, "--output", str(spread))
+    assert result.returncode == 0, result.stderr
+    stages = [line.split(" | ")[0].lstrip("| ") for line in spread.read_text().splitlines()
+              if line.startswith("| ") and not line.startswith("| stage")]
+    assert stages == [f"fresh build of the final rows ({n})" for n in (1, 2, 3)] + [
+        "mean of the 3 fresh builds (the reference)", "highest minus lowest fresh build"]
+
 
 def test_replicas_benchmark_runs_with_two_standbys_and_prints_its_ratios(tmp_path: Path) -> None:
     """benchmarks/replicas.py starts its own primary and two standbys; at a tiny size it still writes every line."""
