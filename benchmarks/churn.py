@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +58,7 @@ from common import (
     recall,
     server_dsn,
     server_version,
+    timed,
     write_markdown,
 )
 from pgvecstore import PgVectorStore
@@ -95,9 +95,8 @@ class Churn:
         self.final[self.updated] = self.updated_vectors
         self.final[self.deleted] = self.readded_vectors
 
-    async def apply(self, store: PgVectorStore) -> float:
-        """Run the churn's writes on `store`; their seconds."""
-        started = time.perf_counter()
+    async def apply(self, store: PgVectorStore) -> None:
+        """Run the churn's writes on `store`."""
         for start in range(0, len(self.updated), BATCH):
             chosen = self.updated[start:start + BATCH]
             await store.add_vectors(self.updated_vectors[start:start + BATCH], [self.ids[i] for i in chosen])
@@ -106,7 +105,6 @@ class Churn:
         for start in range(0, len(self.deleted), BATCH):
             chosen = self.deleted[start:start + BATCH]
             await store.add_vectors(self.readded_vectors[start:start + BATCH], [self.ids[i] for i in chosen])
-        return time.perf_counter() - started
 
 
 async def measure(
@@ -146,26 +144,20 @@ async def measure(
 
 
 async def load_and_build(store: PgVectorStore, conn: asyncpg.Connection, vectors: np.ndarray,
-                         ids: Sequence[str]) -> float:
-    """Load `vectors` under `ids`, build the HNSW index, VACUUM ANALYZE; the seconds of it all."""
-    started = time.perf_counter()
+                         ids: Sequence[str]) -> None:
+    """Load `vectors` under `ids`, build the HNSW index, VACUUM ANALYZE."""
     for start in range(0, len(ids), BATCH):
         await store.add_vectors(vectors[start:start + BATCH], ids[start:start + BATCH])
     await store.create_index("hnsw", {"m": 16, "ef_construction": 64})
     await conn.execute(f"VACUUM ANALYZE {store.table.qualified}")
-    return time.perf_counter() - started
 
 
-async def timed_vacuum(store: PgVectorStore, conn: asyncpg.Connection) -> float:
-    started = time.perf_counter()
+async def vacuum(store: PgVectorStore, conn: asyncpg.Connection) -> None:
     await conn.execute(f"VACUUM {store.table.qualified}")
-    return time.perf_counter() - started
 
 
-async def timed_reindex(store: PgVectorStore) -> float:
-    started = time.perf_counter()
+async def rebuild(store: PgVectorStore) -> None:
     assert await store.reindex() == "hnsw"
-    return time.perf_counter() - started
 
 
 async def benchmark(args: argparse.Namespace) -> tuple[str, list[Stage]]:
@@ -183,10 +175,10 @@ async def benchmark(args: argparse.Namespace) -> tuple[str, list[Stage]]:
     try:
         version = await server_version(conn)
         if not args.only_fresh:
-            await churn_stages(args, conn, options, data, queries, churn, stages)
+            await churn_stages(conn, options, data, queries, churn, stages)
         for number in range(1, args.fresh_builds + 1):
             async with PgVectorStore(options, table_name=f"rebuilt_{number}") as fresh:
-                seconds = await load_and_build(fresh, conn, churn.final, ids)
+                seconds = await timed(lambda: load_and_build(fresh, conn, churn.final, ids))
                 stages.append(await measure(FRESH_BUILD.format(number), fresh, conn, churn.final, queries, seconds))
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -195,7 +187,7 @@ async def benchmark(args: argparse.Namespace) -> tuple[str, list[Stage]]:
 
 
 async def churn_stages(
-    args: argparse.Namespace, conn: asyncpg.Connection, options: dict[str, Any], data: np.ndarray,
+    conn: asyncpg.Connection, options: dict[str, Any], data: np.ndarray,
     queries: np.ndarray, churn: Churn, stages: list[Stage],
 ) -> None:
     """The two churned tables' stages (see the module docstring), appended to `stages`."""
@@ -206,18 +198,18 @@ async def churn_stages(
             await conn.execute(f"ALTER TABLE {store.table.qualified} SET (autovacuum_enabled = off)")
             await load_and_build(store, conn, data, ids)
         stages.append(await measure("fresh", first, conn, data, queries, None))
-        seconds = await churn.apply(first)
+        seconds = await timed(lambda: churn.apply(first))
         await churn.apply(second)
         stages.append(await measure("after churn", first, conn, churn.final, queries, seconds))
 
-        seconds = await timed_vacuum(first, conn)
+        seconds = await timed(lambda: vacuum(first, conn))
         stages.append(await measure("after VACUUM", first, conn, churn.final, queries, seconds))
-        seconds = await timed_reindex(first)
+        seconds = await timed(lambda: rebuild(first))
         stages.append(await measure("after VACUUM, then reindex()", first, conn, churn.final, queries, seconds))
 
-        seconds = await timed_reindex(second)
+        seconds = await timed(lambda: rebuild(second))
         stages.append(await measure("after reindex()", second, conn, churn.final, queries, seconds))
-        seconds = await timed_vacuum(second, conn)
+        seconds = await timed(lambda: vacuum(second, conn))
         stages.append(await measure("after reindex(), then VACUUM", second, conn, churn.final, queries,
                                     seconds))
 
