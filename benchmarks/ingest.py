@@ -25,7 +25,7 @@ the same rows, to show what text search costs at write time:
   text-searchable table carries (the layout of pgvecstore 0.1): a generated, stored ``to_tsvector('english',
   content)`` column and a GIN index on it.
 - raw_copy_on: the raw COPY into a ``text_search=True`` store's table: its triggers fire as for the core (the
-  tsvector and term frequencies of each row, the term statistics of each statement).
+  tsvector of each row, the term statistics of each statement).
 - core_on: the core ``add_vectors`` as in core_off into a ``text_search=True`` store.
 
 With ``--metadata-indexes`` the core ``add_vectors(vectors, ids, metadata)`` runs into four ``text_search=False``
@@ -473,8 +473,8 @@ def render_documents(timings: list[Timing], args: argparse.Namespace, version: s
         "`add_vectors(vectors, ids, metadata, contents=, document_ids=, chunk_indexes=)`, one transaction of "
         "batch_size-row COPYs. off: a store made with `text_search=False` (no text columns); tsv: the same table "
         "given, before the clock, a generated stored `to_tsvector('english', content)` column and a GIN index on it "
-        "(the layout of pgvecstore 0.1); on: a store made with `text_search=True` (tsvector and term-frequency "
-        "sparsevec set by a BEFORE row trigger, GIN index, term statistics kept by statement-level triggers), which "
+        "(the layout of pgvecstore 0.1); on: a store made with `text_search=True` (tsvector set by a BEFORE row "
+        "trigger, GIN index, term statistics kept by statement-level triggers), which "
         "the raw COPY goes through too.\n\n"
         f"Best of {args.repeats} repeat(s) after a warm-up, each into a fresh table without a vector index; "
         f"store batch_size={batch}. Ratios compare rates measured in this same run.\n"

@@ -88,7 +88,7 @@ def search(rows: Sequence[Row], domain: str | None, query: Sequence[str]) -> lis
     """(id, BM25 score) of every candidate row of the store's scope, best first, ties by id."""
     seen = scope_rows(rows, domain)
     n = len(seen)
-    avgdl = sum(sum(row.tf.values()) for row in seen) / max(n, 1)
+    avgdl = sum(len(row.tf) for row in seen) / max(n, 1)
     df = document_frequencies(seen, query[:MAX_TEXT_QUERY_TERMS])
     idf = {term: math.log(1 + (n - d + 0.5) / (d + 0.5)) for term, d in df.items()}
     found = candidates(seen, query).ids
@@ -96,7 +96,7 @@ def search(rows: Sequence[Row], domain: str | None, query: Sequence[str]) -> lis
     for row in seen:
         if row.id not in found:
             continue
-        dl = sum(row.tf.values())
+        dl = len(row.tf)  # distinct lexemes
         score = sum(
             idf[term] * row.tf[term] * (K1 + 1) / (row.tf[term] + K1 * (1 - B + B * dl / avgdl))
             for term in idf if term in row.tf

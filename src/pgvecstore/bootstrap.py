@@ -70,7 +70,7 @@ class TableBootstrap:
             text_config = await text_search.resolve_config(conn, config.text_search_config)
         created = False
         if not await indexes.relation_exists(conn, t.schema, t.name):
-            created = await self._create_table(conn, text_config, vector_schema)
+            created = await self._create_table(conn, text_config)
         dimensions, vector_type = await self._check_table(conn)
         self.table = t = replace(t, primary_key=await self._check_key(conn))
         await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
@@ -91,7 +91,7 @@ class TableBootstrap:
             built = True
         return TableState(dimensions, tenant, copy_direct, text_config, built, vector_type, t.primary_key)
 
-    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None, vector_schema: str) -> bool:
+    async def _create_table(self, conn: asyncpg.Connection, text_config: str | None) -> bool:
         """Create the table with its parts under the table's lock; False when another store created it first."""
         config, t = self.config, self.table
         if not config.auto_create_table:
@@ -111,7 +111,7 @@ class TableBootstrap:
                 await conn.execute(ddl.create_schema(t))
             if await indexes.relation_exists(conn, t.schema, t.name):
                 return False  # another store created it while this one waited for the lock
-            text_columns = text_ddl.column_definitions(t, vector_schema) if config.text_search else []
+            text_columns = text_ddl.column_definitions(t) if config.text_search else []
             await conn.execute(
                 ddl.create_table(t, config.dimensions, text_columns, config.vector_type or DEFAULT_VECTOR_TYPE)
             )
@@ -121,7 +121,7 @@ class TableBootstrap:
                 await conn.execute(statement)
             if config.text_search:
                 text_config = text_config or await text_search.resolve_config(conn, DEFAULT_TEXT_SEARCH_CONFIG)
-                await text_search.install(conn, t, text_config, vector_schema, row_security=False, fill=False)
+                await text_search.install(conn, t, text_config, row_security=False, fill=False)
             logger.info("pgvecstore: created table %s", t.display)
         return True
 

@@ -96,7 +96,7 @@ def int_literal(value: object, what: str) -> str:
 
 
 def text_terms_column_name(text_search_column: str) -> str:
-    """The column of each row's term frequencies, beside the text-search (tsvector) column."""
+    """Layout 2's term-frequency column beside the text-search (tsvector) column (its name stays reserved)."""
     return derived_name(text_search_column, "tf")
 
 

@@ -238,16 +238,16 @@ class PgVectorStore:
 
     # -- full-text search and indexes ----------------------------------------------------------------------
     async def enable_text_search(self) -> bool:
-        """Add full-text search to an existing table (or bring a table of pgvecstore 0.1 to the current layout):
-        the tsvector and term-frequency columns, their triggers, the term statistics and the GIN index, filled
-        from every row while writers wait. True when this call added anything. See docs/hybrid.md."""
+        """Add full-text search to an existing table (or bring a table of an older layout to the current one):
+        the tsvector column, its triggers, the term statistics and the GIN index, filled from every row while
+        writers wait. True when this call added anything. See docs/hybrid.md."""
         return await (await self._ready()).text.enable()
 
     async def upgrade(self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None,
                       recompute_terms: bool = False) -> UpgradeResult:
         """Bring the table to the current layout online, as its owner: resumable, and a cheap no-op on a current
-        table. ``progress(done, total)`` is called after each batch of ``batch_size`` rows; ``recompute_terms``
-        computes every row's term frequencies again (after pg_upgrade). See docs/upgrading.md."""
+        table. ``progress(done, total)`` is called after each step of ``batch_size`` rows counted;
+        ``recompute_terms`` counts a current table's term statistics again. See docs/upgrading.md."""
         return await (await self._ready()).upgrade.run(batch_size=batch_size, progress=progress,
                                                        recompute_terms=recompute_terms)
 

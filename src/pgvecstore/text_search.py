@@ -25,8 +25,6 @@ from pgvecstore.sql import catalog, text_ddl, upgrade_ddl
 from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
-# The error of a text search during an upgrade counts the rows left up to this many.
-ROWS_LEFT_CAP = 100_001
 
 
 async def resolve_config(conn: asyncpg.Connection, name: str) -> str:
@@ -56,14 +54,15 @@ class Layout:
 
     @property
     def complete(self) -> bool:
-        return (self.column_type == "tsvector" and not self.generated and self.has_terms_column
+        """Every part of the current layout, and no term-frequency column (layout 2's)."""
+        return (self.column_type == "tsvector" and not self.generated and not self.has_terms_column
                 and self.has_statistics and self.config is not None)
 
     @property
     def version(self) -> LayoutVersion:
         """The table's layout version (`pgvecstore.layout`): recorded in its comment, else inferred."""
         return read_version(self.comment, has_text_column=self.column_type is not None, generated=self.generated,
-                            text_complete=self.complete)
+                            text_complete=self.complete, has_terms_column=self.has_terms_column)
 
 
 async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
@@ -82,17 +81,16 @@ async def read_layout(conn: asyncpg.Connection, t: TableRef) -> Layout:
     return layout
 
 
-async def install(
-    conn: asyncpg.Connection, t: TableRef, config: str, vector_schema: str, *, row_security: bool, fill: bool
-) -> None:
-    """Create the statistics tables, functions and triggers and the GIN index (the columns must exist), inside the
-    caller's transaction; with `fill`, set the text columns of rows written before the triggers existed; then count
-    the statistics from the table's rows (statistics tables left by a dropped table of the same name start over).
-    With `row_security`, the statistics tables get the tenant policy too."""
+async def install(conn: asyncpg.Connection, t: TableRef, config: str, *, row_security: bool, fill: bool) -> None:
+    """Create the statistics tables, functions and triggers and the GIN index, and keep the tsvector in the heap
+    (the column must exist), inside the caller's transaction; with `fill`, set the tsvector of rows written before
+    the triggers existed; then count the statistics from the table's rows (statistics tables left by a dropped
+    table of the same name start over). With `row_security`, the statistics tables get the tenant policy too."""
     statements = [
+        text_ddl.keep_terms_in_heap(t),
         *text_ddl.create_statistics_tables(t),
-        text_ddl.create_row_function(t, vector_schema),
-        text_ddl.create_statistics_function(t, vector_schema),
+        text_ddl.create_row_function(t),
+        text_ddl.create_statistics_function(t),
         *text_ddl.create_triggers(t, config),
         text_ddl.create_index(t),
     ]
@@ -102,7 +100,7 @@ async def install(
         statements.append(text_ddl.fill_rows(t))
     for statement in statements:
         await conn.execute(statement)
-    for statement in text_ddl.rebuild_statistics(t, vector_schema):
+    for statement in text_ddl.rebuild_statistics(t):
         await conn.execute(statement)
 
 
@@ -165,13 +163,10 @@ class TextSearch:
                 f"statistics that text and hybrid search use since layout {CURRENT_LAYOUT}. Bring it to layout "
                 f"{CURRENT_LAYOUT} {how}; vector search, reads and writes work meanwhile"
             )
-        statement = upgrade_ddl.rows_left_up_to(t, ROWS_LEFT_CAP)
-        async with self._pools.connection() as conn:
-            left = int(await conn.fetchval(statement.sql, *statement.args))
-        count = f"over {ROWS_LEFT_CAP - 1:,}" if left >= ROWS_LEFT_CAP else str(left)
         return SchemaMismatchError(
             f"table {t.display}: an upgrade to layout {version.upgrading_to} is in progress or was interrupted "
-            f"({count} rows left to fill); text and hybrid search work once it has finished. Finish it {how}"
+            f"(its term statistics are being counted); text and hybrid search work once it has finished. If no "
+            f"upgrade is running, finish it {how}"
         )
 
     async def enable(self) -> bool:
@@ -191,17 +186,18 @@ class TextSearch:
                     if await conn.fetchval(exists.sql, *exists.args):
                         return False
                 config = await self.config_for(conn, layout)
-                vector_schema = str(await conn.fetchval(catalog.VECTOR_EXTENSION_SCHEMA.sql))
                 logger.info("pgvecstore: adding full-text search to %s (fills it from every row)", t.display)
-                for statement in text_ddl.add_columns(t, vector_schema):
+                for statement in text_ddl.add_columns(t):
                     await conn.execute(statement)
                 if layout.generated:
                     await conn.execute(text_ddl.drop_generation(t))
+                if layout.has_terms_column:
+                    await conn.execute(text_ddl.drop_terms_column(t))
                 security = catalog.row_security_state(t)
                 state = await conn.fetchrow(security.sql, *security.args)
                 row_security = state is not None and bool(state[0])
                 fill = not (layout.complete and layout.version.current)
-                await install(conn, t, config, vector_schema, row_security=row_security, fill=fill)
+                await install(conn, t, config, row_security=row_security, fill=fill)
                 await conn.execute(upgrade_ddl.set_comment(t, CURRENT_LAYOUT))
         except PermissionDeniedError:
             raise SchemaMismatchError(

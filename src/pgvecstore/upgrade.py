@@ -1,22 +1,26 @@
 """The online upgrade of the store's table to the current layout (`PgVectorStore.upgrade`; docs/upgrading.md).
 
-Layout 1 -> 2, on a connection of its own, as the table's owner, one upgrade of a table at a time:
+Layout 1 or 2 -> 3, as the table's owner, one upgrade of a table at a time (a session advisory lock), on two
+connections of its own:
 
-1. One short transaction under the table's advisory lock and a `LOCK_TIMEOUT` (retried with backoff): record
-   "upgrading" in the table's comment, add the term-frequency column (NULL: no rewrite), make the generated
-   tsvector column a plain one (catalog only), create the statistics tables, functions and triggers. A row whose
-   term frequencies are NULL is not counted in the statistics yet (`text_ddl.create_statistics_function`), so
-   writers keep them exact from here on.
-2. The back-fill, `batch_size` rows per short transaction in id order (rows other transactions hold are skipped
-   and picked up by a later pass): the row trigger computes each row's tsvector and term frequencies and the
-   statistics trigger counts it. Progress goes to the optional callback ``(done, total)`` and to INFO logs.
+1. One short transaction under the table's advisory lock and a `LOCK_TIMEOUT` (retried with backoff), holding the
+   table's ACCESS EXCLUSIVE lock (readers and writers wait the few milliseconds it runs): record "upgrading" in
+   the table's comment, make a generated tsvector column a plain one and drop layout 2's term-frequency column
+   (catalog only, both), set the tsvector's storage MAIN (rows written from here keep it in the heap), empty the
+   statistics tables (created if missing), create the functions and triggers.
+   Before it commits, the second connection opens a REPEATABLE READ transaction on its snapshot
+   (`pg_export_snapshot`): exactly the rows no trigger will have counted.
+2. The count: that transaction reads the rows in id order, `batch_size` at a time, and adds their statistics into
+   temporary tables. Writers go on meanwhile, and their triggers add, subtract and move their own changes in
+   the statistics (which may go below zero for a while: a deleted row's count comes with step 4). No row is
+   rewritten. Progress goes to the optional callback ``(done, total)`` and to INFO logs.
 3. The text-search GIN index, if missing, by CREATE INDEX CONCURRENTLY (an INVALID leftover of an interrupted
    build is dropped first); the vector column's storage MAIN (skipped, with a warning, when the table is busy).
-4. Record the current layout in the comment.
+4. One transaction under the table's advisory lock: add the count to the statistics (the writers' changes plus the
+   snapshot's rows: exact), waiting for writers that hold a statistics row, and record the current layout.
 
-Re-running resumes (step 1 is idempotent; the back-fill takes the rows left); on a table at the current layout it
-does nothing. ``recompute_terms`` computes every row's term frequencies again, batch by batch (after pg_upgrade
-to another PostgreSQL major version, whose hashtext may differ); an interrupted recomputation starts over.
+Re-running resumes by starting over (step 1 empties the statistics and takes a new snapshot); on a table at the
+current layout it does nothing. ``recompute_terms`` counts the statistics of a current table again the same way.
 """
 
 from __future__ import annotations
@@ -28,43 +32,47 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from pgvecstore.connection import set_session
 from pgvecstore.errors import InvalidInputError, PermissionDeniedError, QueryTimeoutError
 from pgvecstore.layout import CURRENT_LAYOUT
 from pgvecstore.pool import PoolRegistry
-from pgvecstore.sql import catalog, ddl, queries, text_ddl, upgrade_ddl
-from pgvecstore.sql.params import Statement
+from pgvecstore.sql import catalog, ddl, text_ddl, upgrade_ddl
 from pgvecstore.sql.table import TableRef
 from pgvecstore.text_search import Layout, TextSearch, read_layout
 
 logger = logging.getLogger("pgvecstore")
 
-DEFAULT_BATCH_SIZE = 500
-MAX_BATCH_SIZE = 100_000
-# How long step 1 and the final record wait for the table's lock, and how often they try.
+# Rows read per step of the count (a unit of progress: the count is one transaction).
+DEFAULT_BATCH_SIZE = 10_000
+MAX_BATCH_SIZE = 1_000_000
+# How long step 1 waits for the table's lock, and how often it tries.
 LOCK_TIMEOUT = "2s"
 LOCK_ATTEMPTS = 5
 # How long setting the vector column's storage waits for its lock (an optimisation: skipped when busy).
 STORAGE_LOCK_TIMEOUT = "1s"
-# A batch that deadlocked with a writer is tried again this many times.
-BATCH_ATTEMPTS = 5
 Progress = Callable[[int, int], Any]
 
 
 @dataclass(frozen=True)
 class UpgradeResult:
-    """What `PgVectorStore.upgrade` did: the layout before and after, the rows whose term frequencies it filled
-    or computed again, and its steps in words (empty: the table was at the current layout already)."""
+    """What `PgVectorStore.upgrade` did: the layout before and after, the rows whose text statistics it counted,
+    and its steps in words (empty: the table was at the current layout already)."""
 
     from_layout: int
     to_layout: int
-    rows_filled: int
+    rows_counted: int
     steps: tuple[str, ...]
 
     @property
     def changed(self) -> bool:
         return bool(self.steps)
+
+    @property
+    def rows_filled(self) -> int:
+        """`rows_counted` under its pgvecstore 0.2 name."""
+        return self.rows_counted
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -86,8 +94,9 @@ class LayoutUpgrade:
         """Upgrade the table (see the module docstring); the result says what was done."""
         size = check_batch_size(batch_size)
         t = self._table
-        async with self._pools.own_connection() as conn:
-            await set_session(conn, {"statement_timeout": "0", "lock_timeout": "0", "row_security": "off"})
+        async with self._pools.own_connection() as conn, self._pools.own_connection() as counter:
+            for session in (conn, counter):
+                await set_session(session, {"statement_timeout": "0", "lock_timeout": "0", "row_security": "off"})
             lock = upgrade_ddl.session_lock(t)
             await conn.execute(lock.sql, *lock.args)  # another upgrade of this table runs: wait for it
             layout = await read_layout(conn, t)
@@ -97,18 +106,27 @@ class LayoutUpgrade:
             await self._check_owner(conn)
             logger.info("pgvecstore: upgrading %s from layout %d to %d", t.display, before.version, CURRENT_LAYOUT)
             steps: list[str] = []
-            if not before.current or (recompute_terms and layout.complete):
-                steps += await self._locked(conn, lambda: self._prepare(conn))
             rows = 0
-            if not before.current:
-                rows = await self._fill(conn, size, progress, recompute=False)
-                steps.append(f"filled the term frequencies of {rows} rows")
-            elif recompute_terms and layout.complete:
-                rows = await self._fill(conn, size, progress, recompute=True)
-                steps.append(f"computed the term frequencies of {rows} rows again")
+            counting = not before.current or (recompute_terms and layout.complete)
+            if counting:
+                for ddl_text in upgrade_ddl.create_count_tables():  # outside the snapshot's transaction
+                    await counter.execute(ddl_text)
+                snapshot = counter.transaction(isolation="repeatable_read")
+                steps += await self._locked(conn, lambda: self._prepare(conn, counter, snapshot))
+                try:
+                    rows = await self._count(counter, size, progress)
+                except BaseException:
+                    if not counter.is_closed():
+                        await snapshot.rollback()
+                    raise
+                await snapshot.commit()
+                steps.append(f"counted the text statistics of {rows} rows")
             steps += await self._text_index(conn)
             steps += await self._vector_storage(conn)
-            await self._locked(conn, lambda: self._record(conn))
+            async with counter.transaction():  # no lock timeout: it waits for writers of the statistics rows
+                lock = catalog.table_lock(t)
+                await counter.execute(lock.sql, *lock.args)
+                await self._finish(counter, counted=counting)
             steps.append(f"recorded layout {CURRENT_LAYOUT}")
         self._text.forget()
         logger.info("pgvecstore: %s is at layout %d (%s)", t.display, CURRENT_LAYOUT, "; ".join(steps))
@@ -145,29 +163,32 @@ class LayoutUpgrade:
         raise QueryTimeoutError(
             f"upgrade: could not lock table {self._table.display} for a short catalog change within {LOCK_TIMEOUT} "
             f"in {LOCK_ATTEMPTS} attempts (long transactions hold it); run the upgrade again when it is quieter "
-            "(it resumes where it stopped)"
+            "(nothing was changed)"
         )
 
-    async def _prepare(self, conn: asyncpg.Connection) -> list[str]:
-        """Step 1, inside the caller's transaction: the columns, statistics tables, functions and triggers."""
+    async def _prepare(self, conn: asyncpg.Connection, counter: asyncpg.Connection,
+                       snapshot: Transaction) -> list[str]:
+        """Step 1, inside the caller's transaction: the columns, statistics tables, functions and triggers; then
+        `snapshot` starts on `counter`, seeing the rows as they are before any trigger counts a change."""
         t = self._table
+        # The strongest lock first (the DDL below needs it): taken in steps, a writer holding a weaker lock while
+        # waiting for ours would deadlock with us. From here no writer is half-way through a transaction.
+        await conn.execute(text_ddl.lock_exclusively(t))
         layout = await read_layout(conn, t)
         version = layout.version
         config = await self._text.config_for(conn, layout)
-        vector_schema = str(await conn.fetchval(catalog.VECTOR_EXTENSION_SCHEMA.sql))
         steps = []
-        if not version.current:
-            await conn.execute(upgrade_ddl.set_comment(t, version.version, CURRENT_LAYOUT))
-        statements = text_ddl.add_columns(t, vector_schema)
+        await conn.execute(upgrade_ddl.set_comment(t, version.version, CURRENT_LAYOUT))
+        statements = text_ddl.add_columns(t)
         if layout.generated:
             statements.append(text_ddl.drop_generation(t))
             steps.append("made the generated text-search column a plain one")
-        statements += text_ddl.create_statistics_tables(t)
-        if not layout.has_terms_column:  # statistics left by a dropped table of the same name start over
-            statements += upgrade_ddl.clear_statistics(t)
-            steps.append("added the term-frequency column and the term statistics")
-        statements += [text_ddl.create_row_function(t, vector_schema),
-                       text_ddl.create_statistics_function(t, vector_schema),
+        if layout.has_terms_column:
+            statements.append(text_ddl.drop_terms_column(t))
+            steps.append("dropped the term-frequency column")
+        statements += [text_ddl.keep_terms_in_heap(t), *text_ddl.create_statistics_tables(t),
+                       *upgrade_ddl.clear_statistics(t),
+                       text_ddl.create_row_function(t), text_ddl.create_statistics_function(t),
                        *text_ddl.create_triggers(t, config)]
         if await self._check_owner(conn):
             statements += text_ddl.statistics_row_security(t)
@@ -177,49 +198,33 @@ class LayoutUpgrade:
                                                                                     t.text_docs_table)]
         for statement in statements:
             await conn.execute(statement)
+        name = await conn.fetchval(upgrade_ddl.EXPORT_SNAPSHOT.sql)
+        await snapshot.start()
+        await counter.execute(upgrade_ddl.import_snapshot(str(name)).sql)
         return [*steps, "created the text-search triggers"]
 
-    async def _fill(self, conn: asyncpg.Connection, size: int, progress: Progress | None, *, recompute: bool) -> int:
-        """Step 2: fill (or compute again) the term frequencies batch by batch; the number of rows done."""
+    async def _count(self, counter: asyncpg.Connection, size: int, progress: Progress | None) -> int:
+        """Step 2, in the snapshot's transaction: count the rows' statistics into temporary tables, `size` rows at
+        a time in id order; the number of rows read."""
         t = self._table
-        counting = queries.total_rows(t) if recompute else upgrade_ddl.rows_left(t)
-        total = int(await conn.fetchval(counting.sql, *counting.args))
-        logger.info("pgvecstore: %s term frequencies of %d rows of %s, %d per batch",
-                    "computing again the" if recompute else "filling the", total, t.display, size)
+        total = int(await counter.fetchval(upgrade_ddl.count_rows(t).sql))
+        logger.info("pgvecstore: counting the text statistics of %d rows of %s, %d per step", total, t.display, size)
         done, after, logged = 0, None, 0
         while True:
-            batch = (upgrade_ddl.recompute_batch if recompute else upgrade_ddl.fill_batch)(t, size, after)
-            count, last = await self._batch(conn, batch)
-            if count:
-                done, after = done + count, last
-                if progress is not None:
-                    progress(done, max(total, done))
-                if done - logged >= max(size, total // 10):
-                    logger.info("pgvecstore: %s: %d of %d rows done", t.display, done, total)
-                    logged = done
-                continue
-            if recompute:
+            step = upgrade_ddl.next_step(t, size, after)
+            row = await counter.fetchrow(step.sql, *step.args)
+            assert row is not None  # aggregates over the step
+            count, last = int(row[0]), row[1]
+            if not count:
                 return done
-            left = upgrade_ddl.rows_left(t)
-            if not await conn.fetchval(left.sql, *left.args):
-                return done
-            # Rows other transactions held when the batches passed them: another pass once they are free.
-            after = None
-            await asyncio.sleep(0.1)
-
-    async def _batch(self, conn: asyncpg.Connection, statement: Statement) -> tuple[int, Any]:
-        """One batch in its own transaction: (rows done, the last id), tried again after a deadlock with a
-        writer (PostgreSQL cancelled this side)."""
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            try:
-                row = await conn.fetchrow(statement.sql, *statement.args)
-                assert row is not None  # an aggregate over the batch
-                return int(row[0]), row[1]
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                if attempt == BATCH_ATTEMPTS:
-                    raise
-                await asyncio.sleep(0.05 * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+            for counting in upgrade_ddl.count_step(t, after, last):
+                await counter.execute(counting.sql, *counting.args)
+            done, after = done + count, last
+            if progress is not None:
+                progress(done, max(total, done))
+            if done - logged >= max(size, total // 10):
+                logger.info("pgvecstore: %s: %d of %d rows counted", t.display, done, total)
+                logged = done
 
     async def _text_index(self, conn: asyncpg.Connection) -> list[str]:
         """Step 3: the text-search GIN index, built concurrently when missing or left invalid."""
@@ -259,6 +264,14 @@ class LayoutUpgrade:
             return []
         return ["set the vector column's storage to MAIN"]
 
-    async def _record(self, conn: asyncpg.Connection) -> None:
-        """Step 4: record the current layout in the table's comment."""
-        await conn.execute(upgrade_ddl.set_comment(self._table, CURRENT_LAYOUT))
+    async def _finish(self, counter: asyncpg.Connection, *, counted: bool) -> None:
+        """Step 4: add the count to the statistics (unless something else, such as `enable_text_search`, finished
+        the upgrade meanwhile: it counted every row itself) and record the current layout in the table's comment."""
+        t = self._table
+        if counted:
+            layout = await read_layout(counter, t)
+            if layout.version.upgrading_to == CURRENT_LAYOUT:
+                for statement in upgrade_ddl.add_count(t):
+                    await counter.execute(statement)
+            await counter.execute(upgrade_ddl.drop_count_tables())
+        await counter.execute(upgrade_ddl.set_comment(t, CURRENT_LAYOUT))

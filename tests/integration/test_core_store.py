@@ -130,8 +130,7 @@ async def test_column_mappings_with_text_ids(make_store: StoreMaker, admin: asyn
         "source_file": "character varying",
         "segment_num": "integer",
         "indexed_at": "timestamp without time zone",
-        "description_tsv": "tsvector",  # full-text search: the content's tsvector ...
-        "description_tsv_tf": "USER-DEFINED",  # ... and its term frequencies (a sparsevec), set by a trigger
+        "description_tsv": "tsvector",  # full-text search: the content's tsvector, set by a trigger
     }
     ids = await store.add_vectors(
         rng_vectors(3, 8),

@@ -1,8 +1,9 @@
-"""Layout versions and the online upgrade (issue 19): a table of the pgvecstore 0.1.0 layout, built with that
-version's DDL (tests/layout_v010.py), opens with the current store, keeps serving vector search, and after
-`upgrade()` answers vector, text and hybrid searches with every row intact and term statistics equal to those of
-the same rows written into a fresh table; interrupted upgrades resume; a second upgrade does nothing; tenants,
-row-level security, writers during the back-fill, the recomputation of term frequencies and the command line."""
+"""Layout versions and the online upgrade (issues 19 and 16): tables of the pgvecstore 0.1.0 and 0.2 layouts, built
+with those versions' DDL (tests/layout_v010.py, tests/layout_v020.py), open with the current store, keep serving
+vector search, and after `upgrade()` answer vector, text and hybrid searches with every row intact and term
+statistics equal to those of the same rows written into a fresh table; interrupted upgrades resume; a second
+upgrade does nothing; tenants, row-level security, writers during the count (deletes of rows not counted yet
+included), the recount and the command line."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import asyncpg
 import pytest
 from tests.dsn import dsn_as
 from tests.layout_v010 import TABLE, OldRow, create_v010_table, scifact_rows
+from tests.layout_v020 import make_v020
 
 from pgvecstore import PermissionDeniedError, PgVectorStore, SchemaMismatchError
 
@@ -44,24 +46,27 @@ async def statistics(admin: asyncpg.Connection, schema: str, table: str) -> tupl
 
 
 async def recount(admin: asyncpg.Connection, schema: str, table: str = TABLE) -> tuple[set[Any], set[Any]]:
-    """The statistics counted again from the rows' tsvectors."""
+    """The statistics counted again from the rows' tsvectors (a row's length: its distinct lexemes)."""
     t = f'"{schema}"."{table}"'
     terms = await admin.fetch(
         f"SELECT u.lexeme, coalesce(t.domain_id, ''), count(*) FROM {t} AS t, "
         "unnest(tsvector_to_array(t.content_tsv)) AS u(lexeme) GROUP BY 1, 2")
     docs = await admin.fetch(
-        f"SELECT coalesce(t.domain_id, ''), count(*), coalesce(sum(l.len), 0)::bigint FROM {t} AS t "
-        "LEFT JOIN LATERAL (SELECT sum(greatest(cardinality(u.positions), 1)) AS len "
-        "FROM unnest(t.content_tsv) AS u) AS l ON true GROUP BY 1")
+        f"SELECT coalesce(t.domain_id, ''), count(*), coalesce(sum(length(t.content_tsv)), 0)::bigint "
+        f"FROM {t} AS t GROUP BY 1")
     return {tuple(r) for r in terms}, {tuple(r) for r in docs}
 
 
 async def assert_exact(admin: asyncpg.Connection, schema: str) -> None:
-    """Every row filled from its content, and the statistics equal a recount."""
+    """Every row's tsvector is its content's, layout 2's term-frequency column is gone, and the statistics equal a
+    recount."""
     stale = await admin.fetchval(
-        f'SELECT count(*) FROM "{schema}"."{TABLE}" WHERE content_tsv_tf IS NULL '
-        "OR content_tsv IS DISTINCT FROM to_tsvector('english', coalesce(content, ''))")
+        f'SELECT count(*) FROM "{schema}"."{TABLE}" '
+        "WHERE content_tsv IS DISTINCT FROM to_tsvector('english', coalesce(content, ''))")
     assert stale == 0
+    assert not await admin.fetchval(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
+        "AND column_name = 'content_tsv_tf'", schema, TABLE)
     assert await statistics(admin, schema, TABLE) == await recount(admin, schema)
 
 
@@ -113,15 +118,17 @@ async def test_a_0_1_table_opens_upgrades_and_keeps_every_row(
     assert await comment(admin, schema) is None  # opening wrote nothing
 
     result = await store.upgrade()
-    assert (result.from_layout, result.to_layout, result.rows_filled) == (1, 2, 50)
-    assert await comment(admin, schema) == "pgvecstore layout 2"
+    assert (result.from_layout, result.to_layout, result.rows_counted) == (1, 3, 50)
+    assert "counted the text statistics of 50 rows" in result.steps
+    assert await comment(admin, schema) == "pgvecstore layout 3"
     assert await rows_of(admin, schema) == before
     assert await admin.fetchval(
         "SELECT is_generated FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
         "AND column_name = 'content_tsv'", schema, TABLE) == "NEVER"
-    assert await admin.fetchval(
-        "SELECT attstorage FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'embedding'",
-        f'"{schema}"."{TABLE}"') == b"m"
+    for column in ("embedding", "content_tsv"):
+        assert await admin.fetchval(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
+            f'"{schema}"."{TABLE}"', column) == b"m", column
     assert [h.id for h in await store.search(query, k=1)] == ["doc-003"]
     assert await store.index_info() == "hnsw"
     assert len(await store.search(query, mode="hybrid", query_text="white matter", k=5)) == 5
@@ -131,15 +138,43 @@ async def test_a_0_1_table_opens_upgrades_and_keeps_every_row(
     await assert_same_text_scores(make_store, rows)
 
     again = await store.upgrade()  # twice in a row: the second does nothing
-    assert (again.changed, again.steps, again.rows_filled, again.from_layout) == (False, (), 0, 2)
+    assert (again.changed, again.steps, again.rows_counted, again.from_layout) == (False, (), 0, 3)
     assert await rows_of(admin, schema) == before
+
+
+@pytest.mark.parametrize("domains", [(None,), ("a", "b")], ids=["no-domain", "two-domains"])
+async def test_a_0_2_table_upgrades_and_scores_as_a_fresh_one(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path,
+    domains: tuple[str | None, ...],
+) -> None:
+    """A layout-2 table (term-frequency column, statistics whose lengths are token counts) serves vector search
+    and says text search needs upgrade(); after it, the column is gone and the statistics and text scores are
+    those of a fresh table of the same rows."""
+    rows = scifact_rows(scifact_dir, domains=domains)
+    await create_v010_table(admin, schema, rows)
+    await make_v020(admin, schema, TABLE)
+    before = await rows_of(admin, schema)
+    store = make_store(id_type="text")
+    assert [h.id for h in await store.search(rows[3].embedding, k=1)] == ["doc-003"]
+    with pytest.raises(SchemaMismatchError, match=r"layout 2.*await store\.upgrade\(\)"):
+        await store.search(query_text="white matter", mode="text")
+    await admin.execute(f'COMMENT ON TABLE "{schema}"."{TABLE}" IS NULL')  # as 0.2.0 left it: read from its parts
+    result = await store.upgrade()
+    assert (result.from_layout, result.to_layout, result.rows_counted) == (2, 3, 50)
+    assert "dropped the term-frequency column" in result.steps
+    assert await comment(admin, schema) == "pgvecstore layout 3"
+    assert await rows_of(admin, schema) == before
+    await assert_exact(admin, schema)
+    await fresh_copy(make_store, rows)
+    assert await statistics(admin, schema, TABLE) == await statistics(admin, schema, FRESH)
+    await assert_same_text_scores(make_store, rows)
 
 
 async def test_an_interrupted_upgrade_resumes(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
 ) -> None:
-    """Stopped after its first batch (the progress callback raises), then cancelled after its second, the upgrade
-    leaves a table that serves vector search and says text search waits for it; the next run finishes it."""
+    """Stopped after its first step (the progress callback raises), then cancelled, the upgrade leaves a table that
+    serves vector search and says text search waits for it; the next run counts again and finishes it."""
     rows = scifact_rows(scifact_dir, domains=("a", "b"))
     await create_v010_table(admin, schema, rows)
     before = await rows_of(admin, schema)
@@ -153,11 +188,10 @@ async def test_an_interrupted_upgrade_resumes(
     with pytest.raises(Interrupt):
         await store.upgrade(batch_size=10, progress=stop_at_first)
     assert seen == [(10, 50)]
-    assert await comment(admin, schema) == "pgvecstore layout 1, upgrading to 2"
+    assert await comment(admin, schema) == "pgvecstore layout 1, upgrading to 3"
     assert len(await store.search(rows[0].embedding, k=3)) == 3
-    with pytest.raises(SchemaMismatchError, match=r"upgrade to layout 2 is in progress.*40 rows left.*upgrade\(\)"):
+    with pytest.raises(SchemaMismatchError, match=r"upgrade to layout 3 is in progress.*upgrade\(\)"):
         await store.search(query_text="white matter", mode="text")
-    await assert_exact_so_far(admin, schema)
 
     def cancel_at_first(done: int, total: int) -> None:
         task = asyncio.current_task()
@@ -166,45 +200,23 @@ async def test_an_interrupted_upgrade_resumes(
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(store.upgrade(batch_size=10, progress=cancel_at_first))
-    assert await admin.fetchval(f'SELECT count(*) FROM "{schema}"."{TABLE}" WHERE content_tsv_tf IS NULL') == 30
-    await assert_exact_so_far(admin, schema)
+    assert await comment(admin, schema) == "pgvecstore layout 1, upgrading to 3"
 
     result = await store.upgrade(batch_size=10)
-    assert (result.from_layout, result.rows_filled) == (1, 30)
-    assert await comment(admin, schema) == "pgvecstore layout 2"
+    assert (result.from_layout, result.rows_counted) == (1, 50)
+    assert await comment(admin, schema) == "pgvecstore layout 3"
     assert await rows_of(admin, schema) == before
     await assert_exact(admin, schema)
     await fresh_copy(make_store, rows)
     await assert_same_text_scores(make_store, rows)
 
 
-async def assert_exact_so_far(admin: asyncpg.Connection, schema: str) -> None:
-    """Part-way through: the statistics count exactly the rows filled so far."""
-    t = f'"{schema}"."{TABLE}"'
-    await admin.execute(f"CREATE TEMP TABLE filled AS SELECT * FROM {t} WHERE content_tsv_tf IS NOT NULL")
-    try:
-        expected = await recount_filled(admin)
-        assert await statistics(admin, schema, TABLE) == expected
-    finally:
-        await admin.execute("DROP TABLE filled")
-
-
-async def recount_filled(admin: asyncpg.Connection) -> tuple[set[Any], set[Any]]:
-    terms = await admin.fetch(
-        "SELECT u.lexeme, coalesce(t.domain_id, ''), count(*) FROM filled AS t, "
-        "unnest(tsvector_to_array(t.content_tsv)) AS u(lexeme) GROUP BY 1, 2")
-    docs = await admin.fetch(
-        "SELECT coalesce(t.domain_id, ''), count(*), coalesce(sum(l.len), 0)::bigint FROM filled AS t "
-        "LEFT JOIN LATERAL (SELECT sum(greatest(cardinality(u.positions), 1)) AS len "
-        "FROM unnest(t.content_tsv) AS u) AS l ON true GROUP BY 1")
-    return {tuple(r) for r in terms}, {tuple(r) for r in docs}
-
-
-async def test_writers_during_the_back_fill_leave_exact_statistics(
+async def test_writers_during_the_count_leave_exact_statistics(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
 ) -> None:
-    """Between batches (the upgrade stopped part-way) and while batches run (a writer task), inserts, content and
-    metadata updates of rows not counted yet, and deletes keep the statistics equal to a recount."""
+    """After an interrupted upgrade (triggers on, count unfinished) and while the count runs (a writer task),
+    inserts, content, metadata and domain updates, deletes of rows the count has or has not read yet, and a whole
+    domain emptied and filled again leave the statistics equal to a recount once the upgrade finishes."""
     rows = scifact_rows(scifact_dir, domains=("a", "b"))
     await create_v010_table(admin, schema, rows)
     owner = make_store(id_type="text")
@@ -214,14 +226,16 @@ async def test_writers_during_the_back_fill_leave_exact_statistics(
         raise Interrupt
 
     with pytest.raises(Interrupt):
-        await owner.upgrade(batch_size=10, progress=stop)  # doc-000 .. doc-009 counted, the rest not
+        await owner.upgrade(batch_size=10, progress=stop)  # the triggers count writes; the rows are not counted
     a, b = writers["a"], writers["b"]
-    await a.add_vectors([rows[20].embedding], ids=["doc-020"], contents=["river stone garden"])  # uncounted, new text
-    await b.update_metadata(["doc-021"], [{"moved": True}])  # uncounted, same text: counted by the row trigger
-    await a.delete_vectors(["doc-022", "doc-002"])  # one uncounted, one counted
+    await a.add_vectors([rows[20].embedding], ids=["doc-020"], contents=["river stone garden"])  # new text
+    await b.update_metadata(["doc-021"], [{"moved": True}])  # same text: the statistics do not move
+    await a.delete_vectors(["doc-022", "doc-002"])
     await b.add_vectors([rows[1].embedding], ids=["new-1"], contents=["a brand new candle"])
     await admin.execute(f'UPDATE "{schema}"."{TABLE}" SET domain_id = \'b\' WHERE id = \'doc-024\'')  # moved
-    await assert_exact_so_far(admin, schema)
+    b_ids = [r[0] for r in await admin.fetch(f'SELECT id FROM "{schema}"."{TABLE}" WHERE domain_id = \'b\'')]
+    await b.delete_vectors(b_ids)  # domain b emptied: its counts go below zero until the count is added
+    await b.add_vectors([rows[2].embedding], ids=["b-again"], contents=["candle river"])
 
     async def write_while_upgrading(done: asyncio.Event) -> None:
         i = 0
@@ -244,23 +258,23 @@ async def test_writers_during_the_back_fill_leave_exact_statistics(
     assert await owner.search(query_text="lantern meadow", mode="text")
 
 
-async def test_recompute_terms_restores_the_term_frequencies(
+async def test_recompute_terms_counts_the_statistics_again(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
 ) -> None:
-    """upgrade(recompute_terms=True) computes every row's term frequencies again in batches (after pg_upgrade
-    they may be stale) and moves the statistics with them."""
+    """upgrade(recompute_terms=True) on a current table counts its statistics again from the rows (here after
+    they were damaged by hand), online, in steps."""
     rows = scifact_rows(scifact_dir, n=20)
     await create_v010_table(admin, schema, rows)
     store = make_store(id_type="text")
     await store.upgrade()
-    good = await admin.fetchval(f'SELECT content_tsv_tf::text FROM "{schema}"."{TABLE}" WHERE id = \'doc-005\'')
-    t = f'"{schema}"."{TABLE}"'
-    await admin.execute(f'ALTER TABLE {t} DISABLE TRIGGER "{TABLE}_text_row"')
-    await admin.execute(f"UPDATE {t} SET content_tsv_tf = '{{7:1}}/536870912' WHERE id = 'doc-005'")
-    await admin.execute(f'ALTER TABLE {t} ENABLE TRIGGER "{TABLE}_text_row"')
-    result = await store.upgrade(recompute_terms=True, batch_size=6)
-    assert result.rows_filled == 20 and "computed the term frequencies of 20 rows again" in result.steps
-    assert await admin.fetchval(f"SELECT content_tsv_tf::text FROM {t} WHERE id = 'doc-005'") == good
+    t = f'"{schema}"."{TABLE}_text'
+    await admin.execute(f'UPDATE {t}_terms" SET df = df + 7 WHERE lexeme = \'cell\'')
+    await admin.execute(f'UPDATE {t}_docs" SET total_len = 1')
+    seen: list[tuple[int, int]] = []
+    result = await store.upgrade(recompute_terms=True, batch_size=6, progress=lambda d, n: seen.append((d, n)))
+    assert result.rows_counted == 20 and "counted the text statistics of 20 rows" in result.steps
+    assert seen == [(6, 20), (12, 20), (18, 20), (20, 20)]
+    assert await comment(admin, schema) == "pgvecstore layout 3"
     await assert_exact(admin, schema)
     await fresh_copy(make_store, rows)
     await assert_same_text_scores(make_store, rows)
@@ -279,20 +293,35 @@ async def test_enable_text_search_finishes_an_interrupted_upgrade_offline(
     with pytest.raises(Interrupt):
         await store.upgrade(batch_size=5, progress=stop)
     assert await store.enable_text_search() is True
-    assert await comment(admin, schema) == "pgvecstore layout 2"
+    assert await comment(admin, schema) == "pgvecstore layout 3"
     await assert_exact(admin, schema)
     assert await store.search(query_text="cells", mode="text")
     assert not (await store.upgrade()).changed
 
 
-async def test_two_upgrades_at_once_fill_each_row_once(
+async def test_enable_text_search_converts_a_0_2_table_offline(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
+) -> None:
+    rows = scifact_rows(scifact_dir, n=20, domains=("a", "b"))
+    await create_v010_table(admin, schema, rows)
+    await make_v020(admin, schema, TABLE)
+    store = make_store(id_type="text")
+    assert await store.enable_text_search() is True
+    assert await comment(admin, schema) == "pgvecstore layout 3"
+    await assert_exact(admin, schema)
+    assert not (await store.upgrade()).changed
+    await fresh_copy(make_store, rows)
+    await assert_same_text_scores(make_store, rows)
+
+
+async def test_two_upgrades_at_once_count_once(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str, scifact_dir: Path
 ) -> None:
     rows = scifact_rows(scifact_dir, n=30)
     await create_v010_table(admin, schema, rows)
     first, second = await asyncio.gather(make_store(id_type="text").upgrade(batch_size=5),
                                          make_store(id_type="text").upgrade(batch_size=5))
-    assert sorted([first.rows_filled, second.rows_filled]) == [0, 30]
+    assert sorted([first.rows_counted, second.rows_counted]) == [0, 30]
     assert sorted([first.changed, second.changed]) == [False, True]  # the second waited, then found it done
     await assert_exact(admin, schema)
 
@@ -319,10 +348,10 @@ async def test_an_invalid_text_index_is_built_again_and_the_configuration_kept(
     assert await store.search(query_text="the", mode="text")
 
 
-async def test_a_0_2_table_without_a_record_gets_one_and_nothing_else(
+async def test_a_current_table_without_a_record_gets_one_and_nothing_else(
     make_store: StoreMaker, admin: asyncpg.Connection, schema: str
 ) -> None:
-    """Tables made by 0.2.0 carry no comment: they are read as layout 2, and upgrade() only records it."""
+    """A table with every part of layout 3 but no comment is read as layout 3, and upgrade() only records it."""
     store = make_store(dimensions=3, id_type="text")
     await store.add_vectors([[1.0, 0.0, 0.0]], ids=["x"], contents=["a lantern by the river"])
     await admin.execute(f'COMMENT ON TABLE "{schema}"."{TABLE}" IS NULL')
@@ -330,8 +359,8 @@ async def test_a_0_2_table_without_a_record_gets_one_and_nothing_else(
     reopened = make_store(id_type="text")
     assert [h.id for h in await reopened.search(query_text="lantern", mode="text")] == ["x"]
     result = await reopened.upgrade()
-    assert (result.from_layout, result.rows_filled, result.steps) == (2, 0, ("recorded layout 2",))
-    assert await comment(admin, schema) == "pgvecstore layout 2"
+    assert (result.from_layout, result.rows_counted, result.steps) == (3, 0, ("recorded layout 3",))
+    assert await comment(admin, schema) == "pgvecstore layout 3"
     assert await statistics(admin, schema, TABLE) == before
     assert not (await reopened.upgrade()).changed
 
@@ -361,7 +390,7 @@ async def test_row_level_security_tenants_read_their_rows_after_the_upgrade(
     assert await comment(admin, schema) is None  # the refused upgrade changed nothing
 
     result = await make_store(id_type="text").upgrade()
-    assert result.rows_filled == 50
+    assert result.rows_counted == 50
     hits = await tenant.search(query_text="cells matter", mode="text", k=50)
     assert hits and {h.id for h in hits} <= {r.id for r in rows if r.domain_id == "a"}
     assert await tenant.count() == 25
@@ -395,11 +424,11 @@ def test_the_upgrade_command(pg_dsn: str, schema: str, scifact_dir: Path) -> Non
 
     first = cli("--batch-size", "5")
     assert first.returncode == 0, first.stderr
-    assert f"{schema}.{TABLE}: layout 1 -> 2" in first.stdout
-    assert "filled the term frequencies of 12 rows" in first.stdout
+    assert f"{schema}.{TABLE}: layout 1 -> 3" in first.stdout
+    assert "counted the text statistics of 12 rows" in first.stdout
     second = cli("--json")
     assert second.returncode == 0, second.stderr
-    assert '"steps": []' in second.stdout and '"to_layout": 2' in second.stdout
+    assert '"steps": []' in second.stdout and '"to_layout": 3' in second.stdout
     bad = cli("--batch-size", "0")
     assert bad.returncode == 2 and "--batch-size" in bad.stderr
 

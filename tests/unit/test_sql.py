@@ -112,9 +112,9 @@ def test_ddl_renders_only_validated_integers_and_names() -> None:
         ddl.create_vector_index(TABLE, Metric.COSINE, "hnsw", {"m": "16); DROP", "ef_construction": 64})
     with pytest.raises(ValueError, match="not a valid text-search configuration"):
         text_ddl.create_triggers(TABLE, HOSTILE)
-    table = ddl.create_table(TABLE, 3, text_ddl.column_definitions(TABLE, "my ext"))
+    table = ddl.create_table(TABLE, 3, text_ddl.column_definitions(TABLE))
     assert '"embedding" vector(3)' in table
-    assert '"content_tsv" tsvector' in table and '"content_tsv_tf" "my ext".sparsevec(536870912)' in table
+    assert '"content_tsv" tsvector' in table and "content_tsv_tf" not in table  # layout 2's column is gone
     row_trigger = text_ddl.create_triggers(TABLE, "english")[0]
     assert 'EXECUTE FUNCTION "my schema"."we""ird_text_row"(\'english\')' in row_trigger
     assert "TEXT PRIMARY KEY" in table

@@ -1,5 +1,5 @@
 """``pgvecstore upgrade``: bring the table to the current layout online (`PgVectorStore.upgrade`), with a
-progress bar of the rows filled on stderr. Run it as the table's owner; it resumes an interrupted upgrade and does
+progress bar of the rows counted on stderr. Run it as the table's owner; it resumes an interrupted upgrade and does
 nothing on a table at the current layout. It loads no embedding model.
 """
 
@@ -32,11 +32,11 @@ from pgvecstore.upgrade import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 @friendly_errors
 def upgrade(
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Rows filled per short transaction.")
+        int, typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Rows counted per step (a unit of progress).")
     ] = DEFAULT_BATCH_SIZE,
     recompute_terms: Annotated[
         bool, typer.Option("--recompute-terms",
-                           help="Compute every row's term frequencies again (after pg_upgrade to a new major).")
+                           help="Count the term statistics of a current table again.")
     ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     json_output: JsonOption = False,
@@ -49,7 +49,7 @@ def upgrade(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_store(Target(dsn, schema, table)) as store, \
             Progress(*columns, console=err, disable=no_progress or json_output) as bar:
-        task = bar.add_task("computing term frequencies" if recompute_terms else "filling rows", total=None)
+        task = bar.add_task("counting rows", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -57,7 +57,7 @@ def upgrade(
         result = run_sync(store.upgrade(batch_size=batch_size, progress=progress, recompute_terms=recompute_terms))
     if json_output:
         print_json({"table": f"{schema}.{table}", "from_layout": result.from_layout,
-                    "to_layout": result.to_layout, "rows_filled": result.rows_filled, "steps": list(result.steps)})
+                    "to_layout": result.to_layout, "rows_counted": result.rows_counted, "steps": list(result.steps)})
         return
     if not result.changed:
         out.print(f"{schema}.{table} is at layout {result.to_layout} already: nothing to do")

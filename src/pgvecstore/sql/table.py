@@ -137,7 +137,7 @@ class TableRef:
 
     @property
     def text_terms_column(self) -> str:
-        """The column of each row's term frequencies (a pgvector sparsevec), kept beside the tsvector."""
+        """Layout 2's column of term frequencies (a pgvector sparsevec) beside the tsvector; the upgrade drops it."""
         return text_terms_column_name(self.text_search_column)
 
     @property

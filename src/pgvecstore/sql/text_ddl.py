@@ -1,74 +1,63 @@
-"""DDL of full-text search: the tsvector and term-frequency columns, the term statistics and the triggers that keep
-them (see docs/hybrid.md, "How the text side works").
+"""DDL of full-text search: the tsvector column, the term statistics and the triggers that keep them (see
+docs/hybrid.md, "How the text side works").
 
-- Each row carries its tsvector (`TableRef.text_search_column`) and its term frequencies as a pgvector sparsevec
-  (`TableRef.text_terms_column`: dimension `hash(lexeme)`, value the lexeme's count in the row), both set by a
-  BEFORE row trigger from the content whenever it is written or changed.
+- Each row carries its tsvector (`TableRef.text_search_column`), set by a BEFORE row trigger from the content
+  whenever it is written or changed. A row's length, for BM25, is its number of distinct lexemes (``length`` of
+  the tsvector); a lexeme's count in the row is the number of its positions, read at query time.
 - Two tables hold the statistics BM25 needs, per domain (rows without a domain under ``''``): the document
   frequency of each lexeme (`TableRef.text_terms_table`) and the row count and total length
   (`TableRef.text_docs_table`). Statement-level AFTER triggers with transition tables keep them exact and
-  transactional: inserts add, deletes subtract, updates move the rows whose content or domain changed (rows whose
-  term frequencies are NULL, not filled yet by an upgrade, are not counted: `create_statistics_function`). A
-  transaction's first write to a domain locks the domain's statistics row until it ends: writers of one domain
-  take turns (writers of different domains do not wait for each other), which keeps them free of deadlocks.
+  transactional: inserts add, deletes subtract, updates move the rows whose content, domain or tsvector changed
+  (rows whose tsvector is NULL are not counted). A transaction's first write to a domain locks the domain's
+  statistics row until it ends: writers of one domain take turns (writers of different domains do not wait for
+  each other), which keeps them free of deadlocks. Counts may go below zero for a while during an upgrade (rows
+  deleted before the upgrade's count of them is added, `pgvecstore.upgrade`), so only entries at exactly zero
+  are pruned.
 - The statistics trigger runs as the table's owner (SECURITY DEFINER, fixed search_path), so roles that may write
   the table need no privilege on the statistics tables; roles that search need SELECT on them.
 
 PostgreSQL takes no bound parameters in DDL: these statements hold only names validated by `StoreConfig` (quoted by
-`quote_ident`), integers rendered by `int_literal` and a validated text-search configuration name as a quoted
-literal.
+`quote_ident`) and a validated text-search configuration name as a quoted literal.
 """
 
 from __future__ import annotations
 
-from pgvecstore.identifiers import TENANT_SETTING, int_literal, quote_ident, quote_literal, validate_text_search_config
+from collections.abc import Callable
+
+from pgvecstore.identifiers import TENANT_SETTING, quote_ident, quote_literal, validate_text_search_config
 from pgvecstore.sql.table import TableRef
 
-# Term ids are (hashtext(lexeme) & (TERM_DIMENSIONS - 1)) + 1: the dimension of the term-frequency sparsevecs.
-TERM_DIMENSIONS = 2**29
-# pgvector stores at most 16,000 non-zero entries in a sparsevec: a row with more distinct lexemes keeps its most
-# frequent ones.
-MAX_TERMS_PER_ROW = 16_000
-# The key of rows without a domain in the statistics tables (a domain_id is never empty).
-NO_DOMAIN_KEY = ""
+
+def column_definitions(t: TableRef) -> list[str]:
+    """The text-search column, for CREATE TABLE."""
+    return [f"{quote_ident(t.text_search_column)} tsvector"]
 
 
-def sparsevec_type(vector_schema: str) -> str:
-    """pgvector's sparse vector type of the term frequencies, qualified by the extension's schema."""
-    return f"{quote_ident(vector_schema)}.sparsevec({int_literal(TERM_DIMENSIONS, 'term dimensions')})"
+def add_columns(t: TableRef) -> list[str]:
+    """Add the text-search column to an existing table (no rewrite: it starts NULL)."""
+    return [f"ALTER TABLE {t.qualified} ADD COLUMN IF NOT EXISTS {column}" for column in column_definitions(t)]
 
 
-def term_id_sql(lexeme: str) -> str:
-    """The SQL expression of a lexeme's term id (its dimension in the term-frequency vectors)."""
-    return f"((hashtext({lexeme}) & {int_literal(TERM_DIMENSIONS - 1, 'term mask')}) + 1)"
+def keep_terms_in_heap(t: TableRef) -> str:
+    """The tsvector column's storage MAIN: it stays in the heap row (the content goes to TOAST first), so a text
+    search reads one page per candidate, not also a TOAST index and page. Catalog only: it affects rows written
+    afterwards. See docs/text-search-scaling.md, "Layout 3"."""
+    return f"ALTER TABLE {t.qualified} ALTER COLUMN {quote_ident(t.text_search_column)} SET STORAGE MAIN"
 
 
-# The text of a term-frequency vector without terms.
-EMPTY_TERMS = f"{{}}/{TERM_DIMENSIONS}"
-
-
-def empty_terms_literal() -> str:
-    """`EMPTY_TERMS` as an SQL literal (for DDL, which takes no parameters)."""
-    return quote_literal(EMPTY_TERMS)
-
-
-def column_definitions(t: TableRef, vector_schema: str) -> list[str]:
-    """The two text-search columns, for CREATE TABLE."""
-    return [
-        f"{quote_ident(t.text_search_column)} tsvector",
-        f"{quote_ident(t.text_terms_column)} {sparsevec_type(vector_schema)}",
-    ]
-
-
-def add_columns(t: TableRef, vector_schema: str) -> list[str]:
-    """Add the text-search columns to an existing table (no rewrite: both start NULL)."""
-    columns = column_definitions(t, vector_schema)
-    return [f"ALTER TABLE {t.qualified} ADD COLUMN IF NOT EXISTS {column}" for column in columns]
+def drop_terms_column(t: TableRef) -> str:
+    """Drop the term-frequency column of layout 2 (catalog only: the space is reclaimed as rows are rewritten)."""
+    return f"ALTER TABLE {t.qualified} DROP COLUMN IF EXISTS {quote_ident(t.text_terms_column)}"
 
 
 def lock_writers(t: TableRef) -> str:
     """Make writers of the table wait until the transaction ends (readers go on)."""
     return f"LOCK TABLE {t.qualified} IN SHARE ROW EXCLUSIVE MODE"
+
+
+def lock_exclusively(t: TableRef) -> str:
+    """Make readers and writers of the table wait until the transaction ends (for DDL that needs it anyway)."""
+    return f"LOCK TABLE {t.qualified} IN ACCESS EXCLUSIVE MODE"
 
 
 def drop_generation(t: TableRef) -> str:
@@ -118,16 +107,11 @@ def _terms_of(t: TableRef, rows: str, sign: int) -> str:
     )
 
 
-def _lengths_of(t: TableRef, rows: str, sign: int, vector_schema: str) -> str:
-    """(domain key, ±1, ±length) for each row of `rows`; a row's length is the sum of its term frequencies."""
-    vs = quote_ident(vector_schema)
-    length = (
-        f"coalesce({vs}.l1_distance(r.{quote_ident(t.text_terms_column)}, "
-        f"{empty_terms_literal()}::{sparsevec_type(vector_schema)}), 0)"
-    )
+def _lengths_of(t: TableRef, rows: str, sign: int) -> str:
+    """(domain key, ±1, ±length) for each row of `rows`; a row's length is its number of distinct lexemes."""
     return (
-        f"SELECT coalesce(r.{t.col('domain_id')}, '') AS domain_key, {sign} AS c, {sign} * {length} AS l "
-        f"FROM {rows} AS r"
+        f"SELECT coalesce(r.{t.col('domain_id')}, '') AS domain_key, {sign} AS c, "
+        f"{sign} * length(r.{quote_ident(t.text_search_column)}) AS l FROM {rows} AS r"
     )
 
 
@@ -138,7 +122,7 @@ def _apply(t: TableRef, terms: str, lengths: str) -> list[str]:
     terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
     return [
         f"INSERT INTO {docs_table} AS s (domain_key, n, total_len) "
-        f"SELECT z.domain_key, sum(z.c), round(sum(z.l))::bigint FROM ({lengths}) AS z GROUP BY 1 "
+        f"SELECT z.domain_key, sum(z.c), sum(z.l) FROM ({lengths}) AS z GROUP BY 1 "
         "ORDER BY 1 ON CONFLICT (domain_key) DO UPDATE "
         "SET n = s.n + excluded.n, total_len = s.total_len + excluded.total_len",
         f"INSERT INTO {terms_table} AS s (lexeme, domain_key, df) "
@@ -148,75 +132,65 @@ def _apply(t: TableRef, terms: str, lengths: str) -> list[str]:
 
 
 def _prune(t: TableRef, terms: str) -> list[str]:
-    """Drop the statistics entries of `terms` (lexeme, domain_key) whose count is now zero."""
+    """Drop the statistics entries of `terms` (lexeme, domain_key) whose count is now zero (a missing entry and a
+    zero one count the same; a negative one, during an upgrade, must stay)."""
     terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
     return [
         f"DELETE FROM {terms_table} AS s USING (SELECT DISTINCT z.lexeme, z.domain_key FROM ({terms}) AS z) AS d "
-        "WHERE s.lexeme = d.lexeme AND s.domain_key = d.domain_key AND s.df <= 0",
-        f"DELETE FROM {docs_table} WHERE n <= 0",
+        "WHERE s.lexeme = d.lexeme AND s.domain_key = d.domain_key AND s.df = 0",
+        f"DELETE FROM {docs_table} WHERE n = 0 AND total_len = 0",
     ]
 
 
-def create_row_function(t: TableRef, vector_schema: str) -> str:
-    """The BEFORE row trigger's function: the tsvector and term frequencies of the row's content (the trigger's
-    argument names the text-search configuration). An update that keeps the content keeps both, unless it sets
-    the term frequencies to NULL, which computes both again."""
-    tsv, tf, content = quote_ident(t.text_search_column), quote_ident(t.text_terms_column), t.col("content")
-    dims = int_literal(TERM_DIMENSIONS, "term dimensions")
-
-    def frequencies(limit: str) -> str:
-        return (
-            f"SELECT coalesce('{{' || string_agg(z.i::text || ':' || z.n::text, ',') || '}}/{dims}', "
-            f"{empty_terms_literal()})::{sparsevec_type(vector_schema)} INTO NEW.{tf} "
-            f"FROM (SELECT {term_id_sql('u.lexeme')} AS i, sum(greatest(cardinality(u.positions), 1)) AS n "
-            f"FROM unnest(NEW.{tsv}) AS u GROUP BY 1{limit}) AS z;"
-        )
-
-    most = int_literal(MAX_TERMS_PER_ROW, "terms per row")
+def create_row_function(t: TableRef) -> str:
+    """The BEFORE row trigger's function: the tsvector of the row's content (the trigger's argument names the
+    text-search configuration). An update that keeps the content keeps the tsvector it had (a NULL one, of a row
+    written before the trigger existed, is computed)."""
+    tsv, content = quote_ident(t.text_search_column), t.col("content")
     return (
         f"CREATE OR REPLACE FUNCTION {t.in_schema(t.text_object('row'))}() RETURNS trigger LANGUAGE plpgsql "
         "AS $pgvecstore$\nBEGIN\n"
-        f"  IF TG_OP = 'UPDATE' AND NEW.{content} IS NOT DISTINCT FROM OLD.{content} AND NEW.{tf} IS NOT NULL THEN\n"
-        f"    NEW.{tsv} := OLD.{tsv};\n    NEW.{tf} := OLD.{tf};\n    RETURN NEW;\n  END IF;\n"
-        f"  NEW.{tsv} := to_tsvector(TG_ARGV[0]::regconfig, coalesce(NEW.{content}, ''));\n"
-        f"  IF length(NEW.{tsv}) <= {most} THEN\n    {frequencies('')}\n"
-        f"  ELSE\n    {frequencies(f' ORDER BY 2 DESC, 1 LIMIT {most}')}\n  END IF;\n"
+        f"  IF TG_OP = 'UPDATE' AND NEW.{content} IS NOT DISTINCT FROM OLD.{content} AND OLD.{tsv} IS NOT NULL THEN\n"
+        f"    NEW.{tsv} := OLD.{tsv};\n  ELSE\n"
+        f"    NEW.{tsv} := to_tsvector(TG_ARGV[0]::regconfig, coalesce(NEW.{content}, ''));\n  END IF;\n"
         "  RETURN NEW;\nEND\n$pgvecstore$"
     )
 
 
-def create_statistics_function(t: TableRef, vector_schema: str) -> str:
-    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring).
+def create_statistics_function(t: TableRef) -> str:
+    """The statement-level AFTER trigger's function that keeps the statistics (see the module docstring): inserts
+    add the rows, deletes subtract them, updates move the rows whose content, domain or tsvector changed; rows
+    whose tsvector is NULL are not counted."""
+    tsv = quote_ident(t.text_search_column)
+    return statistics_function(t, tsv, f"n.{tsv} IS DISTINCT FROM o.{tsv}", _lengths_of)
 
-    A row is counted while its term frequencies are set: rows whose term-frequency column is NULL (rows of an
-    older layout not yet filled by `pgvecstore.upgrade`) are not counted, so deletes and updates subtract only
-    counted old rows, and updates add every new row whose content, domain or term frequencies changed (a row
-    filled for the first time, or whose term frequencies were computed again). With every row counted this is
-    the rule of inserts add, deletes subtract, updates move changed rows."""
+
+LengthsOf = Callable[[TableRef, str, int], str]
+
+
+def statistics_function(t: TableRef, counted: str, also_moved: str, lengths_of: LengthsOf) -> str:
+    """The statistics trigger's function for rows counted while column `counted` (quoted) is not NULL, updates
+    moving the rows whose content, domain or `also_moved` (a condition on old ``o`` and new ``n``) changed, and
+    row lengths by `lengths_of` (the SELECT of (domain key, ±1, ±length) of a set of rows)."""
     id_col, content, domain = t.col("id"), t.col("content"), t.col("domain_id")
-    tf = quote_ident(t.text_terms_column)
-    differs = f"OPERATOR({quote_ident(vector_schema)}.<>)"  # sparsevec's operator (search_path is pg_catalog)
-    moved = (
-        f"n.{content} IS DISTINCT FROM o.{content} OR n.{domain} IS DISTINCT FROM o.{domain} "
-        f"OR o.{tf} IS NULL OR n.{tf} {differs} o.{tf}"
-    )
+    moved = f"n.{content} IS DISTINCT FROM o.{content} OR n.{domain} IS DISTINCT FROM o.{domain} OR {also_moved}"
     changed = (
         f"(SELECT o.* FROM old_rows AS o LEFT JOIN new_rows AS n ON {t.same_row('n', 'o')} "
-        f"WHERE o.{tf} IS NOT NULL AND (n.{id_col} IS NULL OR {moved}))"
+        f"WHERE o.{counted} IS NOT NULL AND (n.{id_col} IS NULL OR {moved}))"
     )
     changed_new = (
         f"(SELECT n.* FROM new_rows AS n LEFT JOIN old_rows AS o ON {t.same_row('o', 'n')} "
-        f"WHERE n.{tf} IS NOT NULL AND (o.{id_col} IS NULL OR {moved}))"
+        f"WHERE n.{counted} IS NOT NULL AND (o.{id_col} IS NULL OR {moved}))"
     )
-    counted_new = f"(SELECT * FROM new_rows WHERE {tf} IS NOT NULL)"
-    counted_old = f"(SELECT * FROM old_rows WHERE {tf} IS NOT NULL)"
-    inserted = _apply(t, _terms_of(t, counted_new, 1), _lengths_of(t, counted_new, 1, vector_schema))
-    deleted = _apply(t, _terms_of(t, counted_old, -1), _lengths_of(t, counted_old, -1, vector_schema))
+    counted_new = f"(SELECT * FROM new_rows WHERE {counted} IS NOT NULL)"
+    counted_old = f"(SELECT * FROM old_rows WHERE {counted} IS NOT NULL)"
+    inserted = _apply(t, _terms_of(t, counted_new, 1), lengths_of(t, counted_new, 1))
+    deleted = _apply(t, _terms_of(t, counted_old, -1), lengths_of(t, counted_old, -1))
     deleted += _prune(t, _terms_of(t, counted_old, -1))
     updated = _apply(
         t,
         f"{_terms_of(t, changed_new, 1)} UNION ALL {_terms_of(t, changed, -1)}",
-        f"{_lengths_of(t, changed_new, 1, vector_schema)} UNION ALL {_lengths_of(t, changed, -1, vector_schema)}",
+        f"{lengths_of(t, changed_new, 1)} UNION ALL {lengths_of(t, changed, -1)}",
     )
     updated += _prune(t, _terms_of(t, changed, -1))
 
@@ -254,20 +228,53 @@ def create_triggers(t: TableRef, config: str) -> list[str]:
 
 
 def fill_rows(t: TableRef) -> str:
-    """Set the text-search columns of rows written before the triggers existed (the row trigger computes them when
-    the term frequencies are NULL)."""
-    tf = quote_ident(t.text_terms_column)
-    return f"UPDATE {t.qualified} SET {t.col('content')} = {t.col('content')} WHERE {tf} IS NULL"
+    """Set the tsvector of rows written before the triggers existed (the row trigger computes a NULL one)."""
+    tsv = quote_ident(t.text_search_column)
+    return f"UPDATE {t.qualified} SET {t.col('content')} = {t.col('content')} WHERE {tsv} IS NULL"
 
 
-def rebuild_statistics(t: TableRef, vector_schema: str) -> list[str]:
-    """Count the statistics again from every row (used when the triggers are first added to a table with rows)."""
+def _counted(t: TableRef, rows: str) -> str:
+    """The rows of `rows` that the statistics count (those with a tsvector)."""
+    return f"(SELECT * FROM {rows} WHERE {quote_ident(t.text_search_column)} IS NOT NULL)"
+
+
+def term_counts(t: TableRef, rows: str) -> str:
+    """SELECT of (lexeme, domain_key, df) over the counted rows of `rows` (a table, or a subquery in parentheses)."""
+    terms = _terms_of(t, _counted(t, rows), 1)
+    return f"SELECT z.lexeme, z.domain_key, sum(z.c) AS df FROM ({terms}) AS z GROUP BY 1, 2"
+
+
+def domain_counts(t: TableRef, rows: str) -> str:
+    """SELECT of (domain_key, n, total_len) over the counted rows of `rows`."""
+    return (
+        f"SELECT z.domain_key, sum(z.c) AS n, sum(z.l) AS total_len FROM ({_lengths_of(t, _counted(t, rows), 1)}) "
+        "AS z GROUP BY 1"
+    )
+
+
+def rebuild_statistics(t: TableRef) -> list[str]:
+    """Count the statistics again from every row (used when the triggers are first added to a table with rows,
+    while writers wait)."""
     terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
     return [
         f"DELETE FROM {terms_table}",
         f"DELETE FROM {docs_table}",
-        f"INSERT INTO {terms_table} (lexeme, domain_key, df) SELECT z.lexeme, z.domain_key, sum(z.c) "
-        f"FROM ({_terms_of(t, t.qualified, 1)}) AS z GROUP BY 1, 2",
-        f"INSERT INTO {docs_table} (domain_key, n, total_len) SELECT z.domain_key, sum(z.c), round(sum(z.l))::bigint "
-        f"FROM ({_lengths_of(t, t.qualified, 1, vector_schema)}) AS z GROUP BY 1",
+        f"INSERT INTO {terms_table} (lexeme, domain_key, df) {term_counts(t, t.qualified)}",
+        f"INSERT INTO {docs_table} (domain_key, n, total_len) {domain_counts(t, t.qualified)}",
+    ]
+
+
+def add_statistics(t: TableRef, terms: str, docs: str) -> list[str]:
+    """Add counts to the statistics: `terms` yields (lexeme, domain_key, df), `docs` (domain_key, n, total_len).
+    The domains' rows first, then the terms, each in key order, as the statistics trigger locks them; entries
+    that reach zero are dropped."""
+    terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
+    return [
+        f"INSERT INTO {docs_table} AS s (domain_key, n, total_len) SELECT d.domain_key, d.n, d.total_len "
+        f"FROM ({docs}) AS d ORDER BY 1 ON CONFLICT (domain_key) DO UPDATE "
+        "SET n = s.n + excluded.n, total_len = s.total_len + excluded.total_len",
+        f"INSERT INTO {terms_table} AS s (lexeme, domain_key, df) SELECT d.lexeme, d.domain_key, d.df "
+        f"FROM ({terms}) AS d ORDER BY 1, 2 ON CONFLICT (lexeme, domain_key) DO UPDATE SET df = s.df + excluded.df",
+        f"DELETE FROM {terms_table} WHERE df = 0",
+        f"DELETE FROM {docs_table} WHERE n = 0 AND total_len = 0",
     ]

@@ -16,8 +16,8 @@ measurements behind every number here; `tests/bm25_reference.py` is the same rul
    scan applies the scope and the user filter and stops at `ROWS_PER_SCAN` rows; at most `MAX_CANDIDATES` distinct
    rows are scored.
 4. Score: BM25, ``sum over the query terms in the row of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``
-   with ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, tf the term's count in the row and dl the row's length
-   (its term count). Best first, ties by id.
+   with ``idf = ln(1 + (N - df + 0.5) / (df + 0.5))``, tf the term's count in the row (the number of its positions
+   in the row's tsvector) and dl the row's length (its number of distinct lexemes). Best first, ties by id.
 """
 
 from __future__ import annotations
@@ -25,19 +25,18 @@ from __future__ import annotations
 from pgvecstore.identifiers import quote_ident
 from pgvecstore.sql.params import Params
 from pgvecstore.sql.table import TableRef
-from pgvecstore.sql.text_ddl import EMPTY_TERMS, TERM_DIMENSIONS, term_id_sql
 
 # The most query terms a text or hybrid search uses (the first distinct ones of the query text).
 MAX_TEXT_QUERY_TERMS = 64
 # BM25's term-frequency saturation and length normalisation (Anserini's defaults; the sweep is in docs/hybrid.md).
 K1 = 0.9
 B = 0.4
-# Candidate selection (step 3 above).
-RARE_TERMS_DF = 500
-PAIRS_ESTIMATE = 1000
-MAX_SCANS = 24
+# Candidate selection (step 3 above; the sweep is in docs/text-search-scaling.md).
+RARE_TERMS_DF = 400
+PAIRS_ESTIMATE = 800
+MAX_SCANS = 16
 ROWS_PER_SCAN = 1000
-MAX_CANDIDATES = 2500
+MAX_CANDIDATES = 2000
 
 
 def text_candidates(
@@ -47,8 +46,7 @@ def text_candidates(
     domain key also ``row_domain``, `TableRef.carry_key`): the `limit` best rows of the store's
     scope and filter (`where`, on alias ``t``) by BM25, best first."""
     terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
-    tsv, tf = f"t.{quote_ident(t.text_search_column)}", f"t.{quote_ident(t.text_terms_column)}"
-    dims = p.add(TERM_DIMENSIONS, "int")
+    tsv = f"t.{quote_ident(t.text_search_column)}"
     if domain_id is None:
         docs_scope, terms_scope = "", ""
     else:
@@ -65,7 +63,6 @@ def text_candidates(
         f"FROM {docs_table} AS d{docs_scope})",
         "text_stats AS MATERIALIZED ("
         "SELECT tt.lexeme, tt.term, s.df, ln(1 + (c.n - s.df + 0.5) / (s.df + 0.5)) AS idf, "
-        f"('{{' || {term_id_sql('tt.lexeme')} || ':1}}/' || {dims})::sparsevec AS hot, "
         "sum(s.df) OVER (ORDER BY s.df, tt.lexeme) AS cum "
         "FROM text_terms AS tt JOIN (SELECT s.lexeme, sum(s.df)::float8 AS df "
         f"FROM {terms_table} AS s WHERE s.lexeme IN (SELECT lexeme FROM text_terms){terms_scope} "
@@ -81,17 +78,22 @@ def text_candidates(
         "(SELECT string_agg(term::text, ' | ')::tsquery AS tq FROM text_single HAVING count(*) > 0) UNION ALL "
         f"(SELECT tq FROM text_pairs WHERE estimate <= {p.add(PAIRS_ESTIMATE, 'float8')} "
         f"ORDER BY estimate LIMIT {p.add(MAX_SCANS - 1)}))",
-        # sparsevec(tf, ...) reads each candidate's frequencies out of TOAST once, not once per query term.
-        f"text_found AS MATERIALIZED (SELECT {t.carried('f')}, sparsevec(f.tf, {dims}, false) AS tf FROM ("
-        f"SELECT DISTINCT ON ({t.carried('x')}) {t.carried('x')}, x.tf FROM text_scans AS sc CROSS JOIN LATERAL ("
-        f"SELECT {t.carry_key('t')}, {tf} AS tf FROM {t.qualified} AS t {where} AND {tsv} @@ sc.tq "
-        f"LIMIT {p.add(ROWS_PER_SCAN)}) AS x) AS f LIMIT {p.add(MAX_CANDIDATES)})",
+        # Each candidate's tsvector is read out of TOAST once, by setweight, which marks the query's lexemes
+        # (its copy also gives the length); ts_filter keeps them: a term's count is its number of positions there.
+        "text_lexemes AS MATERIALIZED (SELECT array_agg(lexeme::text) AS lexemes FROM text_stats)",
+        f"text_found AS MATERIALIZED (SELECT {t.carried('f')}, "
+        "ts_filter(v.marked, '{a}') AS terms, length(v.marked) AS dl FROM ("
+        f"SELECT DISTINCT ON ({t.carried('x')}) {t.carried('x')}, x.tsv FROM text_scans AS sc CROSS JOIN LATERAL ("
+        f"SELECT {t.carry_key('t')}, {tsv} AS tsv FROM {t.qualified} AS t {where} AND {tsv} @@ sc.tq "
+        f"LIMIT {p.add(ROWS_PER_SCAN)}) AS x) AS f CROSS JOIN text_lexemes AS l "
+        "CROSS JOIN LATERAL (SELECT setweight(f.tsv, 'A', l.lexemes) AS marked OFFSET 0) AS v "
+        f"LIMIT {p.add(MAX_CANDIDATES)})",
         "text_scored AS ("
-        f"SELECT {t.carried('f')}, ({k1} + 1) * sum(s.idf * x.tf / (x.tf + {k1} * (1 - {b} + {b} * d.dl / c.avgdl))) "
-        "AS score FROM text_found AS f "
-        f"CROSS JOIN LATERAL (SELECT l1_distance(f.tf, {p.add(EMPTY_TERMS, 'text')}::sparsevec) AS dl) AS d "
-        "CROSS JOIN text_stats AS s CROSS JOIN LATERAL (SELECT -(f.tf <#> s.hot) AS tf) AS x "
-        f"CROSS JOIN text_corpus AS c WHERE x.tf > 0 GROUP BY {t.carried('f')})",
+        f"SELECT {t.carried('f')}, ({k1} + 1) * sum(s.idf * u.tf / (u.tf + {k1} * (1 - {b} + {b} * f.dl / c.avgdl))) "
+        "AS score FROM text_found AS f CROSS JOIN LATERAL (SELECT u.lexeme, "
+        "greatest(cardinality(u.positions), 1)::float8 AS tf FROM unnest(f.terms) AS u) AS u "
+        "JOIN text_stats AS s ON s.lexeme = u.lexeme "
+        f"CROSS JOIN text_corpus AS c GROUP BY {t.carried('f')})",
         "text_candidates AS ("
         f"SELECT {t.carried('r')}, r.score, row_number() OVER (ORDER BY r.score DESC, r.id) AS rank FROM ("
         f"SELECT {t.carried('s')}, s.score FROM text_scored AS s ORDER BY s.score DESC, s.id "

@@ -1,15 +1,17 @@
-"""Statements of the online layout upgrade (`pgvecstore.upgrade`): the table's layout record, the batched back-fill
-of the term frequencies, their recomputation, and the text-search index built concurrently.
+"""Statements of the online layout upgrade (`pgvecstore.upgrade`): the table's layout record, the snapshot the
+count of the statistics reads, the count itself (step by step in id order, into temporary tables), and adding it.
 
 DDL takes no bound parameters: these statements hold only names validated by `StoreConfig` (quoted by
 `quote_ident`), role names read from the catalog (quoted by `quote_ident`) and the comment of `layout.comment_text`
-(built from integers) as a quoted literal. Batch sizes and ids are bound parameters.
+(built from integers) as a quoted literal. Step sizes and ids are bound parameters; the snapshot's
+name, which the server gives, is a quoted literal.
 """
 
 from __future__ import annotations
 
 from pgvecstore.identifiers import quote_ident, quote_literal
 from pgvecstore.layout import comment_text
+from pgvecstore.sql import text_ddl
 from pgvecstore.sql.params import Params, Statement
 from pgvecstore.sql.table import TableRef
 
@@ -26,54 +28,76 @@ def session_lock(t: TableRef) -> Statement:
     return p.statement(f"SELECT pg_advisory_lock(hashtextextended({p.add(t.lock_key + ':upgrade')}, 0))")
 
 
-def rows_left(t: TableRef) -> Statement:
-    """The rows whose term frequencies are not set yet (not counted in the statistics)."""
-    return Statement(f"SELECT count(*) FROM {t.qualified} WHERE {quote_ident(t.text_terms_column)} IS NULL")
+# The temporary tables the count goes into (on the counting connection, for its session).
+COUNTED_TERMS = "pg_temp.pgvecstore_counted_terms"
+COUNTED_DOCS = "pg_temp.pgvecstore_counted_docs"
+EXPORT_SNAPSHOT = Statement("SELECT pg_export_snapshot()")
 
 
-def rows_left_up_to(t: TableRef, limit: int) -> Statement:
-    """`rows_left`, counted up to `limit` (an error message's count need not scan a big table to its end)."""
-    p = Params()
-    return p.statement(
-        f"SELECT count(*) FROM (SELECT 1 FROM {t.qualified} WHERE {quote_ident(t.text_terms_column)} IS NULL "
-        f"LIMIT {p.add(limit)}) AS capped"
-    )
+def import_snapshot(name: str) -> Statement:
+    """Make the counting transaction (REPEATABLE READ; this must be its first statement) read the rows as the
+    upgrade's first transaction saw them. The snapshot's name comes from the server."""
+    return Statement(f"SET TRANSACTION SNAPSHOT {quote_literal(name)}")
 
 
-def fill_batch(t: TableRef, size: int, after: object | None) -> Statement:
-    """Fill the next `size` rows (in id order, after id `after` when given) whose term frequencies are NULL, skipping
-    rows another transaction has locked: the row trigger computes their tsvector and term frequencies and the
-    statistics trigger counts them. One row: the number of rows filled and the last id."""
-    return _batch(t, size, after, where_null=True, assign=f"{t.col('content')} = r.{t.col('content')}",
-                  lock="FOR UPDATE SKIP LOCKED")
+def create_count_tables() -> list[str]:
+    """Empty temporary tables for the count (left from an interrupted count on the same session: emptied)."""
+    return [
+        f"CREATE TEMP TABLE IF NOT EXISTS {COUNTED_TERMS.removeprefix('pg_temp.')} (lexeme text COLLATE \"C\", "
+        "domain_key text COLLATE \"C\", df bigint NOT NULL, PRIMARY KEY (lexeme, domain_key))",
+        f"CREATE TEMP TABLE IF NOT EXISTS {COUNTED_DOCS.removeprefix('pg_temp.')} (domain_key text COLLATE \"C\" "
+        "PRIMARY KEY, n bigint NOT NULL, total_len bigint NOT NULL)",
+        f"TRUNCATE {COUNTED_TERMS}, {COUNTED_DOCS}",
+    ]
 
 
-def recompute_batch(t: TableRef, size: int, after: object | None) -> Statement:
-    """Compute the term frequencies of the next `size` rows (in id order, after id `after`) again: setting them
-    NULL makes the row trigger compute them, and the statistics trigger moves the rows whose terms changed.
-    One row: the number of rows done and the last id."""
-    return _batch(t, size, after, where_null=False, assign=f"{quote_ident(t.text_terms_column)} = NULL",
-                  lock="FOR UPDATE")
+def drop_count_tables() -> str:
+    """Drop the count's temporary tables once it has been added."""
+    return f"DROP TABLE IF EXISTS {COUNTED_TERMS}, {COUNTED_DOCS}"
 
 
-def _batch(t: TableRef, size: int, after: object | None, *, where_null: bool, assign: str, lock: str) -> Statement:
+def count_rows(t: TableRef) -> Statement:
+    """The rows the count will read (for its progress)."""
+    return Statement(f"SELECT count(*) FROM {t.qualified}")
+
+
+def next_step(t: TableRef, size: int, after: object | None) -> Statement:
+    """The next `size` rows in id order (after id `after` when given): one row, their number and the last id."""
     p = Params()
     id_col = t.col("id")
-    conditions = []
-    if after is not None:
-        conditions.append(f"{id_col} > {p.add(after)}")
-    if where_null:
-        conditions.append(f"{quote_ident(t.text_terms_column)} IS NULL")
-    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    where = f"WHERE {id_col} > {p.add(after)} " if after is not None else ""
     return p.statement(
-        f"WITH b AS (SELECT {id_col} FROM {t.qualified} {where}ORDER BY {id_col} LIMIT {p.add(size)} {lock}), "
-        f"u AS (UPDATE {t.qualified} AS r SET {assign} FROM b WHERE r.{id_col} = b.{id_col} RETURNING r.{id_col}) "
-        f"SELECT (SELECT count(*) FROM u), (SELECT {id_col} FROM u ORDER BY {id_col} DESC LIMIT 1)"
+        f"WITH s AS MATERIALIZED (SELECT {id_col} AS id FROM {t.qualified} {where}ORDER BY {id_col} "
+        f"LIMIT {p.add(size)}) SELECT (SELECT count(*) FROM s), (SELECT id FROM s ORDER BY id DESC LIMIT 1)"
     )
+
+
+def count_step(t: TableRef, after: object | None, last: object) -> list[Statement]:
+    """Add the statistics of the rows with ids in (`after`, `last`] to the count."""
+    p = Params()
+    id_col = t.col("id")
+    bounds = f"{id_col} <= {p.add(last)}" + (f" AND {id_col} > {p.add(after)}" if after is not None else "")
+    rows = f"(SELECT * FROM {t.qualified} WHERE {bounds})"
+    terms = p.statement(
+        f"INSERT INTO {COUNTED_TERMS} AS s (lexeme, domain_key, df) {text_ddl.term_counts(t, rows)} "
+        "ON CONFLICT (lexeme, domain_key) DO UPDATE SET df = s.df + excluded.df"
+    )
+    docs = Statement(
+        f"INSERT INTO {COUNTED_DOCS} AS s (domain_key, n, total_len) {text_ddl.domain_counts(t, rows)} "
+        "ON CONFLICT (domain_key) DO UPDATE SET n = s.n + excluded.n, total_len = s.total_len + excluded.total_len",
+        terms.args,
+    )
+    return [terms, docs]
+
+
+def add_count(t: TableRef) -> list[str]:
+    """Add the count to the statistics, which hold the changes writers made since the snapshot."""
+    return text_ddl.add_statistics(t, f"SELECT * FROM {COUNTED_TERMS}", f"SELECT * FROM {COUNTED_DOCS}")
 
 
 def clear_statistics(t: TableRef) -> list[str]:
-    """Empty the statistics tables (left by a dropped table of the same name) before any row is counted."""
+    """Empty the statistics tables (of an older layout, or left by a dropped table of the same name) before the
+    triggers and the count fill them."""
     return [f"DELETE FROM {t.in_schema(t.text_terms_table)}", f"DELETE FROM {t.in_schema(t.text_docs_table)}"]
 
 
