@@ -55,4 +55,4 @@ __all__ = [
     "WrongEventLoopError",
     "run_sync",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
