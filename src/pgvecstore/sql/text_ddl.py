@@ -266,15 +266,8 @@ def rebuild_statistics(t: TableRef) -> list[str]:
 
 def add_statistics(t: TableRef, terms: str, docs: str) -> list[str]:
     """Add counts to the statistics: `terms` yields (lexeme, domain_key, df), `docs` (domain_key, n, total_len).
-    The domains' rows first, then the terms, each in key order, as the statistics trigger locks them; entries
-    that reach zero are dropped."""
-    terms_table, docs_table = t.in_schema(t.text_terms_table), t.in_schema(t.text_docs_table)
-    return [
-        f"INSERT INTO {docs_table} AS s (domain_key, n, total_len) SELECT d.domain_key, d.n, d.total_len "
-        f"FROM ({docs}) AS d ORDER BY 1 ON CONFLICT (domain_key) DO UPDATE "
-        "SET n = s.n + excluded.n, total_len = s.total_len + excluded.total_len",
-        f"INSERT INTO {terms_table} AS s (lexeme, domain_key, df) SELECT d.lexeme, d.domain_key, d.df "
-        f"FROM ({terms}) AS d ORDER BY 1, 2 ON CONFLICT (lexeme, domain_key) DO UPDATE SET df = s.df + excluded.df",
-        f"DELETE FROM {terms_table} WHERE df = 0",
-        f"DELETE FROM {docs_table} WHERE n = 0 AND total_len = 0",
-    ]
+    As the statistics trigger adds a statement's rows (`_apply`, `_prune`): domains first, then terms, in key
+    order; entries that reach zero are dropped."""
+    as_terms = f"SELECT d.lexeme, d.domain_key, d.df AS c FROM ({terms}) AS d"
+    as_lengths = f"SELECT d.domain_key, d.n AS c, d.total_len AS l FROM ({docs}) AS d"
+    return [*_apply(t, as_terms, as_lengths), *_prune(t, as_terms)]

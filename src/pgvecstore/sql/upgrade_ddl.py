@@ -41,11 +41,12 @@ def import_snapshot(name: str) -> Statement:
 
 
 def create_count_tables() -> list[str]:
-    """Empty temporary tables for the count (left from an interrupted count on the same session: emptied)."""
+    """Empty temporary tables for the count (a table created in ``pg_temp`` is temporary; left from an interrupted
+    count on the same session: emptied)."""
     return [
-        f"CREATE TEMP TABLE IF NOT EXISTS {COUNTED_TERMS.removeprefix('pg_temp.')} (lexeme text COLLATE \"C\", "
+        f"CREATE TABLE IF NOT EXISTS {COUNTED_TERMS} (lexeme text COLLATE \"C\", "
         "domain_key text COLLATE \"C\", df bigint NOT NULL, PRIMARY KEY (lexeme, domain_key))",
-        f"CREATE TEMP TABLE IF NOT EXISTS {COUNTED_DOCS.removeprefix('pg_temp.')} (domain_key text COLLATE \"C\" "
+        f"CREATE TABLE IF NOT EXISTS {COUNTED_DOCS} (domain_key text COLLATE \"C\" "
         "PRIMARY KEY, n bigint NOT NULL, total_len bigint NOT NULL)",
         f"TRUNCATE {COUNTED_TERMS}, {COUNTED_DOCS}",
     ]
