@@ -216,7 +216,8 @@ async def test_writers_during_the_count_leave_exact_statistics(
 ) -> None:
     """After an interrupted upgrade (triggers on, count unfinished) and while the count runs (a writer task),
     inserts, content, metadata and domain updates, deletes of rows the count has or has not read yet, and a whole
-    domain emptied and filled again leave the statistics equal to a recount once the upgrade finishes."""
+    domain emptied and filled again leave the statistics equal to a recount once the upgrade finishes. Deletes of
+    rows not counted yet take the statistics below zero, and those entries must stay (not be pruned as empty)."""
     rows = scifact_rows(scifact_dir, domains=("a", "b"))
     await create_v010_table(admin, schema, rows)
     owner = make_store(id_type="text")
@@ -235,6 +236,8 @@ async def test_writers_during_the_count_leave_exact_statistics(
     await admin.execute(f'UPDATE "{schema}"."{TABLE}" SET domain_id = \'b\' WHERE id = \'doc-024\'')  # moved
     b_ids = [r[0] for r in await admin.fetch(f'SELECT id FROM "{schema}"."{TABLE}" WHERE domain_id = \'b\'')]
     await b.delete_vectors(b_ids)  # domain b emptied: its counts go below zero until the count is added
+    terms, docs = await statistics(admin, schema, TABLE)
+    assert {d[0]: d[1] for d in docs}["b"] < 0 and any(df < 0 for lexeme, domain, df in terms if domain == "b")
     await b.add_vectors([rows[2].embedding], ids=["b-again"], contents=["candle river"])
 
     async def write_while_upgrading(done: asyncio.Event) -> None:
