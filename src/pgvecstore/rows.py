@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -48,14 +48,16 @@ class RowBatch:
     The vectors are kept as given (a checked float32 block, or lists of floats as embedding APIs return them)
     and turned into PostgreSQL's binary vector format a chunk at a time while the rows are sent
     (`iter_records`): that conversion costs about as much Python as the server spends storing a row, so doing it
-    between sends, while the server stores the rows before, hides it instead of adding it before the COPY.
+    between sends, while the server stores the rows before, hides it instead of adding it before the COPY. The
+    metadata of a batch that passed the fast checks is JSON-encoded the same way (`PendingMetadata`); the per-row
+    path gives its texts ready.
     """
 
     ids: list[str]
     caller_ids: bool
     vectors: Any
     contents: list[Any]
-    metadata: list[str]
+    metadata: list[str] | PendingMetadata
     domain_id: str | None
     document_ids: list[Any]
     chunk_indexes: list[Any]
@@ -64,15 +66,16 @@ class RowBatch:
     vector_type: str = "vector"  # the column's (the writer sets it): `pgvecstore.vectors.codec` converts for it
 
     def iter_records(self, chunk_rows: int = WIRE_CHUNK_ROWS) -> Iterator[tuple[Any, ...]]:
-        """The batch's COPY records, converting vectors one chunk at a time; a vector that is not valid raises a
-        ValueError naming its position when its chunk is reached (inside the caller's transaction)."""
+        """The batch's COPY records, converting vectors (and pending metadata) one chunk at a time; a vector or
+        metadata dict that cannot be stored raises a ValueError naming its position when its chunk is reached
+        (inside the caller's transaction, which then writes nothing)."""
         for start in range(0, len(self.ids), chunk_rows):
             stop = start + chunk_rows
             yield from zip(
                 self.ids[start:stop],
                 self._wire(start, stop),
                 self.contents[start:stop],
-                self.metadata[start:stop],
+                self._metadata(start, stop),
                 itertools.repeat(self.domain_id),
                 self.document_ids[start:stop],
                 self.chunk_indexes[start:stop],
@@ -82,11 +85,60 @@ class RowBatch:
         """Every COPY record, vectors converted."""
         return list(self.iter_records(max(1, len(self.ids))))
 
+    def _metadata(self, start: int, stop: int) -> list[str]:
+        pending = self.metadata
+        if isinstance(pending, PendingMetadata):
+            return pending.texts(start, stop, self.offset)
+        return pending[start:stop]
+
     def _wire(self, start: int, stop: int) -> list[bytes]:
         part, convert = self.vectors[start:stop], codec(self.vector_type)
         if isinstance(part, np.ndarray):  # checked when the batch was made
             return convert.wire_block(part, self.offset + start)
         return convert.wire_vectors(part, self.dimensions, self.offset + start)
+
+
+class DeferredMetadata(Sequence[Any]):
+    """Metadata made from `items` by `make` (one mapping or None per item) only when its rows are sent.
+
+    For callers whose metadata costs Python work per row (the LlamaIndex adapter serialises each node): given as
+    ``add_vectors(metadata=...)`` together with the ``contents``, ``document_ids`` and ``chunk_indexes`` lists,
+    `make` runs a chunk at a time during the COPY, while the server stores the rows before (`PendingMetadata`),
+    instead of for every row before the first is sent. An error `make` raises, or metadata that cannot be stored,
+    fails the call inside its transaction, so nothing is written. Indexing or iterating calls `make` as well.
+    """
+
+    def __init__(self, items: Sequence[Any], make: Callable[[Any], Mapping[str, Any] | None]) -> None:
+        self.items, self.make = items, make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self.make(item) for item in self.items[index]]
+        return self.make(self.items[index])
+
+
+class PendingMetadata:
+    """A batch's metadata values (dicts or None), or its `DeferredMetadata`, JSON-encoded a chunk at a time while
+    the rows are sent (`RowBatch.iter_records`)."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self.values = values
+
+    def texts(self, start: int, stop: int, offset: int) -> list[str]:
+        """The JSON text of values ``start:stop``; a value that cannot be stored raises `InvalidInputError` naming
+        its position in the call (`offset` is the batch's first)."""
+        values = list(self.values[start:stop])
+        texts = _encode_metadata_values(values) if _fast_metadata(values, True) else None
+        if texts is None:  # the per-row encoder names the first value that cannot be stored
+            texts = [encode_metadata(value, offset + start + i)[0] for i, value in enumerate(values)]
+        return texts
 
 
 def normalize_id(value: object, id_type: str, position: int | None = None) -> str:
@@ -216,6 +268,8 @@ def _length(value: object) -> int | None:
 def _column(name: str, values: Iterable[Any] | None, expected: int | None) -> Iterator[Any]:
     if values is None:
         return itertools.repeat(_MISSING)
+    if isinstance(values, DeferredMetadata):  # its items: `iter_row_batches` wraps each batch's, unmade
+        values = values.items
     if isinstance(values, str | bytes | Mapping):
         raise InvalidInputError(f"{name} must be a list with one entry per vector, got {type(values).__name__}")
     size = _length(values)
@@ -297,24 +351,30 @@ def _json_encoder() -> Callable[[Any], str]:
     return _JSON.encode
 
 
-def _fast_metadata(values: list[Any], columns_given: bool) -> list[str] | None:
-    """JSON text of each metadata dict that has string keys, else None; also None when a dict carries a
-    document-column key and `columns_given` is False (the per-row path then fills the columns from it)."""
+def _fast_metadata(values: Sequence[Any], columns_given: bool) -> bool:
+    """Whether every metadata value is None or a dict with string keys (its JSON text is made while the rows are
+    sent, `PendingMetadata`); False also when a dict carries a document-column key and `columns_given` is False
+    (the per-row path then fills the columns from it)."""
+    return all(
+        value is None
+        or (
+            type(value) is dict
+            and (columns_given or value.keys().isdisjoint(DOCUMENT_COLUMNS))
+            and all(map(_is_str, value))
+        )
+        for value in values
+    )
+
+
+def _encode_metadata_values(values: list[Any]) -> list[str] | None:
+    """JSON text of each value (None is ``{}``) as `encode_metadata` makes it; None when any value cannot be
+    encoded or stored (the per-row path then names it)."""
     texts: list[str] = []
     append = texts.append
     encode = _json_encoder()
     try:
         for value in values:
-            if (
-                type(value) is dict
-                and (columns_given or value.keys().isdisjoint(DOCUMENT_COLUMNS))
-                and all(map(_is_str, value))
-            ):
-                append(encode(value))
-            elif value is None:
-                append("{}")
-            else:
-                return None
+            append("{}" if value is None else encode(value))
     except (TypeError, ValueError, RecursionError):
         return None
     joined = "".join(texts)
@@ -343,12 +403,17 @@ def _fast_chunk_indexes(values: list[Any]) -> list[Any] | None:
     return values
 
 
+# A batch's items of each input column, by name: lists, None for a column not given; the metadata may be a
+# `DeferredMetadata` (made while the rows are sent).
+Chunks = dict[str, Any]
+
+
 def _fast_batch(
     vectors: Sequence[Any],
     domain_id: str | None,
     id_type: str,
     seen: set[str],
-    chunks: dict[str, list[Any] | None],
+    chunks: Chunks,
 ) -> RowBatch | None:
     """The batch's rows when every item passes the vectorised checks; None when any needs the per-row path.
     `vectors`: the batch's vectors (a checked float32 block, or a list converted while the rows are sent)."""
@@ -370,9 +435,11 @@ def _fast_batch(
         ids, caller_ids = list(checked), True
     metas = chunks["metadata"]
     columns_given = all(chunks[name] is not None for name in ("contents", "document_ids", "chunk_indexes"))
-    texts = ["{}"] * n if metas is None else _fast_metadata(metas, columns_given)
-    if texts is None:
+    if isinstance(metas, DeferredMetadata) and not columns_given:
+        metas = list(metas)  # its document-column keys fill the columns: made now
+    if metas is not None and not isinstance(metas, DeferredMetadata) and not _fast_metadata(metas, columns_given):
         return None
+    texts: list[str] | PendingMetadata = ["{}"] * n if metas is None else PendingMetadata(metas)
     nones = [None] * n
     contents = chunks["contents"]
     contents = nones if contents is None else _fast_texts(contents, None)
@@ -394,7 +461,7 @@ def _checked_batch(
     domain_id: str | None,
     id_type: str,
     seen: set[str],
-    chunks: dict[str, list[Any] | None],
+    chunks: Chunks,
 ) -> RowBatch:
     """The batch's rows checked one by one; raises a ValueError naming the position of the first bad item."""
 
@@ -404,7 +471,8 @@ def _checked_batch(
             return _MISSING
         return values[row]
 
-    batch = RowBatch(ids=[], caller_ids=False, vectors=vectors, contents=[], metadata=[], domain_id=domain_id,
+    texts: list[str] = []
+    batch = RowBatch(ids=[], caller_ids=False, vectors=vectors, contents=[], metadata=texts, domain_id=domain_id,
                      document_ids=[], chunk_indexes=[])
     for row_number in range(len(vectors)):
         position = offset + row_number
@@ -427,7 +495,7 @@ def _checked_batch(
         doc = item("document_ids", row_number)
         chunk = item("chunk_indexes", row_number)
         batch.ids.append(row_id)
-        batch.metadata.append(meta_text)
+        texts.append(meta_text)
         batch.contents.append(
             check_content(from_meta.get("content") if content is _MISSING else content, position))
         batch.document_ids.append(
@@ -484,9 +552,12 @@ def iter_row_batches(
 
     for block in blocks:
         n = len(block)
-        chunks = {
+        chunks: Chunks = {
             name: None if given is None else list(itertools.islice(it, n)) for name, (given, it) in columns.items()
         }
+        items = chunks["metadata"]
+        if isinstance(metadata, DeferredMetadata) and items is not None:  # made while the rows are sent
+            chunks["metadata"] = DeferredMetadata(items, metadata.make)
         batch = _fast_batch(block, domain_id, id_type, seen, chunks)
         if batch is None:
             batch = _checked_batch(block, offset, domain_id, id_type, seen, chunks)

@@ -21,6 +21,7 @@ from pgvecstore.identifiers import WRITE_COLUMNS
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.primary_key import require_domain
 from pgvecstore.rows import (
+    DeferredMetadata,
     RowBatch,
     check_chunk_index,
     check_content,
@@ -43,6 +44,8 @@ CONFLICT_ATTEMPTS = 4
 
 def _rereadable(value: object) -> bool:
     """Whether `value` gives the same items when iterated again (so a rolled-back write can be repeated)."""
+    if isinstance(value, DeferredMetadata):
+        return _rereadable(value.items)
     return value is None or isinstance(value, np.ndarray | list | tuple)
 
 

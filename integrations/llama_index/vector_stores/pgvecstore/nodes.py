@@ -8,7 +8,7 @@ written: metadata types and key order, relationships, character offsets, exclude
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from pydantic_core import PydanticSerializationError
 from llama_index.vector_stores.pgvecstore.node_json import node_json
 from pgvecstore import InvalidInputError
 from pgvecstore.identifiers import DOCUMENT_COLUMNS
+from pgvecstore.rows import DeferredMetadata
 
 NODE_CONTENT_KEY = "_node_content"
 NODE_TYPE_KEY = "_node_type"
@@ -45,7 +46,7 @@ class NodeRows:
     ids: list[str] = field(default_factory=list)
     vectors: list[list[float]] = field(default_factory=list)
     contents: list[str | None] = field(default_factory=list)
-    metadata: list[dict[str, Any]] = field(default_factory=list)
+    metadata: DeferredMetadata = field(default_factory=lambda: DeferredMetadata([], node_metadata))
     document_ids: list[str | None] = field(default_factory=list)
     chunk_indexes: list[int | None] = field(default_factory=list)
 
@@ -62,7 +63,8 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
     kept = list(nodes) if len(last) == len(nodes) else [nodes[i] for i in sorted(last.values())]
     document_ids = [node.ref_doc_id for node in kept]
     chunks = chunk_indexes(kept, document_ids)
-    rows = NodeRows(document_ids=document_ids, chunk_indexes=chunks)
+    # Each node's metadata JSON (`node_metadata`, most of a node's cost) is made while the rows are sent.
+    rows = NodeRows(document_ids=document_ids, chunk_indexes=chunks, metadata=DeferredMetadata(kept, node_metadata))
     none = MetadataMode.NONE
     for node in kept:
         embedding = node.embedding
@@ -71,10 +73,10 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
                 f"node {node.node_id!r} has no embedding; embed nodes before adding them "
                 "(VectorStoreIndex and IngestionPipeline do this with an embed_model)"
             )
+        check_reserved_keys(node, node.metadata)  # here, before anything is sent, as well as in node_metadata
         rows.ids.append(node.node_id)
         rows.vectors.append(embedding)
         rows.contents.append(node.get_content(metadata_mode=none))
-        rows.metadata.append(node_metadata(node))
     return rows
 
 
@@ -98,6 +100,13 @@ def _plain_json(metadata: Any) -> bool:
     return float not in types or all(math.isfinite(v) for v in metadata.values() if type(v) is float)
 
 
+def check_reserved_keys(node: BaseNode, keys: Iterable[str]) -> None:
+    """`InvalidInputError` naming the node when its metadata uses a key the store keeps for the node itself."""
+    clash = RESERVED_KEYS.intersection(keys)
+    if clash:
+        raise InvalidInputError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
+
+
 def node_metadata(node: BaseNode) -> dict[str, Any]:
     """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node.
 
@@ -116,9 +125,7 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
             user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
     except (PydanticSerializationError, TypeError, ValueError) as error:
         raise InvalidInputError(f"node {node.node_id!r} cannot be stored as JSON: {error}") from error
-    clash = RESERVED_KEYS.intersection(user_metadata)
-    if clash:
-        raise InvalidInputError(f"node {node.node_id!r}: metadata key {sorted(clash)[0]!r} is reserved by the store")
+    check_reserved_keys(node, user_metadata)
     if COLUMN_KEYS.isdisjoint(user_metadata):
         return {**user_metadata, NODE_CONTENT_KEY: serialised, NODE_TYPE_KEY: node_type}
     stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
