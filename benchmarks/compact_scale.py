@@ -544,7 +544,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=300, help="unfiltered: the first N of SciFact's 300 queries")
     parser.add_argument("--filter-queries", type=int, default=100, help="filtered: the first N queries")
     parser.add_argument("--ef-high", type=int, default=100, help="the higher ef_search measured (default 100)")
-    parser.add_argument("--rerank-factors", default="8,16,24,32", help="quantized variants: factors swept")
+    parser.add_argument("--rerank-factors", default="16,32,48,64", help="quantized variants: factors swept")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic vectors")
     parser.add_argument("--batch", type=int, default=10_000, help="rows per add_vectors call")
     parser.add_argument("--no-raw-copy", action="store_true", help="skip the raw COPY baseline of the load")

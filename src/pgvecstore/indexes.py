@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import asyncpg
 
-from pgvecstore.compact import check_index, index_kind
+from pgvecstore.compact import BINARY_HNSW_DEFAULTS, check_index, index_kind
 from pgvecstore.config import HNSW_DEFAULTS, StoreConfig, validate_index_params
 from pgvecstore.connection import set_local, set_session
 from pgvecstore.errors import InvalidInputError
@@ -154,7 +154,7 @@ async def build_index(
             await conn.execute(ddl.drop_vector_index(table, current))
         rows = int(await conn.fetchval(queries.total_rows(table).sql))
         if index_type == "hnsw":
-            defaults = dict(HNSW_DEFAULTS)
+            defaults = dict(BINARY_HNSW_DEFAULTS if quantization == "binary" else HNSW_DEFAULTS)
             defaults["ef_construction"] = max(defaults["ef_construction"], 2 * chosen.get("m", defaults["m"]))
             chosen = validate_index_params("hnsw", {**defaults, **chosen})
         elif "lists" not in chosen:

@@ -1,9 +1,11 @@
 """Turning user input (vectors, ids, metadata) into validated rows, in bounded batches.
 
-Every check happens here, before anything is written: a bad dimension, NaN, a duplicate id, metadata that is not
-JSON or text PostgreSQL cannot store is an `InvalidInputError` (a `ValueError`) that names the position of the
-offending item. Metadata is stored exactly as given; its ``content``, ``document_id`` and ``chunk_index`` keys
-also fill those columns when the explicit lists are not given.
+Every check happens here: a bad dimension, NaN, a duplicate id, metadata that is not JSON or text PostgreSQL
+cannot store is an `InvalidInputError` (a `ValueError`) that names the position of the offending item. Most are
+made before anything is sent; the vectors given as lists and the JSON text of metadata are made (and checked) a
+chunk at a time while the rows are sent (`RowBatch.iter_records`), inside the call's transaction, so a bad item
+there also leaves nothing written. Metadata is stored exactly as given; its ``content``, ``document_id`` and
+``chunk_index`` keys also fill those columns when the explicit lists are not given.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class RowBatch:
             )
 
     def records(self) -> list[tuple[Any, ...]]:
-        """Every COPY record, vectors converted."""
+        """Every COPY record, vectors and metadata converted."""
         return list(self.iter_records(max(1, len(self.ids))))
 
     def _metadata(self, start: int, stop: int) -> list[str]:

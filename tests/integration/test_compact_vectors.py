@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pgvecstore import InvalidInputError, InvalidOptionError, Metric, PgVectorStore, SchemaMismatchError
+from pgvecstore.compact import DEFAULT_RERANK_FACTOR
 from pgvecstore.connection import set_local
 from pgvecstore.planner import SearchPlanner, SearchRequest
 from pgvecstore.search_tuning import record_paths
@@ -174,18 +175,36 @@ async def test_binary_quantized_search_reranks_by_the_exact_distance(
                                       " AND indexname LIKE '%hnsw_binary%'")
     assert "binary_quantize(embedding)" in definition and "bit_hamming_ops" in definition
     probes = queries(20, 64)
-    by_factor: dict[int, float] = {1: 0.0, 24: 0.0, 32: 0.0}
+    by_factor: dict[int, float] = {1: 0.0, 24: 0.0, DEFAULT_RERANK_FACTOR: 0.0}
     for query in probes:
         truth = exact_top(metric, BINARY_ROWS, query, 10)
         for factor in by_factor:
-            params = None if factor == 24 else {"rerank_factor": factor}  # 24: the store's default
+            params = None if factor == DEFAULT_RERANK_FACTOR else {"rerank_factor": factor}  # None: the default
             results = await store.search(query, k=10, search_params=params)
             assert len(results) == 10
             by_factor[factor] += recall(check_exactly_ranked(metric, BINARY_ROWS, query, results), truth)
     mean = {factor: total / len(probes) for factor, total in by_factor.items()}
-    assert mean[24] >= 0.85, mean
-    # The candidate count reaches the server: 10 candidates re-ranked lose what 320 find.
-    assert mean[1] <= mean[32] - 0.2, mean
+    assert mean[DEFAULT_RERANK_FACTOR] >= 0.85, mean
+    # The candidate count reaches the server: 10 candidates re-ranked lose what 240 find.
+    assert mean[1] <= mean[24] - 0.2, mean
+
+
+async def test_the_binary_index_is_built_with_its_own_defaults_unless_index_params_say_otherwise(
+    make_store: StoreMaker, admin: asyncpg.Connection, schema: str
+) -> None:
+    async def options_of(index_pattern: str) -> list[str]:
+        found = await admin.fetchval(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname LIKE $2", schema, index_pattern)
+        return sorted(found)
+
+    await _binary_store(make_store, Metric.COSINE, table_name="binary_defaults")
+    assert await options_of("binary_defaults%hnsw_binary%") == ["ef_construction=40", "m=10"]  # BINARY_HNSW_DEFAULTS
+    await _binary_store(make_store, Metric.COSINE, table_name="binary_m16", index_params={"m": 16})
+    assert await options_of("binary_m16%hnsw_binary%") == ["ef_construction=40", "m=16"]
+    float_store = make_store(dimensions=64, index_type="hnsw", auto_create_index=True, table_name="float_defaults")
+    await float_store.add_vectors(BINARY_ROWS[:10])
+    assert await options_of("float_defaults%hnsw%") == ["ef_construction=64", "m=16"]  # the float index keeps pgvector's usual defaults
 
 
 def _index_scans(node: dict[str, Any]) -> list[dict[str, Any]]:

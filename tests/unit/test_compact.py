@@ -131,21 +131,21 @@ QUERY = [0.5, 0.1, -0.2, 0.9, 0.0, 1.0, -1.0, 0.25]
 def test_binary_searches_take_k_times_rerank_factor_candidates() -> None:
     p = planner(quantization="binary", index_type="hnsw")
     plan = p.plan(SearchRequest(QUERY, k=10))
-    assert plan.candidates == 240 and plan.args[1:] == [240, 10]
-    assert plan.settings == {"hnsw.ef_search": "240"}  # the scan returns at most ef_search rows per pass
+    assert plan.candidates == 640 and plan.args[1:] == [640, 10]  # k * DEFAULT_RERANK_FACTOR (64)
+    assert plan.settings == {"hnsw.ef_search": "640"}  # the scan returns at most ef_search rows per pass
     assert plan.exact is not None and "binary_quantize" not in plan.exact.sql  # the exact twin
     wider = p.plan(SearchRequest(QUERY, k=10, search_params={"rerank_factor": 32}))
     assert wider.sql is plan.sql and wider.candidates == 320 and wider.args[1] == 320
     assert wider.settings == {"hnsw.ef_search": "320"}
     many = p.plan(SearchRequest(QUERY, k=100))
-    assert many.candidates == 2400 and many.settings == {"hnsw.ef_search": "1000"}  # the rest: iterative scans
+    assert many.candidates == 6400 and many.settings == {"hnsw.ef_search": "1000"}  # the rest: iterative scans
     store_factor = planner(quantization="binary", rerank_factor=2).plan(SearchRequest(QUERY, k=10))
     assert store_factor.candidates == 20 and store_factor.settings == {}
     hybrid_plan = p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="x", vector_k=20), "english")
-    assert 480 in hybrid_plan.args and hybrid_plan.settings == {"hnsw.ef_search": "480"}
+    assert 1280 in hybrid_plan.args and hybrid_plan.settings == {"hnsw.ef_search": "1000"}
     assert hybrid_plan.exact is not None and "binary_quantize" not in hybrid_plan.exact.sql
     filtered = p.plan(SearchRequest(QUERY, k=10, filter={"a": 1}))
-    assert filtered.filtered and filtered.candidates == 240 and filtered.exact is not None
+    assert filtered.filtered and filtered.candidates == 640 and filtered.exact is not None
 
 
 def test_halfvec_plans_send_half_precision_queries() -> None:
@@ -180,4 +180,4 @@ def test_compact_options_pgvector_can_index() -> None:
         {"dimensions": 3000, "index_type": "none"},
     ):
         config = StoreConfig.from_options(**options)
-        assert config.rerank_factor == 24 and config.vector_type == options.get("vector_type")
+        assert config.rerank_factor == 64 and config.vector_type == options.get("vector_type")
