@@ -144,7 +144,10 @@ class SearchPlanner:
                               metadata=r.include_metadata, vectors=r.include_vectors)
         depth = max(k, DEFAULT_CANDIDATES)
         vector_k = int(r.vector_k or depth)
-        rerank = self.rerank(options, vector_k)
+        # The vector side of a hybrid search hands `vector_k` candidates (40 by default) to the fusion, which
+        # needs them less exactly than a vector search's k: its re-ranking takes at most one pass of the binary
+        # index (MAX_EF_SEARCH candidates), not `vector_k * rerank_factor` (2,560 at the defaults).
+        rerank = self.rerank(options, vector_k, search_tuning.MAX_EF_SEARCH)
         build = functools.partial(
             hybrid.hybrid_search,
             self._table, self._metric, self._domain, r.filter, query=self._query_wire(r.query, self._dimensions),
@@ -160,13 +163,13 @@ class SearchPlanner:
         return SearchPlan(statement.sql, list(statement.args), k, options, settings, at=-3,
                           metadata=r.include_metadata, vectors=r.include_vectors, exact=exact)
 
-    def rerank(self, options: SearchOptions, k: int) -> Rerank | None:
+    def rerank(self, options: SearchOptions, k: int, most: int = MAX_ROWS) -> Rerank | None:
         """How a binary-quantized store re-ranks a search for `k` rows (``k * rerank_factor`` candidates, the
-        call's factor or the store's); None for a store without quantization."""
+        call's factor or the store's, at most `most`); None for a store without quantization."""
         if self._config.quantization != "binary":
             return None
         factor = options.rerank_factor or self._config.rerank_factor
-        return Rerank(self._vector_type, self._dimensions, min(k * factor, MAX_ROWS))
+        return Rerank(self._vector_type, self._dimensions, min(k * factor, most))
 
     def vector(
         self, wire: bytes, k: int, filter: Mapping[str, Any] | None, options: SearchOptions,

@@ -94,7 +94,8 @@ def test_the_binary_index_and_its_search_read_the_same_expression() -> None:
     )
     assert not restricts
     assert f"ORDER BY {expression} <~> binary_quantize($1::vector)::bit(64) LIMIT $2" in statement.sql
-    assert statement.sql.endswith('ORDER BY distance LIMIT $3')
+    assert "ORDER BY distance LIMIT $3) AS n" in statement.sql  # keys and distances sorted, then the k rows read
+    assert statement.sql.endswith('AS t ON t."id" = n.id ORDER BY n.distance')
     assert 'c."embedding" <-> $1::vector AS distance' in statement.sql  # re-ranked by the store's metric
     assert statement.args == (b"q", 240, 10)
     assert statement.bind(query=b"z", k=5, candidates=120) == [b"z", 120, 5]
@@ -142,7 +143,11 @@ def test_binary_searches_take_k_times_rerank_factor_candidates() -> None:
     store_factor = planner(quantization="binary", rerank_factor=2).plan(SearchRequest(QUERY, k=10))
     assert store_factor.candidates == 20 and store_factor.settings == {}
     hybrid_plan = p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="x", vector_k=20), "english")
-    assert 1280 in hybrid_plan.args and hybrid_plan.settings == {"hnsw.ef_search": "1000"}
+    # 20 * 64 = 1,280, but a hybrid search's vector side re-ranks at most one pass of the index
+    assert 1000 in hybrid_plan.args and 1280 not in hybrid_plan.args
+    assert hybrid_plan.settings == {"hnsw.ef_search": "1000"}
+    few = p.plan(SearchRequest(QUERY, k=5, mode="hybrid", query_text="x", vector_k=10), "english")
+    assert 640 in few.args and few.settings == {"hnsw.ef_search": "640"}
     assert hybrid_plan.exact is not None and "binary_quantize" not in hybrid_plan.exact.sql
     filtered = p.plan(SearchRequest(QUERY, k=10, filter={"a": 1}))
     assert filtered.filtered and filtered.candidates == 640 and filtered.exact is not None

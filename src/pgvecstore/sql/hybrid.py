@@ -11,7 +11,7 @@ from typing import Any
 
 from pgvecstore.metric import Metric
 from pgvecstore.sql.params import Params, Statement
-from pgvecstore.sql.queries import Filter, Rerank, binary_candidates, reranked_distance, scope, select_columns
+from pgvecstore.sql.queries import Filter, Rerank, reranked_nearest, scope, select_columns
 from pgvecstore.sql.table import TableRef
 from pgvecstore.sql.text_query import text_candidates
 
@@ -40,12 +40,7 @@ def _vector_candidates(
     `rerank`, the binary index's candidates re-ranked by `metric` (`queries.reranked_search`)."""
     emb, op = f"t.{t.col('embedding')}", metric.operator
     if rerank is not None:
-        inner = binary_candidates(t, where, query_ph, rerank, p.add(rerank.candidates), alias="t")
-        distance = reranked_distance(t, metric, query_ph, rerank)
-        return (
-            f"SELECT {t.carry_key('c')}, {distance} AS distance FROM ({inner}) AS c "
-            f"ORDER BY distance LIMIT {limit_ph}"
-        )
+        return reranked_nearest(t, metric, where, query_ph, rerank, p.add(rerank.candidates), limit_ph, alias="t")
     return (
         f"SELECT {t.carry_key('t')}, {emb} {op} {query_ph} AS distance FROM {t.qualified} AS t {where} "
         f"ORDER BY {emb} {op} {query_ph} LIMIT {limit_ph}"

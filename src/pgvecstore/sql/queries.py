@@ -118,22 +118,37 @@ def reranked_distance(t: TableRef, metric: Metric, query: str, rerank: Rerank) -
     return f"c.{t.col('embedding')} {metric.operator} {query}::{check_vector_type(rerank.vector_type)}"
 
 
+def reranked_nearest(
+    t: TableRef, metric: Metric, where: str, query: str, rerank: Rerank, candidates: str, limit: str, alias: str = ""
+) -> str:
+    """The carried key (`TableRef.carry_key`) and exact distance by `metric` of the `limit` nearest of the binary
+    index's `candidates` rows (`binary_candidates`, whose `where` reads the table as `alias`), nearest first.
+    `query`, `candidates` and `limit` are placeholders."""
+    inner = binary_candidates(t, where, query, rerank, candidates, alias)
+    distance = reranked_distance(t, metric, query, rerank)
+    return f"SELECT {t.carry_key('c')}, {distance} AS distance FROM ({inner}) AS c ORDER BY distance LIMIT {limit}"
+
+
 def reranked_search(
     t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int, rerank: Rerank,
     *, metadata: bool, vectors: bool,
 ) -> tuple[Statement, bool]:
     """`vector_search` of a binary-quantized store, in one statement: ``rerank.candidates`` rows from the binary
     index, re-ranked by the exact distance of `metric` on their stored vectors; the `k` nearest, nearest first,
-    with their distance last. Slots ``query``, ``k`` and ``candidates``."""
+    with their distance last. Slots ``query``, ``k`` and ``candidates``.
+
+    The re-ranking sorts keys and distances only and reads the other columns of the `k` rows afterwards: sorting
+    whole rows, PostgreSQL would compute every candidate's selected columns (the metadata's text among them) first.
+    """
     p = Params()
     where = scope(t, p, domain_id, filter)
     q = p.named("query", query)
-    inner = binary_candidates(t, where.sql, q, rerank, p.named("candidates", rerank.candidates))
-    cols = select_columns(t, vectors=vectors, metadata=metadata, alias="c")
-    distance = reranked_distance(t, metric, q, rerank)
+    nearest = reranked_nearest(t, metric, where.sql, q, rerank, p.named("candidates", rerank.candidates),
+                               p.named("k", k))
+    cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     sql = (
-        f"SELECT {cols}, {distance} AS distance FROM ({inner}) AS c "
-        f"ORDER BY distance LIMIT {p.named('k', k)}"
+        f"SELECT {cols}, n.distance FROM ({nearest}) AS n JOIN {t.qualified} AS t ON {t.is_carried('t', 'n')} "
+        "ORDER BY n.distance"
     )
     return p.statement(sql), where.restricts
 
