@@ -11,22 +11,17 @@ there also leaves nothing written. Metadata is stored exactly as given; its ``co
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from pgvecstore.errors import InvalidInputError
-from pgvecstore.identifiers import DOCUMENT_COLUMNS
+from pgvecstore.row_metadata import DeferredMetadata, PendingMetadata, encode_metadata, is_utf8, plain_metadata
 from pgvecstore.vectors import check_vectors, codec
-
-# A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # Longest text id accepted: a B-tree entry must fit in a third of a page (about 2,700 bytes).
 MAX_ID_BYTES = 2000
@@ -100,49 +95,6 @@ class RowBatch:
         return convert.wire_vectors(part, self.dimensions, self.offset + start)
 
 
-class DeferredMetadata(Sequence[Any]):
-    """Metadata made from `items` by `make` (one mapping or None per item) only when its rows are sent.
-
-    For callers whose metadata costs Python work per row (the LlamaIndex adapter serialises each node): given as
-    ``add_vectors(metadata=...)`` together with the ``contents``, ``document_ids`` and ``chunk_indexes`` lists,
-    `make` runs a chunk at a time during the COPY, while the server stores the rows before (`PendingMetadata`),
-    instead of for every row before the first is sent. An error `make` raises, or metadata that cannot be stored,
-    fails the call inside its transaction, so nothing is written. Indexing or iterating calls `make` as well.
-    """
-
-    def __init__(self, items: Sequence[Any], make: Callable[[Any], Mapping[str, Any] | None]) -> None:
-        self.items, self.make = items, make
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self.make(item) for item in self.items[index]]
-        return self.make(self.items[index])
-
-
-class PendingMetadata:
-    """A batch's metadata values (dicts or None), or its `DeferredMetadata`, JSON-encoded a chunk at a time while
-    the rows are sent (`RowBatch.iter_records`)."""
-
-    def __init__(self, values: Sequence[Any]) -> None:
-        self.values = values
-
-    def texts(self, start: int, stop: int, offset: int) -> list[str]:
-        """The JSON text of values ``start:stop``; a value that cannot be stored raises `InvalidInputError` naming
-        its position in the call (`offset` is the batch's first)."""
-        values = list(self.values[start:stop])
-        texts = _encode_metadata_values(values) if _fast_metadata(values, True) else None
-        if texts is None:  # the per-row encoder names the first value that cannot be stored
-            texts = [encode_metadata(value, offset + start + i)[0] for i, value in enumerate(values)]
-        return texts
-
-
 def normalize_id(value: object, id_type: str, position: int | None = None) -> str:
     """Canonical text of an id, or a ValueError naming the id (and its position) when it is not valid."""
     where = f" at position {position}" if position is not None else ""
@@ -163,7 +115,7 @@ def normalize_id(value: object, id_type: str, position: int | None = None) -> st
         raise InvalidInputError(f"id{where} must not be empty")
     if "\x00" in text:
         raise InvalidInputError(f"id{where} contains a NUL character, which PostgreSQL text cannot store")
-    if not _is_utf8(text):
+    if not is_utf8(text):
         raise InvalidInputError(f"id{where} is not valid Unicode text (it holds a lone surrogate)")
     if len(text.encode()) > MAX_ID_BYTES:
         raise InvalidInputError(
@@ -180,44 +132,6 @@ def normalize_ids(ids: Iterable[Any], id_type: str) -> list[str]:
     return [normalize_id(value, id_type, i) for i, value in enumerate(ids)]
 
 
-def _is_utf8(text: str) -> bool:
-    """False for text PostgreSQL cannot store as UTF-8 (lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
-    """JSON text of one metadata dict (stored as given) and the document-column values it carries."""
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        raise InvalidInputError(f"metadata at position {position} must be a dict, got {type(value).__name__}")
-    columns: dict[str, Any] = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise InvalidInputError(f"metadata at position {position}: key {key!r} must be a string")
-        if key in DOCUMENT_COLUMNS:
-            columns[key] = item
-    try:
-        text = json.dumps(value if type(value) is dict else dict(value), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata at position {position} is not JSON-serialisable: {exc}") from None
-    except RecursionError:
-        raise InvalidInputError(f"metadata at position {position} is nested too deeply to store") from None
-    if "\x00" in text or _JSON_NUL.search(text):
-        raise InvalidInputError(
-            f"metadata at position {position} contains a NUL character, which PostgreSQL cannot store"
-        )
-    if not _is_utf8(text):
-        raise InvalidInputError(
-            f"metadata at position {position} is not valid Unicode text (it holds a lone surrogate)"
-        )
-    return text, columns
-
-
 def check_content(value: object, position: int) -> str | None:
     if value is None:
         return None
@@ -229,7 +143,7 @@ def check_content(value: object, position: int) -> str | None:
         raise InvalidInputError(
             f"content at position {position} contains a NUL character, which PostgreSQL cannot store"
         )
-    if not _is_utf8(value):
+    if not is_utf8(value):
         raise InvalidInputError(f"content at position {position} is not valid Unicode text (it holds a lone surrogate)")
     return value
 
@@ -246,7 +160,7 @@ def check_document_id(value: object, position: int) -> str | None:
         )
     if "\x00" in text:
         raise InvalidInputError(f"document_id at position {position} contains a NUL character")
-    if not _is_utf8(text):
+    if not is_utf8(text):
         raise InvalidInputError(
             f"document_id at position {position} is not valid Unicode text (it holds a lone surrogate)"
         )
@@ -286,8 +200,6 @@ def _column(name: str, values: Iterable[Any] | None, expected: int | None) -> It
 # error, goes through the per-row path below, which is the reference: it names the position of the first bad item.
 # Both give the same rows for the same input.
 
-_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
-_is_str = str.__instancecheck__
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 # Hex pairs of every byte value, as ASCII codes: _HEX_PAIRS[b] == [ord(hex(b)[0]), ord(hex(b)[1])].
 _HEX_PAIRS = np.stack([_HEX_DIGITS[np.arange(256) >> 4], _HEX_DIGITS[np.arange(256) & 15]], axis=1)
@@ -329,67 +241,16 @@ def _fast_ids(values: list[Any], id_type: str) -> list[str] | None:
         return values if _canonical_uuids(values) else None
     if all(type(v) is str for v in values) and all(values):
         joined = "".join(values)
-        if "\x00" not in joined and _is_utf8(joined) and max(map(len, values)) * 4 <= MAX_ID_BYTES:
+        if "\x00" not in joined and is_utf8(joined) and max(map(len, values)) * 4 <= MAX_ID_BYTES:
             return values
     return None
-
-
-def _json_encoder() -> Callable[[Any], str]:
-    """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` for one batch, without its per-call set-up.
-
-    Uses the C encoder the way ``JSONEncoder.iterencode`` does; its circular-reference markers are fresh for each
-    batch, and an encoder that raised is never used again (the batch then goes the per-row path).
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is not None:
-        try:
-            encode = make(
-                {}, _JSON.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
-            )
-            if "".join(encode({"a": [1, 2.5, None, True, "é"]}, 0)) == '{"a": [1, 2.5, null, true, "é"]}':
-                return lambda value: "".join(encode(value, 0))
-        except Exception:  # another Python's C encoder: use the public API
-            pass
-    return _JSON.encode
-
-
-def _fast_metadata(values: Sequence[Any], columns_given: bool) -> bool:
-    """Whether every metadata value is None or a dict with string keys (its JSON text is made while the rows are
-    sent, `PendingMetadata`); False also when a dict carries a document-column key and `columns_given` is False
-    (the per-row path then fills the columns from it)."""
-    return all(
-        value is None
-        or (
-            type(value) is dict
-            and (columns_given or value.keys().isdisjoint(DOCUMENT_COLUMNS))
-            and all(map(_is_str, value))
-        )
-        for value in values
-    )
-
-
-def _encode_metadata_values(values: list[Any]) -> list[str] | None:
-    """JSON text of each value (None is ``{}``) as `encode_metadata` makes it; None when any value cannot be
-    encoded or stored (the per-row path then names it)."""
-    texts: list[str] = []
-    append = texts.append
-    encode = _json_encoder()
-    try:
-        for value in values:
-            append("{}" if value is None else encode(value))
-    except (TypeError, ValueError, RecursionError):
-        return None
-    joined = "".join(texts)
-    if "\x00" in joined or "\\u0000" in joined or not _is_utf8(joined):
-        return None
-    return texts
 
 
 def _fast_texts(values: list[Any], max_length: int | None) -> list[Any] | None:
     """An explicit contents/document_ids list when every entry is None or a str PostgreSQL can store."""
     present = [v for v in values if v is not None]
     joined = "".join(v for v in present if type(v) is str)
-    if not all(type(v) is str for v in present) or "\x00" in joined or not _is_utf8(joined):
+    if not all(type(v) is str for v in present) or "\x00" in joined or not is_utf8(joined):
         return None
     if max_length is not None and present and max(map(len, present)) > max_length:
         return None
@@ -439,7 +300,7 @@ def _fast_batch(
     columns_given = all(chunks[name] is not None for name in ("contents", "document_ids", "chunk_indexes"))
     if isinstance(metas, DeferredMetadata) and not columns_given:
         metas = list(metas)  # its document-column keys fill the columns: made now
-    if metas is not None and not isinstance(metas, DeferredMetadata) and not _fast_metadata(metas, columns_given):
+    if metas is not None and not isinstance(metas, DeferredMetadata) and not plain_metadata(metas, columns_given):
         return None
     texts: list[str] | PendingMetadata = ["{}"] * n if metas is None else PendingMetadata(metas)
     nones = [None] * n
@@ -507,6 +368,34 @@ def _checked_batch(
     return batch
 
 
+def _checked_vectors(vectors: Any, dimensions: int) -> Any:
+    """`vectors` as a 2-D array when given as numpy (a single vector becomes one row), after checking its shape;
+    other input as given, if it is an iterable of vectors."""
+    if isinstance(vectors, np.ndarray):
+        if vectors.ndim == 1:
+            vectors = vectors.reshape(1, -1)
+        if vectors.ndim != 2:
+            raise InvalidInputError(f"vectors must be a 2-D array (n, {dimensions}), got shape {vectors.shape}")
+        if vectors.shape[1] != dimensions:
+            raise InvalidInputError(f"vector at position 0 has dimension {vectors.shape[1]}, expected {dimensions}")
+    elif isinstance(vectors, str | bytes | Mapping) or not isinstance(vectors, Iterable):
+        raise InvalidInputError("vectors must be a numpy array (n, d) or a list of vectors")
+    return vectors
+
+
+def _vector_blocks(vectors: Any, dimensions: int, batch_size: int) -> Iterator[Any]:
+    """The vectors in blocks of `batch_size`. A numpy array is checked here, a block at a time; vectors given
+    otherwise (lists) stay as given until the rows are sent (`RowBatch.iter_records`), which converts and checks
+    them."""
+    if isinstance(vectors, np.ndarray):
+        return (
+            check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i)
+            for i in range(0, len(vectors), batch_size)
+        )
+    iterator = iter(vectors)
+    return iter(lambda: list(itertools.islice(iterator, batch_size)), [])
+
+
 def iter_row_batches(
     vectors: Any,
     *,
@@ -521,15 +410,7 @@ def iter_row_batches(
     chunk_indexes: Iterable[Any] | None = None,
 ) -> Iterator[RowBatch]:
     """Validate input and yield it as batches of COPY-ready rows; memory stays bounded by `batch_size`."""
-    if isinstance(vectors, np.ndarray):
-        if vectors.ndim == 1:
-            vectors = vectors.reshape(1, -1)
-        if vectors.ndim != 2:
-            raise InvalidInputError(f"vectors must be a 2-D array (n, {dimensions}), got shape {vectors.shape}")
-        if vectors.shape[1] != dimensions:
-            raise InvalidInputError(f"vector at position 0 has dimension {vectors.shape[1]}, expected {dimensions}")
-    elif isinstance(vectors, str | bytes | Mapping) or not isinstance(vectors, Iterable):
-        raise InvalidInputError("vectors must be a numpy array (n, d) or a list of vectors")
+    vectors = _checked_vectors(vectors, dimensions)
     total = _length(vectors)
     columns = {
         "ids": (ids, _column("ids", ids, total)),
@@ -541,18 +422,7 @@ def iter_row_batches(
     seen: set[str] = set()
     offset = 0
 
-    # A numpy array is checked here, a batch at a time; vectors given otherwise (lists) stay as given until the
-    # rows are sent (`RowBatch.iter_records`), which converts and checks them.
-    if isinstance(vectors, np.ndarray):
-        blocks: Iterator[Any] = (
-            check_vectors(np.asarray(vectors[i : i + batch_size], dtype=np.float32), dimensions, i)
-            for i in range(0, len(vectors), batch_size)
-        )
-    else:
-        iterator = iter(vectors)
-        blocks = iter(lambda: list(itertools.islice(iterator, batch_size)), [])
-
-    for block in blocks:
+    for block in _vector_blocks(vectors, dimensions, batch_size):
         n = len(block)
         chunks: Chunks = {
             name: None if given is None else list(itertools.islice(it, n)) for name, (given, it) in columns.items()

@@ -20,13 +20,12 @@ from pgvecstore.filter_values import show
 from pgvecstore.identifiers import WRITE_COLUMNS
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.primary_key import require_domain
+from pgvecstore.row_metadata import DeferredMetadata, encode_metadata
 from pgvecstore.rows import (
-    DeferredMetadata,
     RowBatch,
     check_chunk_index,
     check_content,
     check_document_id,
-    encode_metadata,
     iter_row_batches,
     normalize_ids,
 )

@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgvecstore.errors import InvalidInputError
-from pgvecstore.rows import (
-    DeferredMetadata,
-    _checked_batch,
-    _fast_batch,
-    encode_metadata,
-    generated_ids,
-    iter_row_batches,
-)
+from pgvecstore.row_metadata import DeferredMetadata, encode_metadata
+from pgvecstore.rows import _checked_batch, _fast_batch, generated_ids, iter_row_batches
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), text,

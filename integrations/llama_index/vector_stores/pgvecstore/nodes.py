@@ -28,7 +28,7 @@ from pydantic_core import PydanticSerializationError
 from llama_index.vector_stores.pgvecstore.node_json import node_json
 from pgvecstore import InvalidInputError
 from pgvecstore.identifiers import DOCUMENT_COLUMNS
-from pgvecstore.rows import DeferredMetadata
+from pgvecstore.row_metadata import DeferredMetadata
 
 NODE_CONTENT_KEY = "_node_content"
 NODE_TYPE_KEY = "_node_type"
