@@ -57,10 +57,11 @@ def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
 
 
 def _json_encoder() -> Callable[[Any], str]:
-    """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` for one batch, without its per-call set-up.
+    """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` for one chunk of values, without its per-call
+    set-up.
 
     Uses the C encoder the way ``JSONEncoder.iterencode`` does; its circular-reference markers are fresh for each
-    batch, and an encoder that raised is never used again (the batch then goes the per-row path).
+    chunk, and an encoder that raised is never used again (the chunk then goes the per-row path).
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is not None:

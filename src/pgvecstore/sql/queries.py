@@ -137,8 +137,8 @@ def reranked_search(
     index, re-ranked by the exact distance of `metric` on their stored vectors; the `k` nearest, nearest first,
     with their distance last. Slots ``query``, ``k`` and ``candidates``.
 
-    The re-ranking sorts keys and distances only and reads the other columns of the `k` rows afterwards: sorting
-    whole rows, PostgreSQL would compute every candidate's selected columns (the metadata's text among them) first.
+    The re-ranking sorts keys and distances only and reads the other columns (content, metadata) of the `k` rows
+    afterwards, not of every candidate: a long content in TOAST is read for the results only.
     """
     p = Params()
     where = scope(t, p, domain_id, filter)
