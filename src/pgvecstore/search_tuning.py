@@ -102,7 +102,7 @@ class SearchOptions:
     - ``retry_exact``: when a filtered index scan returns fewer than ``k`` rows, run the exact scan (default
       True), so a search returns ``k`` rows whenever ``k`` rows match.
     - ``rerank_factor``: with ``quantization="binary"``, the candidates re-ranked per requested row (default
-      None: the store's ``rerank_factor`` option, 24). The index scan returns ``k * rerank_factor`` rows, so
+      None: the store's ``rerank_factor`` option, 64). The index scan returns ``k * rerank_factor`` rows, so
       ``ef_search`` is raised to that (at most 1,000; iterative scans fetch the rest). Stores without
       quantization ignore it.
     """
