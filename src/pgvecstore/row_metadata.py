@@ -14,7 +14,6 @@ from pgvecstore.identifiers import DOCUMENT_COLUMNS
 
 # A NUL escape in JSON text: "\u0000" not preceded by an escaped backslash ("\\u0000" is a harmless literal).
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_JSON = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 _is_str = str.__instancecheck__
 
 
@@ -56,24 +55,29 @@ def encode_metadata(value: object, position: int) -> tuple[str, dict[str, Any]]:
     return text, columns
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """``json.dumps(value, allow_nan=False, ensure_ascii=False)`` for one chunk of values, without its per-call
-    set-up.
+def json_encoder(
+    item_separator: str = ", ", key_separator: str = ": ", *, check_circular: bool = True
+) -> Callable[[Any], str]:
+    """``json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(item_separator, key_separator))``
+    without its per-call set-up: the C encoder, made once, used the way ``JSONEncoder.iterencode`` uses it.
 
-    Uses the C encoder the way ``JSONEncoder.iterencode`` does; its circular-reference markers are fresh for each
-    chunk, and an encoder that raised is never used again (the chunk then goes the per-row path).
+    With `check_circular`, the encoder's circular-reference markers are its own: make one per group of values and
+    drop one that raised. Without, it keeps no state between calls and may live as long as its caller, for values
+    that cannot refer to themselves.
     """
+    reference = json.JSONEncoder(allow_nan=False, ensure_ascii=False, check_circular=check_circular,
+                                 separators=(item_separator, key_separator))
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is not None:
         try:
-            encode = make(
-                {}, _JSON.default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
-            )
-            if "".join(encode({"a": [1, 2.5, None, True, "é"]}, 0)) == '{"a": [1, 2.5, null, true, "é"]}':
+            encode = make({} if check_circular else None, reference.default, json.encoder.encode_basestring, None,
+                          key_separator, item_separator, False, False, False)
+            sample = {"a": [1, 2.5, None, True, "é"]}
+            if "".join(encode(sample, 0)) == reference.encode(sample):
                 return lambda value: "".join(encode(value, 0))
         except Exception:  # another Python's C encoder: use the public API
             pass
-    return _JSON.encode
+    return reference.encode
 
 
 def plain_metadata(values: Sequence[Any], columns_given: bool) -> bool:
@@ -96,7 +100,7 @@ def encode_metadata_values(values: list[Any]) -> list[str] | None:
     encoded or stored (the per-row path then names it)."""
     texts: list[str] = []
     append = texts.append
-    encode = _json_encoder()
+    encode = json_encoder()  # a new one per chunk: see its docstring
     try:
         for value in values:
             append("{}" if value is None else encode(value))
@@ -145,7 +149,9 @@ class PendingMetadata:
         """The JSON text of values ``start:stop``; a value that cannot be stored raises `InvalidInputError` naming
         its position in the call (`offset` is the batch's first)."""
         values = list(self.values[start:stop])
-        texts = encode_metadata_values(values) if plain_metadata(values, True) else None
+        # A batch's own values were checked when it was made (`rows._fast_batch`); deferred ones exist only now.
+        unchecked = isinstance(self.values, DeferredMetadata)
+        texts = encode_metadata_values(values) if not unchecked or plain_metadata(values, True) else None
         if texts is None:  # the per-row encoder names the first value that cannot be stored
             texts = [encode_metadata(value, offset + start + i)[0] for i, value in enumerate(values)]
         return texts

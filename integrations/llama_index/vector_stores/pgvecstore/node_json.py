@@ -11,13 +11,13 @@ True)``, as does a node the fast path does not know how to write exactly.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 from llama_index.core.schema import BaseNode, RelatedNodeInfo, TextNode
+
+from pgvecstore.row_metadata import json_encoder
 
 # Scalars JSON keeps exactly as they are (floats only when finite: pydantic writes NaN and infinity as null).
 _SCALARS = (str, int, bool, type(None), float)
@@ -33,21 +33,9 @@ _FAST = set(TextNode.model_fields) == _KNOWN_FIELDS and all(
 ) and set(RelatedNodeInfo.model_fields) == {"node_id", "node_type", "metadata", "hash"}
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))``: the C encoder made once
-    (``JSONEncoder.encode`` makes a new one per call, half the cost of a small node). Without circular-reference
-    markers, so it keeps no state between calls; `fast_fields` only hands it flat, checked values."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    reference = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    if make is not None:
-        encode = make(None, reference.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-        sample = {"a": [1, 2.5, None, True, "é"]}
-        if "".join(encode(sample, 0)) == reference.encode(sample):
-            return lambda value: "".join(encode(value, 0))
-    return reference.encode
-
-
-_encode = _compact_encoder()
+# The C encoder made once (``JSONEncoder.encode`` makes a new one per call, half the cost of a small node); without
+# circular-reference markers, so it keeps no state between calls: `fast_fields` hands it fresh, plain values.
+_encode = json_encoder(",", ":", check_circular=False)
 
 
 def node_json(node: BaseNode, exclude: set[str], plain_metadata: bool = False) -> str:
