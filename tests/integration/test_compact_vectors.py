@@ -232,6 +232,24 @@ async def test_the_binary_index_scan_returns_every_candidate_asked_for(make_stor
     assert scan["Actual Rows"] == 10 * factor
 
 
+async def test_the_vector_side_of_a_hybrid_search_re_ranks_at_most_one_pass_of_the_binary_index(
+    make_store: StoreMaker,
+) -> None:
+    store = await _binary_store(make_store, Metric.COSINE)
+    planner = SearchPlanner(store.config, store.table, 64)
+    request = SearchRequest(queries(1, 64)[0], k=5, mode="hybrid", query_text="anything", vector_k=20)
+    plan = planner.plan(request, "english")  # 20 * 64 = 1,280 candidates without the bound
+    pool = await store.get_pool()
+    async with pool.acquire() as conn, conn.transaction():
+        await set_local(conn, plan.settings)
+        await set_local(conn, {"enable_seqscan": "off"})
+        explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {plan.sql}", *plan.args)
+    scans = _index_scans(json.loads(explained)[0]["Plan"])
+    [scan] = [s for s in scans if s["Index Name"].endswith("hnsw_binary_idx")]
+    assert scan["Actual Rows"] == 1000  # of the table's 2,000 rows
+    assert len(await store.search(queries(1, 64)[0], k=5, mode="hybrid", query_text="anything", vector_k=20)) == 5
+
+
 async def test_binary_store_without_an_index_searches_exactly(make_store: StoreMaker) -> None:
     store = await _binary_store(make_store, Metric.COSINE, index_type="none", auto_create_index=False)
     assert await store.index_info() is None
