@@ -3,6 +3,8 @@
     python benchmarks/compact_scale.py --rows 200000 --data-dir /tmp/pgvecstore-bench --output
     python benchmarks/compact_scale.py --rows 1000000 --data-dir /tmp/pgvecstore-bench --output \\
         --variants vector,halfvec,binary --filter-indexes gin,column
+    python benchmarks/compact_scale.py --rows 1000000 --data-dir /tmp/pgvecstore-bench --output \\
+        --variants vector --filter-indexes gin,covering --shared-buffers 8GB
 
 Data: SciFact's 5,183 MiniLM document embeddings and ``rows - 5183`` synthetic vectors around them
 (`text_corpus.synthetic_vectors`, the vectors of `text_corpus.synthetic`: ``normalize(e_j + noise)``, cosine about
@@ -22,8 +24,9 @@ table of its own, measured in turn and dropped after:
   at ``--ef-high``, and for a quantized variant at each ``--rerank-factors``: recall@10, p50 / p99, queries/s; a
   raw asyncpg ``ORDER BY embedding <=> $1 LIMIT 10`` on a held connection where the index is on the column itself;
 - filtered: ``store.search(q, k=10, filter=...)`` with the 1% and 0.1% filters on jsonb keys (and on indexed
-  columns with ``--filter-indexes column``): p50 / p99, rows returned, recall@10 against the exact filtered top 10,
-  the paths the searches took (`search_tuning.record_paths`);
+  columns with ``--filter-indexes column``, or ``covering``: the same columns with ``covering_metadata``): p50 /
+  p99, rows returned, recall@10 against the exact filtered top 10, the paths the searches took
+  (`search_tuning.record_paths`);
 - the server's memory: the sum of the proportional set sizes (PSS, ``/proc/PID/smaps_rollup``) of the embedded
   server's processes after the variant's queries (shared buffers counted once); not measured with ``--dsn``.
 
@@ -84,11 +87,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 QUANTIZED = ("binary",)  # variants whose searches re-rank; swept over RERANK_OPTION
 RERANK_OPTION = "rerank_factor"  # store option: candidates per requested row of a quantized search
 # Store options that index the filter keys (--filter-indexes), added to every variant. "column" also measures the
-# filters on the keys it indexes (the same values as "bucket" and "rare", under these names).
+# filters on the keys it indexes (the same values as "bucket" and "rare", under these names); "covering" is
+# "column" with covering indexes on those keys (their rows' ids and vectors in the b-tree).
 COLUMN_KEYS = {"bucket": "c_bucket", "rare": "c_rare"}
+COLUMN_OPTIONS = {"indexed_metadata": {name: "int" for name in COLUMN_KEYS.values()}}
 FILTER_INDEX_OPTIONS: dict[str, dict[str, Any]] = {
     "gin": {"metadata_index": "gin"},
-    "column": {"indexed_metadata": {name: "int" for name in COLUMN_KEYS.values()}},
+    "column": COLUMN_OPTIONS,
+    "covering": {**COLUMN_OPTIONS, "covering_metadata": list(COLUMN_KEYS.values())},
 }
 MIB_BYTES = 2**20
 FILTERS = {"bucket": 100, "rare": 1000}  # metadata key -> modulus: the filter matches 1 / modulus of the rows
@@ -248,7 +254,7 @@ class Bench:
         self.queries /= np.linalg.norm(self.queries, axis=1, keepdims=True)
         self.schema = f"bench_compact_{uuid.uuid4().hex[:8]}"
         self.extra = extra_options(args.filter_indexes)
-        self.columns = "column" in args.filter_indexes
+        self.columns = "column" in args.filter_indexes or "covering" in args.filter_indexes
         self.data_directory: str | None = None  # the embedded server's, for its memory (None with --dsn)
         log("ground truth: exact top 10 of every query, all rows and each filter")
         self.truth = top_k(vectors, self.queries, K)
@@ -435,20 +441,26 @@ async def explain(bench: Bench, store: PgVectorStore) -> list[dict[str, Any]]:
     The statement comes from the core's planner (internal API: a change there is reported, not raised)."""
     from pgvecstore.planner import SearchPlanner, SearchRequest
     from pgvecstore.search_tuning import search_settings
+    from pgvecstore.sql.params import Statement
 
     out = []
-    for key, mod in FILTERS.items():
-        f = {key: filter_value(key, 0)}
+    names = {key: key for key in FILTERS}
+    names.update({name: key for key, name in COLUMN_KEYS.items()} if bench.columns else {})
+    for name, key in names.items():
+        mod = FILTERS[key]
+        f = {name: filter_value(key, 0)}
         try:
             plan = SearchPlanner(store.config, store.table, bench.vectors.shape[1]).plan(
                 SearchRequest(bench.queries[0], K, filter=f))
-            by_path = {"exact": EXACT_SCAN_SETTINGS,
-                       "index": search_settings(plan.options, filtered=True, k=K, share=1 / mod)}
-            for path, settings in by_path.items():
+            exact = plan.exact or Statement(plan.sql, tuple(plan.args))
+            by_path = {"exact": (EXACT_SCAN_SETTINGS, exact.sql, exact.args),
+                       "index": (search_settings(plan.options, filtered=True, k=K, share=1 / mod), plan.sql,
+                                 plan.args)}
+            for path, (settings, sql, sql_args) in by_path.items():
                 # The store's own connection: the plan's arguments are in the core's wire format.
                 async with (await store.get_pool()).acquire() as conn, conn.transaction():
                     await set_local(conn, settings)
-                    rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {plan.sql}", *plan.args)
+                    rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *sql_args)
                 out.append({"filter": f, "path": path, "settings": dict(settings),
                             "plan": compact_report.short_plan([r[0] for r in rows])})
         except Exception as exc:  # the planner is internal; a change there must not lose the measurements

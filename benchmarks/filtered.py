@@ -44,16 +44,16 @@ Filter = Mapping[str, Any] | None
 Search = Callable[[asyncpg.Connection, PgVectorStore, np.ndarray, int, Filter], Awaitable[list[int]]]
 
 
-def reference_search(settings: Mapping[str, str]) -> Search:
-    """A raw-SQL reference line: the store's own vector-search statement, run with these transaction-local
-    `settings` instead of the store's search tuning."""
+def reference_search(settings: Mapping[str, str], exact: bool = False) -> Search:
+    """A raw-SQL reference line: the store's own vector-search statement (`exact`: its exact scan's), run with
+    these transaction-local `settings` instead of the store's search tuning."""
 
     async def search(
         conn: asyncpg.Connection, store: PgVectorStore, query: np.ndarray, k: int, filter: Filter
     ) -> list[int]:
         statement, _ = queries.vector_search(
             store.table, Metric(store.config.metric), store.config.domain_id, filter, query, k,
-            metadata=True, vectors=False,
+            metadata=True, vectors=False, exact=exact,
         )
         async with conn.transaction():
             await set_local(conn, settings)
@@ -88,7 +88,7 @@ METHODS: dict[str, Method] = {
         reference_search({"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "40"}),
     ),
     "tuned": Method("core tuned (`search_tuning` defaults): `store.search`", store_search),
-    "exact": Method("exact scan (index scans off)", reference_search(EXACT_SCAN_SETTINGS)),
+    "exact": Method("exact scan (the store's exact statement)", reference_search(EXACT_SCAN_SETTINGS, exact=True)),
 }
 SELECTIVITY_LABEL = {"g2": "50%", "g10": "10%", "g100": "1%", "g1000": "0.1%"}
 

@@ -73,7 +73,7 @@ class TableBootstrap:
             created = await self._create_table(conn, text_config)
         dimensions, vector_type = await self._check_table(conn)
         self.table = t = replace(t, primary_key=await self._check_key(conn))
-        await metadata_columns.install(conn, config, t)  # indexed metadata keys, the metadata GIN index
+        await metadata_columns.install(conn, config, t, dimensions, vector_type)  # indexed keys, the metadata GIN
         if not created:
             await self._keep_vectors_in_heap(conn)
         # A column of the text-search column's name must be a tsvector. An older layout is used as it is

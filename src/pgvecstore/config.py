@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgvecstore import covering
 from pgvecstore.compact import (
     DEFAULT_RERANK_FACTOR,
     MAX_COLUMN_DIMENSIONS,
@@ -163,6 +164,7 @@ class StoreConfig:
     quantization: str | None = None
     rerank_factor: int = DEFAULT_RERANK_FACTOR
     indexed_metadata: Mapping[str, str] = field(default_factory=dict)
+    covering_metadata: tuple[str, ...] = ()
     metadata_index: str = "none"
     metadata_statistics: int | None = None
     primary_key: str | None = None
@@ -281,6 +283,27 @@ class StoreConfig:
                 )
             result[key] = kind
         object.__setattr__(self, "indexed_metadata", result)
+        self._check_covering()
+
+    def _check_covering(self) -> None:
+        """covering_metadata: keys of indexed_metadata, each once, whose vectors fit a b-tree entry."""
+        covered: object = self.covering_metadata
+        if isinstance(covered, str) or not isinstance(covered, list | tuple):
+            raise InvalidOptionError(
+                "covering_metadata must be a list of indexed_metadata keys such as ['year'], "
+                f"got {type(covered).__name__}"
+            )
+        for key in covered:
+            if key not in self.indexed_metadata:
+                declared = ", ".join(map(repr, self.indexed_metadata)) or "none"
+                raise InvalidOptionError(
+                    f"covering_metadata: {key!r} is not a key of indexed_metadata (declared: {declared}); a covering "
+                    "index extends the b-tree of an indexed key"
+                )
+            if list(covered).count(key) > 1:
+                raise InvalidOptionError(f"covering_metadata names {key!r} more than once")
+        object.__setattr__(self, "covering_metadata", tuple(covered))
+        covering.check_dimensions(self.covering_metadata, self.vector_type or "vector", self.dimensions)
 
     def _check_replicas(self) -> None:
         """read_replicas (DSNs, stored as a tuple), max_replica_lag, read_your_writes and its timeout."""

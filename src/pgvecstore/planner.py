@@ -71,8 +71,9 @@ class SearchPlan(NamedTuple):
     """How to answer one search: run `sql` with `args`, under `settings` unless `filtered` (then the searcher's
     filtered flow decides the settings, helped by `estimate`), and read rows into results with `score` (a
     distance column `at` from the end turned into a score, or None when that column is the score). A
-    binary-quantized search re-ranks `candidates` rows of the index scan; `exact` is its exact twin, run where
-    the index is not used (no index, a selective filter, an index scan that came back short)."""
+    binary-quantized search re-ranks `candidates` rows of the index scan. `exact` is the exact twin of a filtered
+    or binary-quantized search, run where the vector index is not used (no index, a selective filter, an index
+    scan that came back short): its ORDER BY is one the vector index cannot serve."""
 
     sql: str
     args: list[Any]
@@ -102,7 +103,7 @@ class SearchPlanner:
         self._metric = Metric(config.metric)
         self._domain = config.domain_id
         self._default_options = SearchOptions.from_params(config.search_params)
-        self._plain: dict[tuple[bool, bool, bool], tuple[Statement, bool]] = {}
+        self._plain: dict[tuple[bool, bool, bool, bool], tuple[Statement, bool]] = {}
         self.estimates = EstimateCache()
 
     def check(self, r: SearchRequest) -> tuple[int, SearchOptions]:
@@ -177,11 +178,11 @@ class SearchPlanner:
     ) -> SearchPlan:
         """A vector search of the checked query vector `wire` (pgvector's binary format)."""
         rerank = self.rerank(options, k)
-        sql, args, filtered = self._statement(wire, k, filter, None, metadata, vectors)
+        sql, args, filtered = self._statement(wire, k, filter, rerank, metadata, vectors)
         exact = None
-        if rerank is not None:
-            exact = Statement(sql, tuple(args))
-            sql, args, filtered = self._statement(wire, k, filter, rerank, metadata, vectors)
+        if rerank is not None or filtered:
+            exact_sql, exact_args, _ = self._statement(wire, k, filter, None, metadata, vectors, exact=True)
+            exact = Statement(exact_sql, tuple(exact_args))
         candidates = None if rerank is None else rerank.candidates
         if not filtered:
             settings = search_tuning.search_settings(options, filtered=False, k=candidates or k)
@@ -197,21 +198,22 @@ class SearchPlanner:
 
     def _statement(
         self, wire: bytes, k: int, filter: Mapping[str, Any] | None, rerank: Rerank | None,
-        metadata: bool, vectors: bool,
+        metadata: bool, vectors: bool, exact: bool = False,
     ) -> tuple[str, list[Any], bool]:
-        """The SQL of a vector search, its values, and whether it is restricted (a filter or the domain).
-        Without a filter the same text serves every call: built once per column choice, then re-bound."""
+        """The SQL of a vector search (`exact`: the exact scan's, see `queries.vector_search`), its values, and
+        whether it is restricted (a filter or the domain). Without a filter the same text serves every call:
+        built once per column choice, then re-bound."""
         def build(query: bytes, f: Mapping[str, Any] | None) -> tuple[Statement, bool]:
             if rerank is None:
                 return queries.vector_search(self._table, self._metric, self._domain, f, query, k,
-                                             metadata=metadata, vectors=vectors)
+                                             metadata=metadata, vectors=vectors, exact=exact)
             return queries.reranked_search(self._table, self._metric, self._domain, f, query, k, rerank,
                                            metadata=metadata, vectors=vectors)
 
         if filter is not None:
             statement, filtered = build(wire, filter)
             return statement.sql, list(statement.args), filtered
-        key = (metadata, vectors, rerank is not None)
+        key = (metadata, vectors, rerank is not None, exact)
         built = self._plain.get(key)
         if built is None:
             built = self._plain[key] = build(wire, None)

@@ -6,9 +6,10 @@ estimate of the filter's share (``EXPLAIN``, nothing read, cached), then the ind
 sized by that share or, for a very selective filter, an exact scan; and the exact scan again when the index scan
 found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers behind each step.
 
-A binary-quantized store's plan carries an exact twin (`SearchPlan.exact`): the re-ranking statement serves the
-index scans, the twin every exact scan (a table without an index, a selective filter, a short index scan), so
-that those answer exactly rather than from Hamming candidates.
+A filtered or binary-quantized search's plan carries an exact twin (`SearchPlan.exact`): the plan's statement
+serves the index scans, the twin every exact scan (a table without an index, a selective filter, a short index
+scan). The twin orders by an expression no vector index serves, so PostgreSQL finds the matching rows by the
+other indexes; and a binary-quantized store's exact scans answer exactly rather than from Hamming candidates.
 """
 
 from __future__ import annotations

@@ -310,7 +310,6 @@ def test_exact_scan_decision() -> None:
     assert not should_retry_exact(options, 3, 10, filtered=True, exact=True)
     assert not should_retry_exact(options, 3, 10, filtered=False, exact=False)
     assert not should_retry_exact(SearchOptions(retry_exact=False), 3, 10, filtered=True, exact=False)
-    assert EXACT_SCAN_SETTINGS["enable_indexscan"] == "off"
     # Both paths plan every search for its own settings (no generic plan carried over from the other path).
     assert EXACT_SCAN_SETTINGS["plan_cache_mode"] == "force_custom_plan"
     assert search_settings(options, filtered=True, k=10)["plan_cache_mode"] == "force_custom_plan"

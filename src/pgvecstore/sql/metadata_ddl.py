@@ -1,9 +1,10 @@
 """DDL of indexed metadata (the `indexed_metadata` option) and of the metadata column's own GIN index.
 
-Each indexed key has a column (`TableRef.indexed_column`), a b-tree index on it, and a BEFORE INSERT OR UPDATE row
-trigger that sets the column from the row's metadata, so every write path fills it: the store's COPY and upserts,
-`update_metadata`, and any other client's INSERT, UPDATE or COPY. The column holds the key's value exactly when the
-JSON value is of the declared kind, else NULL:
+Each indexed key has a column (`TableRef.indexed_column`), a b-tree index on it (and with ``covering_metadata`` a
+covering one, `pgvecstore.covering`), and a BEFORE INSERT OR UPDATE row trigger that sets the column from the row's
+metadata, so every write path fills it: the store's COPY and upserts, `update_metadata`, and any other client's
+INSERT, UPDATE or COPY. The column holds the key's value exactly when the JSON value is of the declared kind, else
+NULL (and a covered key's trigger refuses a row whose covering entry would be too large):
 
 - ``text``: a JSON string; ``bool``: a JSON boolean;
 - ``int``: a JSON number; one that is not an integer in bigint's range is refused (SQLSTATE 22023, naming the row
@@ -19,6 +20,7 @@ PostgreSQL takes no bound parameters in DDL: these statements hold names validat
 
 from __future__ import annotations
 
+from pgvecstore import covering
 from pgvecstore.filter_values import ISO_OFFSET_PATTERN, ISO_TIMESTAMP_PATTERN
 from pgvecstore.identifiers import (
     INDEXED_METADATA_TYPES,
@@ -40,6 +42,38 @@ def _refuse(t: TableRef, key: str, why: str) -> str:
     return (
         f"RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', "
         f"MESSAGE = format({message}, NEW.{t.col('id')}, v::text);"
+    )
+
+
+def entry_bytes(t: TableRef, key: str, kind: str, row: str = "") -> str:
+    """SQL of the size of a covered key's index entry columns (its value, domain_id, id and vector) of the row
+    read as `row` (``NEW.`` in the trigger, empty in a query of the table), text uncompressed: the same for a row
+    being written and a stored one, so a value is refused or taken whether it was there first or not."""
+    def text(column: str) -> str:
+        return f"coalesce(octet_length({row}{column}) + 4, 0)"  # the bytes and a 4-byte length
+
+    value = t.indexed_column(key)
+    sizes = [
+        text(value) if kind == "text" else f"pg_column_size({row}{value})",
+        text(t.col("domain_id")),
+        text(t.col("id")) if t.id_cast == "text" else f"pg_column_size({row}{t.col('id')})",
+        f"pg_column_size({row}{t.col('embedding')})",
+    ]
+    return " + ".join(sizes)
+
+
+def _fits_covering(t: TableRef, key: str, kind: str) -> str:
+    """PL/pgSQL that refuses a row whose entry in the key's covering index would be over the b-tree's limit."""
+    room = int_literal(covering.BTREE_MAX_ENTRY - covering.ENTRY_OVERHEAD, "covering entry room")
+    message = quote_literal(
+        f"metadata key {key!r} of row %s: its value with the row's id, domain_id and vector takes %s bytes, more "
+        f"than the {room} a b-tree entry of the key's covering index holds (covering_metadata); store shorter "
+        "values under this key, or drop it from covering_metadata"
+    )
+    return (
+        f"IF NEW.{t.indexed_column(key)} IS NOT NULL THEN\n    size := {entry_bytes(t, key, kind, 'NEW.')};\n"
+        f"    IF size > {room} THEN\n      RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', "
+        f"MESSAGE = format({message}, NEW.{t.col('id')}, size);\n    END IF;\n  END IF;"
     )
 
 
@@ -80,13 +114,15 @@ def add_column(t: TableRef, key: str, kind: str) -> str:
     return f"ALTER TABLE {t.qualified} ADD COLUMN IF NOT EXISTS {t.indexed_column(key)} {INDEXED_METADATA_TYPES[kind]}"
 
 
-def create_fill_function(t: TableRef, key: str, kind: str) -> str:
-    """The trigger function that sets the key's column from the row's metadata (see the module docstring)."""
+def create_fill_function(t: TableRef, key: str, kind: str, covered: bool = False) -> str:
+    """The trigger function that sets the key's column from the row's metadata (see the module docstring); for
+    a `covered` key it also refuses a row too large for the covering index's entry."""
+    fits = f"\n  {_fits_covering(t, key, kind)}" if covered else ""
     return (
         f"CREATE OR REPLACE FUNCTION {t.in_schema(t.indexed_object(key, 'fill'))}() RETURNS trigger "
         "LANGUAGE plpgsql AS $pgvecstore$\nDECLARE\n"
-        f"  v jsonb := NEW.{t.col('metadata')} -> {quote_literal(key)};\n  n numeric;\n  s text;\nBEGIN\n"
-        f"  {_fill(t, key, kind)}\n  RETURN NEW;\nEND\n$pgvecstore$"
+        f"  v jsonb := NEW.{t.col('metadata')} -> {quote_literal(key)};\n  n numeric;\n  s text;\n  size integer;\n"
+        f"BEGIN\n  {_fill(t, key, kind)}{fits}\n  RETURN NEW;\nEND\n$pgvecstore$"
     )
 
 
@@ -110,6 +146,28 @@ def create_column_index(t: TableRef, key: str) -> str:
     return (
         f"CREATE INDEX IF NOT EXISTS {quote_ident(t.indexed_object(key, 'idx'))} "
         f"ON {t.qualified} ({t.indexed_column(key)})"
+    )
+
+
+def create_covering_index(t: TableRef, key: str) -> str:
+    """The key's covering b-tree (`pgvecstore.covering`): its value, then each row's domain_id, id and vector, for
+    the rows that have the key."""
+    column = t.indexed_column(key)
+    include = ", ".join(t.col(c) for c in ("domain_id", "id", "embedding"))
+    return (
+        f"CREATE INDEX IF NOT EXISTS {quote_ident(t.indexed_object(key, 'cov'))} "
+        f"ON {t.qualified} ({column}) INCLUDE ({include}) WHERE {column} IS NOT NULL"
+    )
+
+
+def oversized_entry(t: TableRef, key: str, kind: str) -> str:
+    """A row (its id as text, and the entry's size) whose entry in the key's covering index would be over the
+    b-tree's limit, if any."""
+    room = int_literal(covering.BTREE_MAX_ENTRY - covering.ENTRY_OVERHEAD, "covering entry room")
+    size = entry_bytes(t, key, kind)
+    return (
+        f"SELECT {t.col('id')}::text, {size} FROM {t.qualified} "
+        f"WHERE {t.indexed_column(key)} IS NOT NULL AND {size} > {room} LIMIT 1"
     )
 
 

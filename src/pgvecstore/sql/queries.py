@@ -57,10 +57,12 @@ def select_columns(t: TableRef, *, vectors: bool, metadata: bool, alias: str = "
 
 def vector_search(
     t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int,
-    *, metadata: bool, vectors: bool,
+    *, metadata: bool, vectors: bool, exact: bool = False,
 ) -> tuple[Statement, bool]:
     """The `k` nearest rows to `query`, nearest first, with their distance last; the ORDER BY matches the
-    vector index's operator class. Slots ``query`` and ``k``. Also whether the WHERE clause restricts rows.
+    vector index's operator class, or with `exact` is one no vector index serves (``(distance) + 0``), so that
+    PostgreSQL reads the matching rows by any other index (a covering one among them) and sorts them. Slots
+    ``query`` and ``k``. Also whether the WHERE clause restricts rows.
 
     A restricted search finds the ids first and reads the other columns of those `k` rows only: on the exact
     path every matching row goes through the sort, and PostgreSQL computes the selected columns (the metadata's
@@ -71,16 +73,14 @@ def vector_search(
     emb, op = t.col("embedding"), metric.operator
     q = p.named("query", query)
     limit = p.named("k", k)
+    order = f"({emb} {op} {q}) + 0" if exact else f"{emb} {op} {q}"
     if not where.restricts:
         cols = select_columns(t, vectors=vectors, metadata=metadata)
-        sql = (
-            f"SELECT {cols}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
-            f"ORDER BY {emb} {op} {q} LIMIT {limit}"
-        )
+        sql = f"SELECT {cols}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
         return p.statement(sql), False
     nearest = (
         f"SELECT {t.carry_key()}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
-        f"ORDER BY {emb} {op} {q} LIMIT {limit}"
+        f"ORDER BY {order} LIMIT {limit}"
     )
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
     sql = (
