@@ -19,6 +19,8 @@ BTREE_MAX_ENTRY = 2704
 # The entry's header and null bitmap (16 bytes) and each of its four columns' alignment (at most 8 bytes each),
 # added to the columns' sizes (`pg_column_size`) to bound the entry's size from above.
 ENTRY_OVERHEAD = 48
+# What the columns of an entry may take together (their sizes as `sql.metadata_ddl.entry_bytes` counts them).
+ENTRY_ROOM = BTREE_MAX_ENTRY - ENTRY_OVERHEAD
 # Bytes a covered entry must leave for the key's value, the id and domain_id; fewer dimensions than that allows.
 MIN_ROOM = 256
 # Bytes of a stored vector of d dimensions: a 4-byte length, two 2-byte fields, then the values.
@@ -33,7 +35,7 @@ def vector_bytes(vector_type: str, dimensions: int) -> int:
 
 def max_dimensions(vector_type: str) -> int:
     """The most dimensions a covered entry takes for the column's type."""
-    return (BTREE_MAX_ENTRY - ENTRY_OVERHEAD - MIN_ROOM - _VECTOR_HEADER) // _VALUE_BYTES[vector_type]
+    return (ENTRY_ROOM - MIN_ROOM - _VECTOR_HEADER) // _VALUE_BYTES[vector_type]
 
 
 def check_dimensions(keys: tuple[str, ...], vector_type: str, dimensions: int | None) -> None:

@@ -317,7 +317,7 @@ def test_a_column_name_collision_fails_clearly() -> None:
         PgVectorStore(dimensions=2, metadata_index="btree")
 
 
-async def test_both_adapters_take_the_option_and_search_through_the_column(
+async def test_both_adapters_take_the_options_and_search_through_the_column(
     pg_dsn: str, schema: str, admin: asyncpg.Connection
 ) -> None:
     from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -333,7 +333,7 @@ async def test_both_adapters_take_the_option_and_search_through_the_column(
     from llama_index.vector_stores.pgvecstore import PgVecStore as LlamaIndexStore
 
     common = {"connection_string": pg_dsn, "schema": schema, "dimensions": 4, "pool_min_size": 1,
-              "pool_max_size": 2, "indexed_metadata": {"year": "int"}}
+              "pool_max_size": 2, "indexed_metadata": {"year": "int"}, "covering_metadata": ["year"]}
     lc = LangChainStore(DeterministicFakeEmbedding(size=4), table_name="lc", **common)
     li = LlamaIndexStore(table_name="li", **common)
     try:
@@ -351,6 +351,8 @@ async def test_both_adapters_take_the_option_and_search_through_the_column(
         for table in ("lc", "li"):
             filled = await admin.fetchval(f'SELECT count(meta_year) FROM "{schema}"."{table}"')
             assert filled == (2 if table == "lc" else 3), table
+            covered = await admin.fetchval("SELECT to_regclass($1)", f'"{schema}"."{table}_meta_year_cov"')
+            assert covered is not None, f"{table}: no covering index"
     finally:
         await lc.aclose()
         await li.aclose()

@@ -64,7 +64,7 @@ def entry_bytes(t: TableRef, key: str, kind: str, row: str = "") -> str:
 
 def _fits_covering(t: TableRef, key: str, kind: str) -> str:
     """PL/pgSQL that refuses a row whose entry in the key's covering index would be over the b-tree's limit."""
-    room = int_literal(covering.BTREE_MAX_ENTRY - covering.ENTRY_OVERHEAD, "covering entry room")
+    room = int_literal(covering.ENTRY_ROOM, "covering entry room")
     message = quote_literal(
         f"metadata key {key!r} of row %s: its value with the row's id, domain_id and vector takes %s bytes, more "
         f"than the {room} a b-tree entry of the key's covering index holds (covering_metadata); store shorter "
@@ -163,7 +163,7 @@ def create_covering_index(t: TableRef, key: str) -> str:
 def oversized_entry(t: TableRef, key: str, kind: str) -> str:
     """A row (its id as text, and the entry's size) whose entry in the key's covering index would be over the
     b-tree's limit, if any."""
-    room = int_literal(covering.BTREE_MAX_ENTRY - covering.ENTRY_OVERHEAD, "covering entry room")
+    room = int_literal(covering.ENTRY_ROOM, "covering entry room")
     size = entry_bytes(t, key, kind)
     return (
         f"SELECT {t.col('id')}::text, {size} FROM {t.qualified} "

@@ -60,9 +60,10 @@ def vector_search(
     *, metadata: bool, vectors: bool, exact: bool = False,
 ) -> tuple[Statement, bool]:
     """The `k` nearest rows to `query`, nearest first, with their distance last; the ORDER BY matches the
-    vector index's operator class, or with `exact` is one no vector index serves (``(distance) + 0``), so that
-    PostgreSQL reads the matching rows by any other index (a covering one among them) and sorts them. Slots
-    ``query`` and ``k``. Also whether the WHERE clause restricts rows.
+    vector index's operator class, or with `exact` is one no vector index serves (the distance ``+ 0``, computed
+    once per row as the selected column), so that PostgreSQL reads the matching rows by any other index (a
+    covering one among them) and sorts them. Slots ``query`` and ``k``. Also whether the WHERE clause restricts
+    rows.
 
     A restricted search finds the ids first and reads the other columns of those `k` rows only: on the exact
     path every matching row goes through the sort, and PostgreSQL computes the selected columns (the metadata's
@@ -73,13 +74,14 @@ def vector_search(
     emb, op = t.col("embedding"), metric.operator
     q = p.named("query", query)
     limit = p.named("k", k)
-    order = f"({emb} {op} {q}) + 0" if exact else f"{emb} {op} {q}"
+    # The exact scan orders by the selected column itself (a second expression would compute each distance twice).
+    distance, order = (f"({emb} {op} {q}) + 0", "distance") if exact else (f"{emb} {op} {q}", f"{emb} {op} {q}")
     if not where.restricts:
         cols = select_columns(t, vectors=vectors, metadata=metadata)
-        sql = f"SELECT {cols}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
+        sql = f"SELECT {cols}, {distance} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
         return p.statement(sql), False
     nearest = (
-        f"SELECT {t.carry_key()}, {emb} {op} {q} AS distance FROM {t.qualified} {where.sql} "
+        f"SELECT {t.carry_key()}, {distance} AS distance FROM {t.qualified} {where.sql} "
         f"ORDER BY {order} LIMIT {limit}"
     )
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
