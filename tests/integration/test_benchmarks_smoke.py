@@ -73,7 +73,7 @@ def test_ingest_benchmark_of_document_rows_runs_and_prints_its_ratios(pg_dsn: st
 
 
 def test_ingest_benchmark_of_metadata_indexes_runs(pg_dsn: str, tmp_path: Path) -> None:
-    """Core ingest without metadata indexes, with the GIN, with indexed_metadata and with both."""
+    """Core ingest without metadata indexes, with the GIN, with indexed_metadata, with both, with a covered key."""
     lines, methods = run_ingest(tmp_path, "ingest_meta.md", "--metadata-indexes", "--dims", "8", "--dsn", pg_dsn)
     assert "| method | rows | seconds | rows/s | ratio to no index |" in lines
     assert methods == [
@@ -81,6 +81,7 @@ def test_ingest_benchmark_of_metadata_indexes_runs(pg_dsn: str, tmp_path: Path) 
         'core `add_vectors`, metadata_index="gin"',
         "core `add_vectors`, indexed_metadata (2 keys)",
         "core `add_vectors`, both",
+        "core `add_vectors`, indexed_metadata (2 keys), `n` covered",
         "core `add_vectors`, text search on, no metadata index",
         "core `add_vectors`, text search on, indexed_metadata (2 keys)",
     ]
@@ -202,6 +203,22 @@ def test_compact_scale_runs_at_a_tiny_size_and_merges_its_report(pg_dsn: str, tm
     merged = output.read_text()
     assert "| 6,000 | vector | core `search` | 40 |" in merged  # kept
     assert "| 6,000 | vector + GIN by SQL | core `search` | 40 |" in merged  # added
+
+
+def test_compact_scale_measures_covered_filter_keys(pg_dsn: str, tmp_path: Path) -> None:
+    """``--filter-indexes covering``: the filters on the covered columns are measured and explained."""
+    output = tmp_path / "covering.md"
+    result = run_script("compact_scale.py", "--rows", "6000", "--queries", "5", "--filter-queries", "12",
+                        "--batch", "3000", "--no-raw-copy", "--filter-indexes", "covering", "--explain",
+                        "--dsn", pg_dsn, "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    data = json.loads(report.split("<!-- compact_scale data: ", 1)[1].rsplit(" -->", 1)[0])
+    (variant,) = data[0]["variants"].values()
+    filtered = {f["key"]: f for f in variant["filtered"]}
+    assert set(filtered) == {"bucket", "rare", "c_bucket", "c_rare"}
+    assert all(f["recall"] >= 0.95 and f["full"] == 1.0 for f in filtered.values())
+    assert '<code>{"c_bucket": 0}</code>, exact path' in report
 
 
 def test_compact_scale_names_a_variant_the_store_does_not_take(pg_dsn: str) -> None:
