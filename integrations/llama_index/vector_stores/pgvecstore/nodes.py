@@ -35,6 +35,8 @@ NODE_TYPE_KEY = "_node_type"
 RESERVED_KEYS = frozenset({NODE_CONTENT_KEY, NODE_TYPE_KEY})
 # Keys the core keeps in their own columns (filters on them address the columns).
 COLUMN_KEYS = frozenset(DOCUMENT_COLUMNS)
+# The relationships that order a document's chunks (looked up once: an enum member's attribute access costs).
+_NEXT, _PREVIOUS = NodeRelationship.NEXT, NodeRelationship.PREVIOUS
 # Node classes whose text lives in the `text` field: it is stored once, in the content column.
 _TEXT_FIELD_TYPES = frozenset({TextNode.class_name(), IndexNode.class_name(), ImageNode.class_name()})
 
@@ -73,7 +75,7 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
                 f"node {node.node_id!r} has no embedding; embed nodes before adding them "
                 "(VectorStoreIndex and IngestionPipeline do this with an embed_model)"
             )
-        check_reserved_keys(node, node.metadata)  # here, before anything is sent, as well as in node_metadata
+        check_reserved_keys(node, node.metadata)  # here, before anything is sent
         rows.ids.append(node.node_id)
         rows.vectors.append(embedding)
         rows.contents.append(node.get_content(metadata_mode=none))
@@ -113,7 +115,9 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
     The node is serialised straight to JSON text (`node_json`: its fields that differ from their defaults),
     leaving out the embedding and the text rather than dumping them and blanking them afterwards: most of a
     node's serialisation cost is its embedding. The top-level metadata is the node's own dict when it holds
-    plain JSON values (what pydantic's JSON mode would return for it anyway), else its JSON-mode dump.
+    plain JSON values (what pydantic's JSON mode would return for it anyway), else its JSON-mode dump. The
+    reserved keys of the node's own dict are its caller's to check (`nodes_to_rows` does, before anything is
+    sent); those of a dump are checked here.
     """
     node_type = node.class_name()
     exclude = _WITHOUT_EMBEDDING_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _WITHOUT_EMBEDDING
@@ -125,7 +129,8 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
             user_metadata = node.model_dump(mode="json", include={"metadata"}).get("metadata") or {}
     except (PydanticSerializationError, TypeError, ValueError) as error:
         raise InvalidInputError(f"node {node.node_id!r} cannot be stored as JSON: {error}") from error
-    check_reserved_keys(node, user_metadata)
+    if not plain:  # the node's own dict's keys were checked by `nodes_to_rows`; a dump's keys may differ
+        check_reserved_keys(node, user_metadata)
     if COLUMN_KEYS.isdisjoint(user_metadata):
         return {**user_metadata, NODE_CONTENT_KEY: serialised, NODE_TYPE_KEY: node_type}
     stored = {key: value for key, value in user_metadata.items() if key not in COLUMN_KEYS}
@@ -186,7 +191,7 @@ def chunk_indexes(nodes: Sequence[BaseNode], ref_doc_ids: Sequence[str | None] |
 
 def _chain_order(members: Sequence[BaseNode]) -> list[int]:
     """Indexes of `members` in PREVIOUS/NEXT chain order; chains start in call order, unlinked nodes stay put."""
-    index = {node.node_id: i for i, node in enumerate(members)}
+    index: dict[str, int] | None = None
     following: dict[int, int] = {}
     has_previous: set[int] = set()
 
@@ -196,12 +201,18 @@ def _chain_order(members: Sequence[BaseNode]) -> list[int]:
             has_previous.add(after)
 
     for i, node in enumerate(members):
-        nxt = node.relationships.get(NodeRelationship.NEXT)
+        relationships = node.relationships
+        nxt, prev = relationships.get(_NEXT), relationships.get(_PREVIOUS)
+        if nxt is None and prev is None:
+            continue
+        if index is None:
+            index = {node.node_id: i for i, node in enumerate(members)}
         if isinstance(nxt, RelatedNodeInfo) and nxt.node_id in index:
             link(i, index[nxt.node_id])
-        prev = node.relationships.get(NodeRelationship.PREVIOUS)
         if isinstance(prev, RelatedNodeInfo) and prev.node_id in index:
             link(index[prev.node_id], i)
+    if not following:  # no links among them: call order
+        return list(range(len(members)))
     order: list[int] = []
     seen: set[int] = set()
     for start in range(len(members)):
