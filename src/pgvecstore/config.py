@@ -283,27 +283,9 @@ class StoreConfig:
                 )
             result[key] = kind
         object.__setattr__(self, "indexed_metadata", result)
-        self._check_covering()
-
-    def _check_covering(self) -> None:
-        """covering_metadata: keys of indexed_metadata, each once, whose vectors fit a b-tree entry."""
-        covered: object = self.covering_metadata
-        if isinstance(covered, str) or not isinstance(covered, list | tuple):
-            raise InvalidOptionError(
-                "covering_metadata must be a list of indexed_metadata keys such as ['year'], "
-                f"got {type(covered).__name__}"
-            )
-        for key in covered:
-            if key not in self.indexed_metadata:
-                declared = ", ".join(map(repr, self.indexed_metadata)) or "none"
-                raise InvalidOptionError(
-                    f"covering_metadata: {key!r} is not a key of indexed_metadata (declared: {declared}); a covering "
-                    "index extends the b-tree of an indexed key"
-                )
-            if list(covered).count(key) > 1:
-                raise InvalidOptionError(f"covering_metadata names {key!r} more than once")
-        object.__setattr__(self, "covering_metadata", tuple(covered))
-        covering.check_dimensions(self.covering_metadata, self.vector_type or "vector", self.dimensions)
+        covered = covering.validated_keys(self.covering_metadata, result)
+        object.__setattr__(self, "covering_metadata", covered)
+        covering.check_dimensions(covered, self.vector_type or "vector", self.dimensions)
 
     def _check_replicas(self) -> None:
         """read_replicas (DSNs, stored as a tuple), max_replica_lag, read_your_writes and its timeout."""

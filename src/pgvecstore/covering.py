@@ -12,6 +12,8 @@ dimensions are checked when they are known, and each row's entry when it is writ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pgvecstore.errors import InvalidOptionError
 
 # PostgreSQL's largest b-tree entry on 8 kB pages (BTMaxItemSize; "index row size ... exceeds btree maximum").
@@ -26,6 +28,25 @@ MIN_ROOM = 256
 # Bytes of a stored vector of d dimensions: a 4-byte length, two 2-byte fields, then the values.
 _VECTOR_HEADER = 8
 _VALUE_BYTES = {"vector": 4, "halfvec": 2}
+
+
+def validated_keys(covered: object, indexed_metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``covering_metadata`` option as a tuple: keys of `indexed_metadata`, each once; an `InvalidOptionError`
+    naming the problem otherwise."""
+    if isinstance(covered, str) or not isinstance(covered, list | tuple):
+        raise InvalidOptionError(
+            f"covering_metadata must be a list of indexed_metadata keys such as ['year'], got {type(covered).__name__}"
+        )
+    for key in covered:
+        if key not in indexed_metadata:
+            declared = ", ".join(map(repr, indexed_metadata)) or "none"
+            raise InvalidOptionError(
+                f"covering_metadata: {key!r} is not a key of indexed_metadata (declared: {declared}); a covering "
+                "index extends the b-tree of an indexed key"
+            )
+        if covered.count(key) > 1:
+            raise InvalidOptionError(f"covering_metadata names {key!r} more than once")
+    return tuple(covered)
 
 
 def vector_bytes(vector_type: str, dimensions: int) -> int:

@@ -78,9 +78,8 @@ def text_candidates(
         "(SELECT string_agg(term::text, ' | ')::tsquery AS tq FROM text_single HAVING count(*) > 0) UNION ALL "
         f"(SELECT tq FROM text_pairs WHERE estimate <= {p.add(PAIRS_ESTIMATE, 'float8')} "
         f"ORDER BY estimate LIMIT {p.add(MAX_SCANS - 1)}))",
-        # Each candidate's tsvector is read once (in line; out of TOAST for rows written before layout 3's MAIN
-        # storage), by setweight, which marks the query's lexemes (its copy also gives the length); ts_filter keeps
-        # them: a term's count is its number of positions there.
+        # Each candidate's tsvector is read once (from TOAST only in pre-layout-3 rows), by setweight, which marks
+        # the query's lexemes (its copy gives the length); ts_filter keeps them: a term's count is its positions.
         "text_lexemes AS MATERIALIZED (SELECT array_agg(lexeme::text) AS lexemes FROM text_stats)",
         f"text_found AS MATERIALIZED (SELECT {t.carried('f')}, "
         "ts_filter(v.marked, '{a}') AS terms, length(v.marked) AS dl FROM ("
