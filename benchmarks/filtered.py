@@ -11,8 +11,8 @@ Filters ``{"g2": v}``, ``{"g10": v}``, ``{"g100": v}``, ``{"g1000": v}`` match 5
   estimate, exact scan for very selective filters, a candidate list sized by the estimate for the index scan,
   exact re-run when the index scan comes back short. The share of its searches that ended in an exact scan
   comes from `search_tuning.record_paths`.
-- exact scan: index scans disabled; reads and sorts every matching row (the reference of speed, not of recall,
-  which comes from numpy).
+- exact scan: the store's exact statement (its ORDER BY no vector index serves); reads and sorts every matching
+  row (the reference of speed, not of recall, which comes from numpy).
 
 The reference lines run the store's own vector-search statement (`pgvecstore.sql.queries.vector_search`) as raw
 SQL, with the settings each names.
