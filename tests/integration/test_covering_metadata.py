@@ -112,9 +112,7 @@ async def test_a_tenant_reads_only_its_rows_through_the_covering_index(
     assert "Index Only Scan" in plan, plan
 
 
-async def test_an_entry_too_large_for_the_covering_index_is_refused_by_name(
-    make_store: StoreMaker, admin: asyncpg.Connection
-) -> None:
+async def test_an_entry_too_large_for_the_covering_index_is_refused_by_name(make_store: StoreMaker) -> None:
     store = make_store(dimensions=DIMS, id_type="text", table_name="covered_big",
                        indexed_metadata={"title": "text"}, covering_metadata=["title"])
     vectors = np.ones((3, DIMS), dtype=np.float32)

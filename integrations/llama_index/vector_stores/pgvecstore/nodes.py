@@ -206,7 +206,7 @@ def _chain_order(members: Sequence[BaseNode]) -> list[int]:
         if nxt is None and prev is None:
             continue
         if index is None:
-            index = {node.node_id: i for i, node in enumerate(members)}
+            index = {member.node_id: j for j, member in enumerate(members)}
         if isinstance(nxt, RelatedNodeInfo) and nxt.node_id in index:
             link(i, index[nxt.node_id])
         if isinstance(prev, RelatedNodeInfo) and prev.node_id in index:
