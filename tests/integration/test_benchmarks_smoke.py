@@ -221,6 +221,22 @@ def test_compact_scale_measures_covered_filter_keys(pg_dsn: str, tmp_path: Path)
     assert '<code>{"c_bucket": 0}</code>, exact path' in report
 
 
+def test_covering_benchmark_runs_and_reads_the_covering_index(pg_dsn: str, tmp_path: Path) -> None:
+    """benchmarks/covering.py at a tiny size: every method measured, the covered filter an index-only scan."""
+    output = tmp_path / "covering.md"
+    result = run_script("covering.py", "--rows", "3000", "--dims", "16", "--queries", "4", "--dsn", pg_dsn,
+                        "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert report.startswith("## Covering index against the heap: a 1% filter, 3,000 x 16 rows")
+    for method in ("covering index (index-only scan)", "index scans off (bitmap heap scan)", "jsonb key (GIN",
+                   "`store.search`, indexed column (covered)", "`store.search`, jsonb key"):
+        assert method in report, method
+    plans = report.split("```")
+    assert "Index Only Scan using covering_bench_meta_c_cov" in plans[1]
+    assert "Bitmap Heap Scan" in plans[3] and "Index Only Scan" not in plans[3]
+
+
 def test_compact_scale_names_a_variant_the_store_does_not_take(pg_dsn: str) -> None:
     """Variants are sets of store options; one the store rejects stops the run before any work, naming the
     variant and the option (halfvec comes with issue 17's vector_type option: once it is there, the run works)."""
