@@ -45,6 +45,7 @@ from common import (
     server_dsn,
     write_markdown,
 )
+from compact_report import short_plan
 from pgvecstore import PgVectorStore
 from pgvecstore.connection import set_local
 from pgvecstore.planner import SearchPlanner, SearchRequest
@@ -135,7 +136,7 @@ async def run(args: argparse.Namespace) -> str:
             async with conn.transaction():
                 await set_local(conn, settings)
                 lines = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {plan.exact.sql}", *plan.exact.args)
-            plans.append("\n".join(line[0] for line in lines))
+            plans.append("\n".join(short_plan([line[0] for line in lines])))
     await store.close()
     await plain.close()
     rows = [
