@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import asyncpg
 
-from pgvecstore import indexes, metadata_columns, text_search
+from pgvecstore import covering, indexes, metadata_columns, text_search
 from pgvecstore.compact import DEFAULT_VECTOR_TYPE
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
@@ -104,6 +104,9 @@ class TableBootstrap:
                 f"table {t.display} does not exist yet, and the store has no 'dimensions' to create it with: "
                 "give dimensions=<the length of your vectors> (stores on an existing table read it from there)"
             )
+        # The column's type is known now: a covering index it cannot hold fails before the table is made.
+        covering.check_dimensions(config.covering_metadata, config.vector_type or DEFAULT_VECTOR_TYPE,
+                                  config.dimensions)
         async with conn.transaction():
             await indexes.lock_table(conn, t)
             exists = catalog.schema_exists(t.schema)

@@ -285,7 +285,9 @@ class StoreConfig:
         object.__setattr__(self, "indexed_metadata", result)
         covered = covering.validated_keys(self.covering_metadata, result)
         object.__setattr__(self, "covering_metadata", covered)
-        covering.check_dimensions(covered, self.vector_type or "vector", self.dimensions)
+        # Without vector_type the column's type comes from the table, if there is one: only what no type can hold
+        # is refused here; set-up checks the type it creates or finds.
+        covering.check_dimensions(covered, self.vector_type or "halfvec", self.dimensions)
 
     def _check_replicas(self) -> None:
         """read_replicas (DSNs, stored as a tuple), max_replica_lag, read_your_writes and its timeout."""

@@ -155,17 +155,25 @@ async def test_covering_an_existing_key_checks_its_rows_first(
     assert "INCLUDE" in definition and "IS NOT NULL" in definition, definition
 
 
-async def test_vectors_too_wide_for_a_covering_index_are_refused(make_store: StoreMaker) -> None:
+async def test_vectors_too_wide_for_a_covering_index_are_refused(
+    make_store: StoreMaker, admin: asyncpg.Connection
+) -> None:
+    covered = {"indexed_metadata": {"year": "int"}, "covering_metadata": ["year"]}
     with pytest.raises(InvalidOptionError, match=r"covering_metadata=\['year'\].*up to 598 dimensions.*halfvec"):
-        PgVectorStore(dimensions=768, indexed_metadata={"year": "int"}, covering_metadata=["year"])
-    PgVectorStore(dimensions=768, vector_type="halfvec", indexed_metadata={"year": "int"},
-                  covering_metadata=["year"])  # halfvec halves them: fits
-    # A table that exists gives its dimensions at set-up.
-    wide = make_store(dimensions=700, table_name="wide")
-    await wide.initialize()
-    covered = make_store(table_name="wide", indexed_metadata={"year": "int"}, covering_metadata=["year"])
+        PgVectorStore(dimensions=768, vector_type="vector", **covered)
+    with pytest.raises(InvalidOptionError, match="halfvec vectors of up to 1,196 dimensions; these have 1,500"):
+        PgVectorStore(dimensions=1500, **covered)  # no vector type holds them
+    # Without vector_type the table's type decides: a new table's (the default, vector) is checked before it is made.
+    new = make_store(dimensions=768, table_name="wide_new", **covered)
+    with pytest.raises(InvalidOptionError, match="these have 768"):
+        await new.initialize()
+    assert await admin.fetchval("SELECT to_regclass($1)", f"{new.table.schema}.wide_new") is None
+    # A halfvec table that exists takes them; a vector table of as many dimensions does not.
+    await make_store(dimensions=768, vector_type="halfvec", table_name="wide_half").initialize()
+    await make_store(dimensions=768, table_name="wide_half", **covered).initialize()
+    await make_store(dimensions=700, table_name="wide").initialize()
     with pytest.raises(InvalidOptionError, match="these have 700"):
-        await covered.initialize()
+        await make_store(table_name="wide", **covered).initialize()
 
 
 @pytest.mark.parametrize(
