@@ -103,7 +103,7 @@ class SearchPlanner:
         self._metric = Metric(config.metric)
         self._domain = config.domain_id
         self._default_options = SearchOptions.from_params(config.search_params)
-        self._plain: dict[tuple[bool, bool, bool, bool], tuple[Statement, bool]] = {}
+        self._plain: dict[tuple[bool, bool, bool], tuple[Statement, bool, str]] = {}
         self.estimates = EstimateCache()
 
     def check(self, r: SearchRequest) -> tuple[int, SearchOptions]:
@@ -178,11 +178,12 @@ class SearchPlanner:
     ) -> SearchPlan:
         """A vector search of the checked query vector `wire` (pgvector's binary format)."""
         rerank = self.rerank(options, k)
-        sql, args, filtered = self._statement(wire, k, filter, rerank, metadata, vectors)
+        sql, args, filtered, exact_sql = self._statement(wire, k, filter, None, metadata, vectors)
         exact = None
-        if rerank is not None or filtered:
-            exact_sql, exact_args, _ = self._statement(wire, k, filter, None, metadata, vectors, exact=True)
-            exact = Statement(exact_sql, tuple(exact_args))
+        if rerank is not None or filtered:  # the exact twin: the same values, from the same compile of the filter
+            exact = Statement(exact_sql, tuple(args))
+        if rerank is not None:
+            sql, args, filtered, _ = self._statement(wire, k, filter, rerank, metadata, vectors)
         candidates = None if rerank is None else rerank.candidates
         if not filtered:
             settings = search_tuning.search_settings(options, filtered=False, k=candidates or k)
@@ -198,29 +199,32 @@ class SearchPlanner:
 
     def _statement(
         self, wire: bytes, k: int, filter: Mapping[str, Any] | None, rerank: Rerank | None,
-        metadata: bool, vectors: bool, exact: bool = False,
-    ) -> tuple[str, list[Any], bool]:
-        """The SQL of a vector search (`exact`: the exact scan's, see `queries.vector_search`), its values, and
-        whether it is restricted (a filter or the domain). Without a filter the same text serves every call:
+        metadata: bool, vectors: bool,
+    ) -> tuple[str, list[Any], bool, str]:
+        """The SQL of a vector search, its values, whether it is restricted (a filter or the domain), and the SQL
+        of its exact twin with the same values (`queries.vector_searches`; the re-ranking statement's twin is the
+        plain search's, so with `rerank` this is its own SQL). Without a filter the same texts serve every call:
         built once per column choice, then re-bound."""
-        def build(query: bytes, f: Mapping[str, Any] | None) -> tuple[Statement, bool]:
+        def build(query: bytes, f: Mapping[str, Any] | None) -> tuple[Statement, bool, str]:
             if rerank is None:
-                return queries.vector_search(self._table, self._metric, self._domain, f, query, k,
-                                             metadata=metadata, vectors=vectors, exact=exact)
-            return queries.reranked_search(self._table, self._metric, self._domain, f, query, k, rerank,
-                                           metadata=metadata, vectors=vectors)
+                statement, exact_sql, filtered = queries.vector_searches(
+                    self._table, self._metric, self._domain, f, query, k, metadata=metadata, vectors=vectors)
+                return statement, filtered, exact_sql
+            statement, filtered = queries.reranked_search(self._table, self._metric, self._domain, f, query, k,
+                                                          rerank, metadata=metadata, vectors=vectors)
+            return statement, filtered, statement.sql
 
         if filter is not None:
-            statement, filtered = build(wire, filter)
-            return statement.sql, list(statement.args), filtered
-        key = (metadata, vectors, rerank is not None, exact)
+            statement, filtered, exact_sql = build(wire, filter)
+            return statement.sql, list(statement.args), filtered, exact_sql
+        key = (metadata, vectors, rerank is not None)
         built = self._plain.get(key)
         if built is None:
             built = self._plain[key] = build(wire, None)
-        template, filtered = built
+        template, filtered, exact_sql = built
         if rerank is None:
-            return template.sql, template.bind(query=wire, k=k), filtered
-        return template.sql, template.bind(query=wire, k=k, candidates=rerank.candidates), filtered
+            return template.sql, template.bind(query=wire, k=k), filtered, exact_sql
+        return template.sql, template.bind(query=wire, k=k, candidates=rerank.candidates), filtered, exact_sql
 
 
 def _check_hybrid_options(r: SearchRequest) -> None:

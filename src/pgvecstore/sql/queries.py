@@ -9,6 +9,7 @@ column; `pgvecstore.results` reads them by that layout.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from pgvecstore.compact import HAMMING_OPERATOR, check_vector_type
@@ -59,11 +60,23 @@ def vector_search(
     t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int,
     *, metadata: bool, vectors: bool, exact: bool = False,
 ) -> tuple[Statement, bool]:
-    """The `k` nearest rows to `query`, nearest first, with their distance last; the ORDER BY matches the
-    vector index's operator class, or with `exact` is one no vector index serves (the distance ``+ 0``, computed
-    once per row as the selected column), so that PostgreSQL reads the matching rows by any other index (a
-    covering one among them) and sorts them. Slots ``query`` and ``k``. Also whether the WHERE clause restricts
-    rows.
+    """The `k` nearest rows to `query`, nearest first, with their distance last (`vector_searches`: the ORDER BY
+    the vector index serves, or with `exact` the exact scan's). Slots ``query`` and ``k``. Also whether the WHERE
+    clause restricts rows."""
+    statement, exact_sql, restricts = vector_searches(t, metric, domain_id, filter, query, k,
+                                                      metadata=metadata, vectors=vectors)
+    return (replace(statement, sql=exact_sql) if exact else statement), restricts
+
+
+def vector_searches(
+    t: TableRef, metric: Metric, domain_id: str | None, filter: Filter, query: Any, k: int,
+    *, metadata: bool, vectors: bool,
+) -> tuple[Statement, str, bool]:
+    """The `k` nearest rows to `query`, nearest first, with their distance last, as two texts over one compile of
+    the filter (the same values and slots, ``query`` and ``k``): the statement, whose ORDER BY matches the vector
+    index's operator class, and the text of its exact twin, whose ORDER BY no vector index serves (the distance
+    ``+ 0``, computed once per row as the selected column), so that PostgreSQL reads the matching rows by any other
+    index (a covering one among them) and sorts them. Also whether the WHERE clause restricts rows.
 
     A restricted search finds the ids first and reads the other columns of those `k` rows only: on the exact
     path every matching row goes through the sort, and PostgreSQL computes the selected columns (the metadata's
@@ -74,22 +87,29 @@ def vector_search(
     emb, op = t.col("embedding"), metric.operator
     q = p.named("query", query)
     limit = p.named("k", k)
+    by_index = f"{emb} {op} {q}"
     # The exact scan orders by the selected column itself (a second expression would compute each distance twice).
-    distance, order = (f"({emb} {op} {q}) + 0", "distance") if exact else (f"{emb} {op} {q}", f"{emb} {op} {q}")
+    sql = _nearest_sql(t, where, by_index, by_index, limit, metadata=metadata, vectors=vectors)
+    exact_sql = _nearest_sql(t, where, f"({by_index}) + 0", "distance", limit, metadata=metadata, vectors=vectors)
+    return p.statement(sql), exact_sql, where.restricts
+
+
+def _nearest_sql(
+    t: TableRef, where: Where, distance: str, order: str, limit: str, *, metadata: bool, vectors: bool
+) -> str:
+    """A nearest-rows query selecting `distance` and ordered by `order` (see `vector_searches`)."""
     if not where.restricts:
         cols = select_columns(t, vectors=vectors, metadata=metadata)
-        sql = f"SELECT {cols}, {distance} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
-        return p.statement(sql), False
+        return f"SELECT {cols}, {distance} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
     nearest = (
         f"SELECT {t.carry_key()}, {distance} AS distance FROM {t.qualified} {where.sql} "
         f"ORDER BY {order} LIMIT {limit}"
     )
     cols = select_columns(t, vectors=vectors, metadata=metadata, alias="t")
-    sql = (
+    return (
         f"SELECT {cols}, n.distance FROM ({nearest}) AS n JOIN {t.qualified} AS t ON {t.is_carried('t', 'n')} "
         "ORDER BY n.distance"
     )
-    return p.statement(sql), True
 
 
 class Rerank(NamedTuple):
