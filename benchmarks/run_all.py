@@ -129,6 +129,14 @@ def summary_table(ctx: Context, sections: list[Section]) -> str:
                     lists = ratio / same["raw_copy_docs_lists"]
                     rows.append([f"(reference) the same, raw COPY fed the same lists of floats ({size})", ">= 0.8",
                                  f"{lists:.3f}", check(lists >= 0.8)])
+            if "llamaindex_adapter" in same:  # issue 17
+                ratio = same["llamaindex_adapter"]
+                rows.append([f"LlamaIndex adapter ingest / raw COPY of the same rows ({size})", ">= 0.7",
+                             f"{ratio:.3f}", check(ratio >= 0.7)])
+                if same.get("raw_copy_node_rows"):  # its Python alone: against a raw COPY of its own rows
+                    own = ratio / same["raw_copy_node_rows"]
+                    rows.append([f"(reference) the same, raw COPY of the adapter's own rows ({size})", ">= 0.7",
+                                 f"{own:.3f}", check(own >= 0.7)])
             # The peers write document rows (text included): compared with the core writing the same.
             core_docs = rates.get(scenarios.INGEST_METHODS["core_docs"], core)
             for lib, label in scenarios.PEER_LABELS.items():

@@ -92,8 +92,8 @@ async def test_the_stored_node_leaves_its_defaults_out_and_reads_back_whole(
         row["id"]: json.loads(row["node"])
         for row in await admin.fetch(f"SELECT id, metadata->>'_node_content' AS node FROM {core.table.qualified}")
     }
-    assert stored["plain"] == {
-        "id_": "plain", "metadata": {"file": "a.txt", "page": 2, "score": 0.5},
+    assert stored["plain"] == {  # the id, text and vector are the row's columns
+        "metadata": {"file": "a.txt", "page": 2, "score": 0.5},
         "relationships": {"1": {"node_id": "doc-1", "node_type": "4", "metadata": {"file": "a.txt"}, "hash": "h"},
                           "3": {"node_id": "templated"}},
         "start_char_idx": 0, "end_char_idx": 10,

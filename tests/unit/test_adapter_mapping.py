@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,19 +179,20 @@ def test_llamaindex_node_metadata_matches_the_earlier_format(node: BaseNode) -> 
     assert {k: v for k, v in got.items() if k != NODE_CONTENT_KEY} == {
         k: v for k, v in want.items() if k != NODE_CONTENT_KEY
     }
-    # The serialised node leaves out what the earlier format blanked (the embedding, and the text kept in content)
-    # and every field equal to its default: LlamaIndex reads both back as the same node.
+    # The serialised node leaves out what the earlier format blanked (the embedding, and the text kept in content),
+    # the id (kept in the id column) and every field equal to its default: given the row's id, LlamaIndex reads both
+    # back as the same node.
     earlier = json.loads(want[NODE_CONTENT_KEY])
     assert earlier.pop("embedding") is None
     if node.class_name() in _TEXT_TYPES:
         assert earlier.pop("text") == ""
     stored = json.loads(got[NODE_CONTENT_KEY])
-    assert "embedding" not in stored and "text" not in stored
-    assert type(node).from_dict(stored) == type(node).from_dict(earlier)
+    assert "id_" not in stored and "embedding" not in stored and "text" not in stored  # the row's columns hold them
+    assert type(node).from_dict({**stored, "id_": node.node_id}) == type(node).from_dict(earlier)
     assert len(got[NODE_CONTENT_KEY]) < len(want[NODE_CONTENT_KEY])
-    for key, value in stored.items():  # only fields the node sets (the id always)
+    for key, value in stored.items():  # only fields the node sets
         default = type(node).model_fields[key].get_default(call_default_factory=True) if key != "class_name" else 0
-        assert key in ("id_", "class_name") or value != default, key
+        assert key == "class_name" or value != default, key
 
 
 @pytest.mark.parametrize("node", [n for n in sample_nodes() if n.node_id != "odd"], ids=lambda node: node.node_id)
@@ -219,3 +221,18 @@ def test_llamaindex_rows_keep_the_last_of_a_repeated_id_and_map_documents() -> N
         nodes_to_rows([node("ok", None, None, "x"), TextNode(id_="e", text="no vector")])
     with pytest.raises(ValueError, match="reserved by the store"):
         nodes_to_rows([TextNode(id_="r", text="x", metadata={NODE_TYPE_KEY: 1}, embedding=[1.0])])
+
+
+def test_llamaindex_stored_node_takes_its_id_from_the_row() -> None:
+    node = TextNode(id_="3b5d5c1e-0f43-4a53-9d4e-0c5e1b7c9a11", text="t", metadata={"k": "v"}, embedding=[1.0])
+    stored = json.loads(json.dumps(nodes_to_rows([node]).metadata[0]))
+    assert node.node_id not in stored[NODE_CONTENT_KEY]  # kept once, in the id column
+    back = row_to_node(uuid.UUID(node.node_id), stored, "t", None)  # a uuid table hands back UUIDs
+    assert back.node_id == node.node_id
+    assert back == node.model_copy(update={"embedding": None})
+    # A row written by earlier versions keeps the id inside its node, which wins.
+    earlier = {**stored, NODE_CONTENT_KEY: json.dumps({"id_": "from-json", "metadata": {"k": "v"}})}
+    assert row_to_node("from-row", earlier, "t", None).node_id == "from-json"
+    for broken in ("not json", "[1, 2]", 7):
+        with pytest.raises(ValueError, match="row 'r9': its _node_content is not a serialised node"):
+            row_to_node("r9", {NODE_CONTENT_KEY: broken, NODE_TYPE_KEY: "TextNode"}, "t", None)

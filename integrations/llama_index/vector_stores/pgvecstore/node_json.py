@@ -1,12 +1,16 @@
-"""The serialised node stored under ``_node_content``: the node's fields that differ from their defaults.
+"""The serialised node stored under ``_node_content``: the node's fields that differ from their defaults, without
+what the row's own columns hold (the id, the embedding and, for text nodes, the text).
 
 LlamaIndex reads a node back with ``TextNode.from_json`` (via ``metadata_dict_to_node``), which fills every field
-left out with its default, so leaving defaults out changes nothing a reader gets back, here or in LlamaIndex's
-own stores; rows written in the previous, full form read back as before. The stored text is about half as long
-(a short row then stays under PostgreSQL's 2 kB TOAST threshold) and is made without pydantic's serializer for a
-plain `TextNode` (`fast_fields`), which is most of what a node costs to store; anything else (another node class,
-metadata or relationships holding more than plain JSON values) goes through ``model_dump_json(exclude_defaults=
-True)``, as does a node the fast path does not know how to write exactly.
+left out with its default, so leaving defaults out changes nothing a reader gets back; the adapter's reader
+(`nodes.stored_node`) puts the row's id and text back (LlamaIndex's own ``metadata_dict_to_node`` given the
+metadata alone would make a fresh id, as it leaves the text empty). Rows written in the earlier, fuller forms
+read back as before. The stored text is about a third as long as pydantic's full dump, so a short row stays under
+PostgreSQL's 2 kB TOAST threshold (above it the metadata is moved out of the row, which costs each write a TOAST
+insert: docs/vector-storage.md), and is made without pydantic's serializer for a plain `TextNode`
+(`fast_fields`), which is most of what a node costs to store; anything else (another node class, metadata or
+relationships holding more than plain JSON values) goes through ``model_dump_json(exclude_defaults=True)``, as
+does a node the fast path does not know how to write exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ _FAST = set(TextNode.model_fields) == _KNOWN_FIELDS and all(
 ) and set(RelatedNodeInfo.model_fields) == {"node_id", "node_type", "metadata", "hash"}
 
 
+# What the fast path leaves out (it writes every other field that differs from its default).
+_FAST_EXCLUDES = frozenset({"id_", "embedding", "text"})
+
+
 # The C encoder made once (``JSONEncoder.encode`` makes a new one per call, half the cost of a small node); without
 # circular-reference markers, so it keeps no state between calls: `fast_fields` hands it fresh, plain values.
 _encode = json_encoder(",", ":", check_circular=False)
@@ -41,7 +49,7 @@ _encode = json_encoder(",", ":", check_circular=False)
 def node_json(node: BaseNode, exclude: set[str], plain_metadata: bool = False) -> str:
     """JSON text of `node` without the fields in `exclude` and without fields equal to their defaults.
     `plain_metadata`: the caller checked that the node's metadata holds only plain JSON scalars."""
-    if _FAST and type(node) is TextNode and exclude >= {"embedding", "text"}:
+    if _FAST and type(node) is TextNode and exclude >= _FAST_EXCLUDES:
         fields = fast_fields(node, plain_metadata)
         if fields is not None:
             try:
@@ -52,13 +60,10 @@ def node_json(node: BaseNode, exclude: set[str], plain_metadata: bool = False) -
 
 
 def fast_fields(node: TextNode, plain_metadata: bool) -> dict[str, Any] | None:
-    """A plain `TextNode`'s non-default fields but the embedding and the text, as JSON values; None when one
-    holds a value this function does not write exactly as pydantic's JSON mode would."""
+    """A plain `TextNode`'s non-default fields but the id, the embedding and the text, as JSON values; None when
+    one holds a value this function does not write exactly as pydantic's JSON mode would."""
     values = node.__dict__
-    node_id = values["id_"]
-    if type(node_id) is not str:
-        return None
-    out: dict[str, Any] = {"id_": node_id}
+    out: dict[str, Any] = {}
     metadata = values["metadata"]
     if metadata:
         if not plain_metadata:

@@ -7,6 +7,7 @@ written: metadata types and key order, relationships, character offsets, exclude
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from llama_index.core.schema import (
     ImageNode,
     IndexNode,
     MetadataMode,
+    Node,
     NodeRelationship,
     RelatedNodeInfo,
     TextNode,
 )
-from llama_index.core.vector_stores.utils import metadata_dict_to_node
 from pydantic_core import PydanticSerializationError
 
 from llama_index.vector_stores.pgvecstore.node_json import node_json
@@ -82,10 +83,13 @@ def nodes_to_rows(nodes: Sequence[BaseNode]) -> NodeRows:
     return rows
 
 
-# What the serialised node leaves out: the vector (kept once, in the vector column) and, for node classes whose
-# text lives in `text`, the text (kept once, in the content column); reading back restores both.
-_WITHOUT_EMBEDDING = {"embedding"}
-_WITHOUT_EMBEDDING_AND_TEXT = {"embedding", "text"}
+# What the serialised node leaves out, since the row holds it once already: the id (the id column), the vector
+# (the vector column) and, for node classes whose text lives in `text`, the text (the content column); reading
+# back restores them from the row.
+_ROW_FIELDS = {"id_", "embedding"}
+_ROW_FIELDS_AND_TEXT = {"id_", "embedding", "text"}
+# LlamaIndex's node classes by their `_node_type`, as `metadata_dict_to_node` chooses them (anything else: TextNode).
+_NODE_CLASSES: dict[str, type[BaseNode]] = {cls.class_name(): cls for cls in (Node, IndexNode, ImageNode, TextNode)}
 # Metadata values that pydantic's JSON mode passes through unchanged (floats only when finite: it turns NaN and
 # infinity into null).
 _PLAIN_VALUES = frozenset({str, int, bool, type(None), float})
@@ -113,14 +117,14 @@ def node_metadata(node: BaseNode) -> dict[str, Any]:
     """The metadata JSON stored for `node`: its user metadata at top level plus the serialised node.
 
     The node is serialised straight to JSON text (`node_json`: its fields that differ from their defaults),
-    leaving out the embedding and the text rather than dumping them and blanking them afterwards: most of a
-    node's serialisation cost is its embedding. The top-level metadata is the node's own dict when it holds
-    plain JSON values (what pydantic's JSON mode would return for it anyway), else its JSON-mode dump. The
-    reserved keys of the node's own dict are its caller's to check (`nodes_to_rows` does, before anything is
-    sent); those of a dump are checked here.
+    leaving out what the row's columns hold (the id, the embedding, the text) rather than dumping them and
+    blanking them afterwards: most of a node's serialisation cost is its embedding. The top-level metadata is
+    the node's own dict when it holds plain JSON values (what pydantic's JSON mode would return for it anyway),
+    else its JSON-mode dump. The reserved keys of the node's own dict are its caller's to check (`nodes_to_rows`
+    does, before anything is sent); those of a dump are checked here.
     """
     node_type = node.class_name()
-    exclude = _WITHOUT_EMBEDDING_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _WITHOUT_EMBEDDING
+    exclude = _ROW_FIELDS_AND_TEXT if node_type in _TEXT_FIELD_TYPES else _ROW_FIELDS
     user_metadata = node.metadata
     plain = _plain_json(user_metadata)
     try:
@@ -153,8 +157,7 @@ def row_to_node(
     """
     meta = dict(metadata or {})
     if NODE_CONTENT_KEY in meta:
-        text = (content or "") if meta.get(NODE_TYPE_KEY) in _TEXT_FIELD_TYPES else None
-        node = metadata_dict_to_node(meta, text=text)
+        node = stored_node(row_id, meta, content)
     else:
         relationships = {}
         if document_id is not None:
@@ -162,6 +165,26 @@ def row_to_node(
         node = TextNode(id_=row_id, text=content or "", metadata=meta, relationships=relationships)
     if embedding is not None:
         node.embedding = [float(x) for x in embedding]
+    return node
+
+
+def stored_node(row_id: Any, meta: Mapping[str, Any], content: str | None) -> BaseNode:
+    """The node serialised under ``_node_content``, of the class `_node_type` names (as LlamaIndex's
+    `metadata_dict_to_node` reads it), with its text from the content column and, when the stored form leaves
+    the id out (the current one does; earlier ones kept it), its id from the row's."""
+    node_type = meta.get(NODE_TYPE_KEY)
+    try:
+        data = json.loads(meta[NODE_CONTENT_KEY])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"row {row_id!r}: its {NODE_CONTENT_KEY} is not a serialised node: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"row {row_id!r}: its {NODE_CONTENT_KEY} is not a serialised node")
+    if "id_" not in data:
+        data["id_"] = str(row_id)
+    node_class = _NODE_CLASSES.get(node_type, TextNode) if isinstance(node_type, str) else TextNode
+    node = node_class.from_dict(data)
+    if node_type in _TEXT_FIELD_TYPES:
+        node.set_content(content or "")
     return node
 
 
