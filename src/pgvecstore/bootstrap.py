@@ -27,7 +27,7 @@ from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
 _VECTOR_TYPE = re.compile(r"(vector|halfvec)\((\d+)\)")
-# How long set-up waits for the lock that gives an existing table's vector column storage MAIN.
+# How long set-up waits for the lock that gives an existing table's vector and metadata columns storage MAIN.
 STORAGE_LOCK_TIMEOUT = "2s"
 
 
@@ -75,7 +75,7 @@ class TableBootstrap:
         self.table = t = replace(t, primary_key=await self._check_key(conn))
         await metadata_columns.install(conn, config, t, dimensions, vector_type)  # indexed keys, the metadata GIN
         if not created:
-            await self._keep_vectors_in_heap(conn)
+            await self._keep_searched_columns_in_heap(conn)
         # A column of the text-search column's name must be a tsvector. An older layout is used as it is
         # (never rewritten here): text search says to run upgrade().
         version = (await text_search.read_layout(conn, t)).version
@@ -118,7 +118,7 @@ class TableBootstrap:
             await conn.execute(
                 ddl.create_table(t, config.dimensions, text_columns, config.vector_type or DEFAULT_VECTOR_TYPE)
             )
-            await conn.execute(ddl.keep_vectors_in_heap(t))
+            await conn.execute(ddl.keep_searched_columns_in_heap(t))
             await conn.execute(upgrade_ddl.set_comment(t, CURRENT_LAYOUT))
             for statement in ddl.support_indexes(t):
                 await conn.execute(statement)
@@ -128,26 +128,28 @@ class TableBootstrap:
             logger.info("pgvecstore: created table %s", t.display)
         return True
 
-    async def _keep_vectors_in_heap(self, conn: asyncpg.Connection) -> None:
-        """Give an existing table's vector column storage MAIN, as new tables have (a catalog-only change that
-        affects rows written afterwards), when this role owns the table; skipped, with a log line, when the
-        table is busy for more than `STORAGE_LOCK_TIMEOUT` (ALTER TABLE waits for its brief exclusive lock)."""
+    async def _keep_searched_columns_in_heap(self, conn: asyncpg.Connection) -> None:
+        """Give an existing table's vector and metadata columns storage MAIN, as new tables have (a catalog-only
+        change that affects rows written afterwards), when this role owns the table; skipped, with a log line,
+        when the table is busy for more than `STORAGE_LOCK_TIMEOUT` (ALTER TABLE waits for its brief exclusive
+        lock)."""
         t = self.table
-        statement = catalog.vector_storage(t)
+        statement = catalog.searched_columns_storage(t)
         row = await conn.fetchrow(statement.sql, *statement.args)
-        if row is None or row[0] == "m" or not row[1]:
+        if row is None or row[0] is not False or not row[1]:
             return
         settings = catalog.set_config({"lock_timeout": STORAGE_LOCK_TIMEOUT})
         try:
             async with conn.transaction():
                 await conn.execute(settings.sql, *settings.args)
                 await indexes.lock_table(conn, t)
-                await conn.execute(ddl.keep_vectors_in_heap(t))
+                await conn.execute(ddl.keep_searched_columns_in_heap(t))
         except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError,
                 asyncpg.ReadOnlySQLTransactionError) as error:  # busy, not the owner, or a read-only replica
-            logger.info("pgvecstore: vector storage of %s left as it is (%s)", t.display, error)
+            logger.info("pgvecstore: storage of %s's vector and metadata left as it is (%s)", t.display, error)
             return
-        logger.info("pgvecstore: vector column of %s set to storage MAIN (rows written from now on)", t.display)
+        logger.info("pgvecstore: vector and metadata columns of %s set to storage MAIN (rows written from now on)",
+                    t.display)
 
     async def _check_table(self, conn: asyncpg.Connection) -> tuple[int, str]:
         """Fail clearly when an existing table does not fit this store's configuration; return its dimensions

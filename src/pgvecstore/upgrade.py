@@ -15,7 +15,8 @@ connections of its own:
    the statistics (which may go below zero for a while: a deleted row's count comes with step 4). No row is
    rewritten. Progress goes to the optional callback ``(done, total)`` and to INFO logs.
 3. The text-search GIN index, if missing, by CREATE INDEX CONCURRENTLY (an INVALID leftover of an interrupted
-   build is dropped first); the vector column's storage MAIN (skipped, with a warning, when the table is busy).
+   build is dropped first); the vector and metadata columns' storage MAIN (skipped, with a warning, when the
+   table is busy).
 4. One transaction under the table's advisory lock: add the count to the statistics (the writers' changes plus the
    snapshot's rows: exact), waiting for writers that hold a statistics row, and record the current layout.
 
@@ -122,7 +123,7 @@ class LayoutUpgrade:
                 await snapshot.commit()
                 steps.append(f"counted the text statistics of {rows} rows")
             steps += await self._text_index(conn)
-            steps += await self._vector_storage(conn)
+            steps += await self._searched_columns_storage(conn)
             async with counter.transaction():  # no lock timeout: it waits for writers of the statistics rows
                 lock = catalog.table_lock(t)
                 await counter.execute(lock.sql, *lock.args)
@@ -245,24 +246,24 @@ class LayoutUpgrade:
         await conn.execute(text_ddl.create_index(t, concurrently=True))
         return [*steps, "built the text-search index concurrently"]
 
-    async def _vector_storage(self, conn: asyncpg.Connection) -> list[str]:
-        """Step 3: the vector column's storage MAIN (catalog only); skipped with a warning when the table is
-        busy for more than `STORAGE_LOCK_TIMEOUT`."""
+    async def _searched_columns_storage(self, conn: asyncpg.Connection) -> list[str]:
+        """Step 3: the vector and metadata columns' storage MAIN (catalog only); skipped with a warning when the
+        table is busy for more than `STORAGE_LOCK_TIMEOUT`."""
         t = self._table
-        statement = catalog.vector_storage(t)
+        statement = catalog.searched_columns_storage(t)
         row = await conn.fetchrow(statement.sql, *statement.args)
-        if row is None or row[0] == "m":
+        if row is None or row[0] is not False:
             return []
         try:
             async with conn.transaction():
                 settings = catalog.set_config({"lock_timeout": STORAGE_LOCK_TIMEOUT})
                 await conn.execute(settings.sql, *settings.args)
-                await conn.execute(ddl.keep_vectors_in_heap(t))
+                await conn.execute(ddl.keep_searched_columns_in_heap(t))
         except asyncpg.LockNotAvailableError:
-            logger.warning("pgvecstore: %s was busy: its vector column keeps its storage for now (an "
-                           "optimisation; the owner's next initialize() sets it)", t.display)
+            logger.warning("pgvecstore: %s was busy: its vector and metadata columns keep their storage for now "
+                           "(an optimisation; the owner's next initialize() sets it)", t.display)
             return []
-        return ["set the vector column's storage to MAIN"]
+        return ["set the vector and metadata columns' storage to MAIN"]
 
     async def _finish(self, counter: asyncpg.Connection, *, counted: bool) -> None:
         """Step 4: add the count to the statistics (unless something else, such as `enable_text_search`, finished

@@ -275,7 +275,7 @@ def test_adapter_ingest_benchmark_runs_every_line_and_storage(pg_dsn: str, tmp_p
     ]
     assert all(line.split(" | ")[5] == "1.00" for line in lines if line.startswith("| raw asyncpg"))
     assert all(float(line.split(" | ")[5]) > 0 for line in lines)
-    assert "| vector storage | exact | filtered exact (g10 = 0) | heap MiB | TOAST MiB |" in result.stdout
+    assert "| storage | exact | filtered exact (g10 = 0) | heap MiB | TOAST MiB |" in result.stdout
 
 
 def test_churn_benchmark_runs_every_stage(pg_dsn: str, tmp_path: Path) -> None:

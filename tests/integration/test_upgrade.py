@@ -125,7 +125,7 @@ async def test_a_0_1_table_opens_upgrades_and_keeps_every_row(
     assert await admin.fetchval(
         "SELECT is_generated FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
         "AND column_name = 'content_tsv'", schema, TABLE) == "NEVER"
-    for column in ("embedding", "content_tsv"):
+    for column in ("embedding", "metadata", "content_tsv"):
         assert await admin.fetchval(
             "SELECT attstorage FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2",
             f'"{schema}"."{TABLE}"', column) == b"m", column

@@ -99,15 +99,16 @@ def primary_key_columns(t: TableRef) -> Statement:
     )
 
 
-def vector_storage(t: TableRef) -> Statement:
-    """The vector column's storage (``pg_attribute.attstorage``: 'm' main, 'e' external, ...) and whether the
-    current role owns the table (may alter it)."""
+def searched_columns_storage(t: TableRef) -> Statement:
+    """Whether the vector and metadata columns both have storage MAIN (``pg_attribute.attstorage`` 'm'), and
+    whether the current role owns the table (may alter it); NULLs when the table is not there."""
     p = Params()
     return p.statement(
-        "SELECT a.attstorage::text, pg_has_role(c.relowner, 'USAGE') "
+        "SELECT bool_and(a.attstorage = 'm'), bool_or(pg_has_role(c.relowner, 'USAGE')) "
         "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE n.nspname = {p.add(t.schema)} AND c.relname = {p.add(t.name)} "
-        f"AND a.attname = {p.add(t.columns['embedding'])} AND NOT a.attisdropped"
+        f"AND a.attname IN ({p.add(t.columns['embedding'])}, {p.add(t.columns['metadata'])}) "
+        "AND NOT a.attisdropped"
     )
 
 

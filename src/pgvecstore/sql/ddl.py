@@ -56,11 +56,15 @@ def create_table(
     )
 
 
-def keep_vectors_in_heap(t: TableRef) -> str:
-    """Vector column storage MAIN: a row over 2 kB keeps its vector in the heap (its metadata and content are
-    compressed or moved to TOAST first), so an exact scan reads no TOAST. Catalog only: it affects rows written
-    afterwards. See docs/vector-storage.md."""
-    return f"ALTER TABLE {t.qualified} ALTER COLUMN {t.col('embedding')} SET STORAGE MAIN"
+def keep_searched_columns_in_heap(t: TableRef) -> str:
+    """Storage MAIN for the columns a search reads of every row it looks at: the vector and the metadata (what a
+    filter tests). A row over 2 kB then keeps both in the heap (its content is compressed and moved to TOAST
+    first; they leave the row only if it would not fit in a page), so neither an exact scan nor a filter reads
+    TOAST. Catalog only: it affects rows written afterwards. See docs/vector-storage.md."""
+    return (
+        f"ALTER TABLE {t.qualified} ALTER COLUMN {t.col('embedding')} SET STORAGE MAIN, "
+        f"ALTER COLUMN {t.col('metadata')} SET STORAGE MAIN"
+    )
 
 
 def support_indexes(t: TableRef) -> list[str]:
