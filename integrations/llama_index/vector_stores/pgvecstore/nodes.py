@@ -1,8 +1,9 @@
 """Mapping between LlamaIndex nodes and the core store's rows (id, vector, content, metadata, document_id, chunk).
 
-A row's metadata JSON holds the node's user metadata at top level (so filters reach it) plus the whole node,
-serialised, under ``_node_content`` (and its class under ``_node_type``), so a node read back equals the node
-written: metadata types and key order, relationships, character offsets, excluded keys, templates, IndexNode.
+A row's metadata JSON holds the node's user metadata at top level (so filters reach it) plus the node,
+serialised without what the row's columns hold (its id, text and vector), under ``_node_content`` (and its class
+under ``_node_type``), so a node read back from its row equals the node written: metadata types and key order,
+relationships, character offsets, excluded keys, templates, IndexNode.
 """
 
 from __future__ import annotations
