@@ -247,6 +247,22 @@ async def test_node_round_trip_is_exact(vector_store: PgVecStore) -> None:
     ]
 
 
+async def test_a_uuid_table_gives_node_ids_as_the_strings_written(make_store: StoreMaker) -> None:
+    """On a core store with uuid ids, node ids go in as strings and every id LlamaIndex gets back is a string."""
+    store = PgVecStore(make_store(dimensions=DIM, id_type="uuid"))
+    node_ids = ["3b5d5c1e-0f43-4a53-9d4e-0c5e1b7c9a11", "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f"]
+    written = [TextNode(id_=node_id, text=f"text {i}", metadata={"i": i}, embedding=unit((i, 1.0)))
+               for i, node_id in enumerate(node_ids)]
+    assert await store.async_add(written) == node_ids
+    result = await store.aquery(VectorStoreQuery(query_embedding=unit((1, 1.0)), similarity_top_k=2))
+    assert result.ids == [node_ids[1], node_ids[0]]
+    assert result.nodes is not None and [n.node_id for n in result.nodes] == result.ids
+    assert result.nodes[0] == written[1].model_copy(update={"embedding": None})
+    read = await store.aget_nodes(node_ids=node_ids)
+    assert sorted(n.node_id for n in read) == sorted(node_ids)
+    assert all(type(n.node_id) is str for n in read)
+
+
 async def test_readding_a_node_replaces_it(vector_store: PgVecStore) -> None:
     first = TextNode(id_="same", text="old text", metadata={"v": 1}, embedding=unit((0, 1.0)))
     await vector_store.async_add([first])
