@@ -71,9 +71,9 @@ class SearchPlan(NamedTuple):
     """How to answer one search: run `sql` with `args`, under `settings` unless `filtered` (then the searcher's
     filtered flow decides the settings, helped by `estimate`), and read rows into results with `score` (a
     distance column `at` from the end turned into a score, or None when that column is the score). A
-    binary-quantized search re-ranks `candidates` rows of the index scan. `exact` is the exact twin of a filtered
-    or binary-quantized search, run where the vector index is not used (no index, a selective filter, an index
-    scan that came back short): its ORDER BY is one the vector index cannot serve."""
+    binary-quantized search re-ranks `candidates` rows of the index scan. `exact` is the exact twin of a vector
+    search (and of a binary-quantized hybrid one), run where the vector index is not used (no index, a selective
+    filter, an index scan that came back short): its ORDER BY is one the vector index cannot serve."""
 
     sql: str
     args: list[Any]
@@ -179,9 +179,7 @@ class SearchPlanner:
         """A vector search of the checked query vector `wire` (pgvector's binary format)."""
         rerank = self.rerank(options, k)
         sql, args, filtered, exact_sql = self._statement(wire, k, filter, None, metadata, vectors)
-        exact = None
-        if rerank is not None or filtered:  # the exact twin: the same values, from the same compile of the filter
-            exact = Statement(exact_sql, tuple(args))
+        exact = Statement(exact_sql, tuple(args))  # the exact twin: the same values, from the same compile
         if rerank is not None:
             sql, args, filtered, _ = self._statement(wire, k, filter, rerank, metadata, vectors)
         candidates = None if rerank is None else rerank.candidates

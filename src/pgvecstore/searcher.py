@@ -49,7 +49,7 @@ class Searcher:
         if not plan.filtered and (exact is None or await self._indexes.has_index()):
             rows = await self._pools.replica_read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():
-            # No vector index: the query is an exact scan of the matching rows as it stands, in one statement.
+            # No vector index: an exact scan of the matching rows in one statement, the exact twin's (ids first).
             sql, args = (plan.sql, plan.args) if exact is None else (exact.sql, list(exact.args))
             rows = await self._pools.replica_read("fetch", sql, args)
             if plan.filtered:

@@ -155,7 +155,8 @@ def test_binary_searches_take_k_times_rerank_factor_candidates() -> None:
 
 def test_halfvec_plans_send_half_precision_queries() -> None:
     plan = planner("halfvec").plan(SearchRequest(QUERY, k=3))
-    assert plan.args[0] == HalfVector(QUERY).to_binary() and plan.exact is None and plan.candidates is None
+    assert plan.args[0] == HalfVector(QUERY).to_binary() and plan.candidates is None
+    assert plan.exact is not None and plan.exact.args[0] == plan.args[0]
 
 
 # -- options --------------------------------------------------------------------------------------------------------

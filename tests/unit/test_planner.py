@@ -270,14 +270,21 @@ def test_a_binary_store_takes_k_times_the_rerank_factor_candidates() -> None:
     assert "binary_quantize" in plan.sql
 
 
-def test_only_a_binary_store_plans_an_exact_twin() -> None:
+def test_every_vector_plan_and_a_binary_stores_hybrid_plan_have_an_exact_twin() -> None:
     text = {"mode": "hybrid", "query_text": "alpha beta"}
     for mode_options in ({}, text):
         binary = planner(quantization="binary").plan(SearchRequest(QUERY, k=5, **mode_options), "english")
         plain = planner().plan(SearchRequest(QUERY, k=5, **mode_options), "english")
-        assert plain.exact is None
         assert binary.exact is not None and "binary_quantize" not in binary.exact.sql
         assert set(placeholders(binary.exact.sql)) == set(range(1, len(binary.exact.args) + 1))
+        if mode_options:
+            assert plain.exact is None  # a hybrid search's vector side reads its candidates as they come
+        else:
+            # An unfiltered vector search through the index reads its k rows straight; its exact twin (a table
+            # without an index) finds the k nearest ids first and reads their other columns after.
+            assert plain.exact is not None and plain.exact.args == tuple(plain.args)
+            assert "JOIN" not in plain.sql and "ORDER BY distance LIMIT" in plain.exact.sql
+            assert plain.exact.sql.index("ORDER BY distance LIMIT") < plain.exact.sql.index(" JOIN ")
 
 
 def test_vector_plans_are_read_by_distance_and_text_plans_by_score() -> None:

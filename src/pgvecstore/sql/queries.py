@@ -78,10 +78,11 @@ def vector_searches(
     ``+ 0``, computed once per row as the selected column), so that PostgreSQL reads the matching rows by any other
     index (a covering one among them) and sorts them. Also whether the WHERE clause restricts rows.
 
-    A restricted search finds the ids first and reads the other columns of those `k` rows only: on the exact
-    path every matching row goes through the sort, and PostgreSQL computes the selected columns (the metadata's
-    text among them) for each before sorting (about a quarter of a 1% filter's time at 1,000,000 rows,
-    docs/selective-filters.md)."""
+    A restricted search, and every exact twin, find the ids first and read the other columns of those `k` rows
+    only: on the exact path every row scanned goes through the sort, and PostgreSQL computes the selected columns
+    (the metadata's text among them) for each before sorting (about a quarter of a 1% filter's time at 1,000,000
+    rows, docs/selective-filters.md; half an unfiltered scan's, docs/vector-storage.md). An unrestricted search
+    through the index reads its `k` rows straight (the index hands on no more)."""
     p = Params()
     where = scope(t, p, domain_id, filter)
     emb, op = t.col("embedding"), metric.operator
@@ -89,16 +90,20 @@ def vector_searches(
     limit = p.named("k", k)
     by_index = f"{emb} {op} {q}"
     # The exact scan orders by the selected column itself (a second expression would compute each distance twice).
-    sql = _nearest_sql(t, where, by_index, by_index, limit, metadata=metadata, vectors=vectors)
-    exact_sql = _nearest_sql(t, where, f"({by_index}) + 0", "distance", limit, metadata=metadata, vectors=vectors)
+    sql = _nearest_sql(t, where, by_index, by_index, limit, metadata=metadata, vectors=vectors,
+                       ids_first=where.restricts)
+    exact_sql = _nearest_sql(t, where, f"({by_index}) + 0", "distance", limit, metadata=metadata, vectors=vectors,
+                             ids_first=True)
     return p.statement(sql), exact_sql, where.restricts
 
 
 def _nearest_sql(
-    t: TableRef, where: Where, distance: str, order: str, limit: str, *, metadata: bool, vectors: bool
+    t: TableRef, where: Where, distance: str, order: str, limit: str, *, metadata: bool, vectors: bool,
+    ids_first: bool,
 ) -> str:
-    """A nearest-rows query selecting `distance` and ordered by `order` (see `vector_searches`)."""
-    if not where.restricts:
+    """A nearest-rows query selecting `distance` and ordered by `order`; with `ids_first`, the rows' ids are found
+    first and their other columns read after (see `vector_searches`)."""
+    if not ids_first:
         cols = select_columns(t, vectors=vectors, metadata=metadata)
         return f"SELECT {cols}, {distance} AS distance FROM {t.qualified} {where.sql} ORDER BY {order} LIMIT {limit}"
     nearest = (
