@@ -441,7 +441,6 @@ async def explain(bench: Bench, store: PgVectorStore) -> list[dict[str, Any]]:
     The statement comes from the core's planner (internal API: a change there is reported, not raised)."""
     from pgvecstore.planner import SearchPlanner, SearchRequest
     from pgvecstore.search_tuning import search_settings
-    from pgvecstore.sql.params import Statement
 
     out = []
     names = {key: key for key in FILTERS}
@@ -452,7 +451,8 @@ async def explain(bench: Bench, store: PgVectorStore) -> list[dict[str, Any]]:
         try:
             plan = SearchPlanner(store.config, store.table, bench.vectors.shape[1]).plan(
                 SearchRequest(bench.queries[0], K, filter=f))
-            exact = plan.exact or Statement(plan.sql, tuple(plan.args))
+            exact = plan.exact
+            assert exact is not None  # every vector plan has its exact twin
             by_path = {"exact": (EXACT_SCAN_SETTINGS, exact.sql, exact.args),
                        "index": (search_settings(plan.options, filtered=True, k=K, share=1 / mod), plan.sql,
                                  plan.args)}

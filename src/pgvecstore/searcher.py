@@ -6,10 +6,12 @@ estimate of the filter's share (``EXPLAIN``, nothing read, cached), then the ind
 sized by that share or, for a very selective filter, an exact scan; and the exact scan again when the index scan
 found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers behind each step.
 
-A filtered or binary-quantized search's plan carries an exact twin (`SearchPlan.exact`): the plan's statement
-serves the index scans, the twin every exact scan (a table without an index, a selective filter, a short index
-scan). The twin orders by an expression no vector index serves, so PostgreSQL finds the matching rows by the
-other indexes; and a binary-quantized store's exact scans answer exactly rather than from Hamming candidates.
+A vector search's plan (and a binary-quantized store's hybrid one) carries an exact twin (`SearchPlan.exact`):
+the plan's statement serves the index scans, the twin every exact scan (a table without an index, a selective
+filter, a short index scan). The twin orders by an expression no vector index serves, so PostgreSQL finds the
+matching rows by the other indexes, and reads the other columns of the `k` nearest only; a binary-quantized
+store's exact scans answer exactly rather than from Hamming candidates. Filtered plans are vector plans: they
+always have one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pgvecstore.indexes import VectorIndexes
 from pgvecstore.planner import SearchPlan, SearchPlanner, SearchRequest
 from pgvecstore.pool import PoolRegistry
 from pgvecstore.results import SearchResult, search_results
+from pgvecstore.sql.params import Statement
 from pgvecstore.text_search import TextSearch
 
 _distance = operator.itemgetter(-1)  # the last column of a vector search's row
@@ -46,25 +49,26 @@ class Searcher:
             self.planner.check(request)  # argument errors come before the look at the text-search column
             plan = self.planner.plan(request, await self._text.query_config())
         exact = plan.exact
-        if not plan.filtered and (exact is None or await self._indexes.has_index()):
+        if exact is None or (not plan.filtered and await self._indexes.has_index()):
             rows = await self._pools.replica_read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():
-            # No vector index: an exact scan of the matching rows in one statement, the exact twin's (ids first).
-            sql, args = (plan.sql, plan.args) if exact is None else (exact.sql, list(exact.args))
-            rows = await self._pools.replica_read("fetch", sql, args)
+            # No vector index: an exact scan of the matching rows in one statement, the exact twin (ids first).
+            rows = await self._pools.replica_read("fetch", exact.sql, list(exact.args))
             if plan.filtered:
                 search_tuning.note_path("exact")
         else:
-            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan))
+            twin = exact
+            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan, twin))
         if plan.by_distance and len(rows) > 1:
             # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
             rows = sorted(rows, key=_distance)
         return search_results(rows, plan.score, metadata=plan.metadata, vectors=plan.vectors, at=plan.at)
 
-    async def _filtered(self, conn: asyncpg.Connection, plan: SearchPlan) -> list[Any]:
-        """A filtered vector search on an indexed table, in the transaction of `conn` (see the module docstring)."""
+    async def _filtered(self, conn: asyncpg.Connection, plan: SearchPlan, twin: Statement) -> list[Any]:
+        """A filtered vector search on an indexed table, in the transaction of `conn` (see the module docstring);
+        `twin` is the plan's exact twin."""
         options, k = plan.options, plan.k
-        exact_sql, exact_args = (plan.sql, plan.args) if plan.exact is None else (plan.exact.sql, plan.exact.args)
+        exact_sql, exact_args = twin.sql, twin.args
         exact = False
         share: float | None = None
         if plan.estimate is not None:
