@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -341,12 +341,17 @@ async def _core(r: IngestRun) -> Timed:
     return run
 
 
-def _raw_copy_docs(vectors_of: Callable[[np.ndarray], Any]) -> IngestStrategy:
+def _raw_copy_docs(
+    vectors_of: Callable[[np.ndarray], Any],
+    metadata_of: Callable[[IngestRun], Sequence[Mapping[str, Any]]] = lambda r: r.meta,
+) -> IngestStrategy:
     """Document rows by one binary COPY (one transaction) per batch, as each adapter call is one transaction;
-    `vectors_of` makes what each COPY is handed from the batch's vectors, before the call."""
+    `vectors_of` makes what each COPY is handed from the batch's vectors, before the call; `metadata_of` gives
+    every row's metadata dict, made before the clock (by default the caller's metadata)."""
 
     async def prepare(r: IngestRun) -> Timed:
-        data, texts, meta, document_ids, chunk_indexes = r.data, r.texts, r.meta, r.document_ids, r.chunk_indexes
+        data, texts, document_ids, chunk_indexes = r.data, r.texts, r.document_ids, r.chunk_indexes
+        meta = metadata_of(r)
 
         async def call(start: int, stop: int) -> None:
             vectors = r.handed[0]  # freed with `handed`, between calls
@@ -362,25 +367,11 @@ def _raw_copy_docs(vectors_of: Callable[[np.ndarray], Any]) -> IngestStrategy:
     return prepare
 
 
-async def _raw_copy_node_rows(r: IngestRun) -> Timed:
-    """The LlamaIndex adapter's own rows (its metadata: the node's metadata plus the serialised node, made before
-    the clock) by one binary COPY per batch, as `raw_copy_docs` copies the plain rows: what the adapter's rows
-    cost the server, apart from the adapter's Python."""
+def _node_rows_metadata(r: IngestRun) -> list[dict[str, Any]]:
+    """The LlamaIndex adapter's metadata of each row: the node's metadata plus the serialised node."""
     from llama_index.vector_stores.pgvecstore.nodes import node_metadata
 
-    data, texts, document_ids, chunk_indexes = r.data, r.texts, r.document_ids, r.chunk_indexes
-    stored = [node_metadata(node) for node in _llamaindex_nodes(r, 0, data.rows)]
-
-    async def call(start: int, stop: int) -> None:
-        vectors = r.handed[0]
-        records = [
-            (data.ids[i], vectors[i - start], texts[i], json.dumps(stored[i]), None, document_ids[i],
-             chunk_indexes[i])
-            for i in range(start, stop)
-        ]
-        await r.copy(records)
-
-    return r.batched(call, lambda start, stop: data.vectors[start:stop])
+    return [node_metadata(node) for node in _llamaindex_nodes(r, 0, r.data.rows)]
 
 
 async def _core_docs(r: IngestRun) -> Timed:
@@ -470,7 +461,7 @@ INGEST_STRATEGIES: dict[str, IngestMethod] = {
     "llamaindex_adapter": IngestMethod("LlamaIndex adapter `async_add`", _llamaindex, True),
     "raw_copy_node_rows": IngestMethod(  # what the LlamaIndex adapter's rows cost the server, its Python apart
         "reference: raw asyncpg binary COPY of the LlamaIndex adapter's rows (the serialised node in the metadata)",
-        _raw_copy_node_rows, True,
+        _raw_copy_docs(lambda v: v, _node_rows_metadata), True,
     ),
 }
 INGEST_METHODS = {name: method.label for name, method in INGEST_STRATEGIES.items()}

@@ -57,8 +57,7 @@ class Searcher:
             if plan.filtered:
                 search_tuning.note_path("exact")
         else:
-            twin = exact
-            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan, twin))
+            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan, exact))
         if plan.by_distance and len(rows) > 1:
             # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
             rows = sorted(rows, key=_distance)
