@@ -662,3 +662,36 @@ async def test_vectors_given_as_lists_land_exactly_and_a_bad_one_late_in_a_batch
     with pytest.raises(ValueError, match="vector at position 2100 has dimension 15"):
         await store.add_vectors(short, ids)
     assert await store.count() == 3000
+
+
+async def test_a_search_without_a_vector_index_reads_the_other_columns_of_k_rows_only(make_store: StoreMaker) -> None:
+    """Without a vector index a search is an exact scan: it finds the k nearest ids first, so the scan of every row
+    outputs no metadata (its text is made for the k rows only), and the answer is the nearest rows."""
+    from pgvecstore.planner import SearchPlanner, SearchRequest
+
+    store = make_store(dimensions=8, id_type="text")
+    data = rng_vectors(300, 8, seed=4)
+    await store.add_vectors(data, [f"r{i}" for i in range(300)], [{"i": i} for i in range(300)])
+    assert await store.index_info() is None
+    hits = await store.search(data[17], k=5)
+    distances = ((data / np.linalg.norm(data, axis=1, keepdims=True)) @ (data[17] / np.linalg.norm(data[17])))
+    assert [h.id for h in hits] == [f"r{i}" for i in np.argsort(-distances)[:5]]
+    assert hits[0].metadata == {"i": 17}
+    plan = SearchPlanner(store.config, store.table, 8).plan(SearchRequest(data[17], k=5))
+    assert plan.exact is not None
+    async with (await store.get_pool()).acquire() as conn:  # the plan's values are in the core's wire format
+        explained = json.loads(await conn.fetchval(
+            f"EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) {plan.exact.sql}", *plan.exact.args))
+
+    def nodes(node: dict[str, object]) -> list[dict[str, object]]:
+        children = node.get("Plans", [])
+        assert isinstance(children, list)
+        return [node, *[n for child in children for n in nodes(child)]]
+
+    every = nodes(explained[0]["Plan"])
+    scans = [n for n in every if n.get("Relation Name") == store.table.name]
+    distance = [n for n in scans if "<=>" in str(n["Output"])]
+    assert len(distance) == 1 and distance[0]["Actual Rows"] == 300  # the scan of every row ...
+    assert not any("metadata" in str(n["Output"]) for n in distance)  # ... outputs no metadata
+    texts = [n for n in every if "metadata)::text" in str(n.get("Output"))]
+    assert texts and all(n["Actual Rows"] * n["Actual Loops"] == 5 for n in texts)  # its text: the k rows only
