@@ -428,7 +428,8 @@ STORE_CONNECT_OPTIONS = {  # where to connect is the connection string's (and ea
 }
 # Server settings the store sets itself (its sessions run in UTC for created_at; the others are options).
 STORE_SERVER_SETTINGS = {"statement_timeout": "the statement_timeout option", "timezone": "none: the store runs "
-                         "its sessions in UTC (created_at)", "pgvecstore.domain_id": "the domain_id option"}
+                         "its sessions in UTC (created_at)", "pgvecstore.domain_id": "the domain_id option",
+                         "plan_cache_mode": "none: the store plans each of its statements for its own values"}
 
 
 def validate_connect_kwargs(kwargs: object) -> dict[str, Any]:

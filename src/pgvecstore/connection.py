@@ -14,7 +14,7 @@ from pgvecstore.config import StoreConfig, check_dsn, redact_dsn
 from pgvecstore.driver import connect_failed
 from pgvecstore.errors import ExtensionMissingError, InvalidOptionError
 from pgvecstore.identifiers import TENANT_SETTING
-from pgvecstore.search_tuning import ITERATIVE_SCAN
+from pgvecstore.search_tuning import CUSTOM_PLAN, ITERATIVE_SCAN
 from pgvecstore.server import embedded_dsn
 from pgvecstore.sql import catalog
 
@@ -128,7 +128,9 @@ def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -
     Always the application name and UTC (``created_at`` is a TIMESTAMP filled by NOW(); UTC keeps it and date
     filters unambiguous), which transaction poolers forward too. On a direct connection also: iterative index scans
     (`pgvecstore.search_tuning.ITERATIVE_SCAN`, for SQL of the user's own too; the store's filtered searches set
-    them again in their transaction), the tenant under row-level security, and ``statement_timeout``. A transaction
+    them again in their transaction), a plan of its own for every statement (`search_tuning.CUSTOM_PLAN`, so that
+    an exact scan needs no transaction to set it: `PoolRegistry.plans_each_statement`), the tenant under row-level
+    security, and ``statement_timeout``. A transaction
     pooler would refuse those at connect time and could not keep them anyway (each transaction may run on another
     server session): there they travel in each transaction instead (`transaction_settings`).
     """
@@ -139,6 +141,7 @@ def startup_settings(dsn: str, config: StoreConfig, tenant: str | None = None) -
     settings["timezone"] = "UTC"
     if config.pooled_transactions:
         return settings
+    settings.update(CUSTOM_PLAN)
     if tenant is not None:
         settings[TENANT_SETTING] = tenant
     if config.statement_timeout is not None:

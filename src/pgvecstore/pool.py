@@ -100,6 +100,15 @@ class PoolRegistry:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def plans_each_statement(self) -> bool:
+        """Whether PostgreSQL plans every statement of the store's connections for its own values, so that no
+        statement needs ``plan_cache_mode`` set in a transaction: direct connections start with it
+        (`connection.startup_settings`), and without a statement cache every statement is unnamed, parsed and
+        planned afresh (behind a transaction pooler). Not so for an application's pool or a pooler with a cache."""
+        config = self.config
+        return self._given is None and (config.statement_cache_size == 0 or not config.pooled_transactions)
+
     def ready(self) -> bool:
         """Whether set-up has run and the running loop has its pool."""
         return self._set_up is not None and asyncio.get_running_loop() in self._pools

@@ -36,8 +36,10 @@ So a filtered search:
 4. if the index scan still returned fewer than ``k`` rows (the estimate was wrong, or the scan hit its limit),
    runs the exact scan: a search returns ``k`` rows whenever ``k`` rows match (`should_retry_exact`).
 
-Both paths plan each search afresh (`CUSTOM_PLAN`): a prepared statement's generic plan would keep one path's
-plan for the other's searches on the same connection. Unfiltered searches skip steps 1, 2 and 4: no extra round
+Both paths plan each search afresh (`CUSTOM_PLAN`): a prepared statement's generic plan would keep one value's
+plan for the other values' searches on the same connection. The store's own connections start with that setting
+(so a selective filter's exact scan is one statement, no transaction); the index path sets it again with its
+other settings. Unfiltered searches skip steps 1, 2 and 4: no extra round
 trip. `record_paths` tells which of these paths each
 filtered search took (for benchmarks and tests).
 """
@@ -68,11 +70,14 @@ FLOAT_OPTION_RANGES: dict[str, tuple[float, float]] = {"exact_selectivity": (0.0
 BOOL_OPTIONS = ("retry_exact",)
 
 # Every filtered search is planned for its own settings and values. PostgreSQL switches a prepared statement (the
-# pool's statement cache) to a generic plan after five runs and keeps it whatever the settings of later runs: a
-# plan made under the exact scan's settings would answer the next broad filter on that connection by an exact scan
-# too (a whole-table read), and a plan made for an index scan would ignore the exact scan's settings.
+# pool's statement cache) to a generic plan after five runs and keeps it whatever the values and settings of later
+# runs: a plan that reads one filter value's few rows by an index would read a broad value's rows the same way,
+# and a plan made for an index scan would ignore later settings. Direct connections of the store start with it
+# (`connection.startup_settings`); measured, the store's unfiltered searches were planned afresh each time anyway
+# (PostgreSQL found no generic plan cheaper), so it costs them nothing.
 CUSTOM_PLAN: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
-# Transaction-local settings of the exact scan. Its statement (the plan's exact twin) orders by an expression no
+# Transaction-local settings of the exact scan, where the connections do not plan each statement afresh already
+# (an application's pool, a pooler with a statement cache: `PoolRegistry.plans_each_statement`). Its statement (the plan's exact twin) orders by an expression no
 # vector index serves (`sql.queries.vector_search`), so every other index stays allowed: a filter on an indexed
 # column (document_id, domain_id, an indexed metadata key) finds its rows by b-tree, and a covering index
 # (`covering_metadata`) gives them with their vectors by an index-only scan. (Turning index scans off, as this

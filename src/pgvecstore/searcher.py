@@ -1,10 +1,12 @@
 """`Searcher`: runs the plans of `pgvecstore.planner` through the store's pools and reads rows into results.
 
 An unfiltered search is one statement (no transaction unless its settings need one). A filtered vector search
-(a user filter or the store's domain) on a table with a vector index runs in one transaction: the planner's
-estimate of the filter's share (``EXPLAIN``, nothing read, cached), then the index scan with a candidate list
-sized by that share or, for a very selective filter, an exact scan; and the exact scan again when the index scan
-found fewer than ``k`` rows. `pgvecstore.search_tuning` explains the numbers behind each step.
+(a user filter or the store's domain) on a table with a vector index first takes the planner's estimate of the
+filter's share (``EXPLAIN``, nothing read, cached). A very selective filter then gets an exact scan, one
+statement like an unfiltered search (PostgreSQL plans it for its own values: `PoolRegistry.plans_each_statement`);
+any other filter the index scan with a candidate list sized by that share, in a transaction that sets it, and
+the exact scan again in that transaction when the index scan found fewer than ``k`` rows.
+`pgvecstore.search_tuning` explains the numbers behind each step.
 
 A vector search's plan (and a binary-quantized store's hybrid one) carries an exact twin (`SearchPlan.exact`):
 the plan's statement serves the index scans, the twin every exact scan (a table without an index, a selective
@@ -53,43 +55,55 @@ class Searcher:
             rows = await self._pools.replica_read("fetch", plan.sql, plan.args, plan.settings)
         elif not await self._indexes.has_index():
             # No vector index: an exact scan of the matching rows in one statement, the exact twin (ids first).
-            rows = await self._pools.replica_read("fetch", exact.sql, list(exact.args))
-            if plan.filtered:
-                search_tuning.note_path("exact")
+            rows = await self._exact_scan(exact, filtered=plan.filtered)
         else:
-            rows = await self._pools.replica_transaction(lambda conn: self._filtered(conn, plan, exact))
+            rows = await self._filtered(plan, exact)
         if plan.by_distance and len(rows) > 1:
             # IVFFlat's iterative scan may return rows slightly out of order; sorting k rows is cheap.
             rows = sorted(rows, key=_distance)
         return search_results(rows, plan.score, metadata=plan.metadata, vectors=plan.vectors, at=plan.at)
 
-    async def _filtered(self, conn: asyncpg.Connection, plan: SearchPlan, twin: Statement) -> list[Any]:
-        """A filtered vector search on an indexed table, in the transaction of `conn` (see the module docstring);
-        `twin` is the plan's exact twin."""
-        options, k = plan.options, plan.k
-        exact_sql, exact_args = twin.sql, twin.args
-        exact = False
+    async def _filtered(self, plan: SearchPlan, twin: Statement) -> list[Any]:
+        """A filtered vector search on an indexed table (see the module docstring); `twin` is the plan's exact
+        twin. The estimate (cached) decides; a selective filter's exact scan is one statement, the index scan
+        and its exact re-run share a transaction with the index scan's settings."""
         share: float | None = None
         if plan.estimate is not None:
-            matching, total = await self._estimate(conn, plan)
-            exact = search_tuning.use_exact_scan(options, matching, total, k)
+            matching, total = await self._estimate(plan)
+            if search_tuning.use_exact_scan(plan.options, matching, total, plan.k):
+                return await self._exact_scan(twin, filtered=True)
             share = search_tuning.estimated_share(matching, total)
-        if exact:
+        return await self._pools.replica_transaction(lambda conn: self._index_scan(conn, plan, twin, share))
+
+    async def _exact_scan(self, twin: Statement, *, filtered: bool) -> list[Any]:
+        """The exact twin, one statement. A filtered one must be planned for its own values (a generic plan
+        picks the filter's index for one value and keeps it for all): the store's connections do that by
+        themselves (`PoolRegistry.plans_each_statement`), else it sets `EXACT_SCAN_SETTINGS` in a transaction."""
+        settings = None
+        if filtered and not self._pools.plans_each_statement:
+            settings = search_tuning.EXACT_SCAN_SETTINGS
+        rows: list[Any] = await self._pools.replica_read("fetch", twin.sql, list(twin.args), settings)
+        if filtered:
+            search_tuning.note_path("exact")
+        return rows
+
+    async def _index_scan(self, conn: asyncpg.Connection, plan: SearchPlan, twin: Statement,
+                          share: float | None) -> list[Any]:
+        """The filtered index scan in the transaction of `conn`, with a candidate list sized by `share` (the
+        estimated share of matching rows, or None), and the exact twin again when it returned fewer than k rows."""
+        options, k = plan.options, plan.k
+        scanned = plan.candidates or k  # the rows the index scan hands on (to the re-ranking, if any)
+        await set_local(conn, search_tuning.search_settings(options, filtered=True, k=scanned, share=share))
+        rows: list[Any] = await conn.fetch(plan.sql, *plan.args)
+        path = "index"
+        if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=False):
             await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-            rows: list[Any] = await conn.fetch(exact_sql, *exact_args)
-        else:
-            scanned = plan.candidates or k  # the rows the index scan hands on (to the re-ranking, if any)
-            await set_local(conn, search_tuning.search_settings(options, filtered=True, k=scanned, share=share))
-            rows = await conn.fetch(plan.sql, *plan.args)
-        path = "exact" if exact else "index"
-        if search_tuning.should_retry_exact(options, len(rows), k, filtered=True, exact=exact):
-            await set_local(conn, search_tuning.EXACT_SCAN_SETTINGS)
-            rows = await conn.fetch(exact_sql, *exact_args)
+            rows = await conn.fetch(twin.sql, *twin.args)
             path = "index+exact"
         search_tuning.note_path(path)
         return rows
 
-    async def _estimate(self, conn: asyncpg.Connection, plan: SearchPlan) -> tuple[float, float]:
+    async def _estimate(self, plan: SearchPlan) -> tuple[float, float]:
         """The planner's estimate of the filter's matching rows and of the table's rows (cached; see
         `pgvecstore.planner.EstimateCache`)."""
         statement = plan.estimate
@@ -99,6 +113,7 @@ class Searcher:
         cached = cache.get(key)
         if cached is not None:
             return cached
-        matching, total = search_tuning.parse_estimate(await conn.fetchval(statement.sql, *statement.args))
+        plan_json = await self._pools.replica_read("fetchval", statement.sql, statement.args)
+        matching, total = search_tuning.parse_estimate(plan_json)
         cache.put(key, matching, total)
         return matching, total

@@ -210,6 +210,74 @@ async def test_a_filtered_search_takes_its_own_path_whatever_ran_before_it_on_th
     assert again == {i: by_index[i] for i in differs}
 
 
+async def _log_statements(pool: asyncpg.Pool) -> list[tuple[str, tuple[Any, ...]]]:
+    """The text and arguments of every statement the one connection of `pool` runs from now on."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: sent.append((record.query, tuple(record.args or ()))))
+    return sent
+
+
+async def test_a_selective_filters_exact_scan_is_one_statement_planned_for_its_own_values(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
+) -> None:
+    """On the store's own connections a very selective filter costs one statement, as an unfiltered search does:
+    no transaction, no settings, because the connections plan every statement for its own values (so the exact
+    scan's prepared statement never runs a plan made for another value). A broad filter's index scan still sets
+    its own settings in a transaction."""
+    await _indexed_store(make_store, admin, data)
+    store = make_store(dimensions=DIMS, pool_min_size=1, pool_max_size=1, statement_cache_size=100)
+    pool = await store.get_pool()
+    assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    sent = await _log_statements(pool)
+    values = [int(v) for v in data["labels"]["g1000"][:8]]
+    queries = data["queries"]
+    await store.search(queries[-1], k=K, filter={"g1000": values[0]})  # the pool's reset, the index probe
+    sent.clear()
+    with record_paths() as paths:
+        for i, value in enumerate(values):
+            hits = await store.search(queries[i], k=K, filter={"g1000": value})
+            assert [meta["n"] for _id, _score, meta in hits] == _truth(data, queries[i], "g1000", value)
+        estimates = [sql for sql, _ in sent if sql.startswith("EXPLAIN")]
+        scans = [sql for sql, _ in sent if not sql.startswith("EXPLAIN")]
+        assert paths == ["exact"] * len(values)
+        assert len(estimates) == len(set(values)) - 1 and len(scans) == len(values) and len(set(scans)) == 1
+        sent.clear()
+        await store.search(queries[0], k=K, filter={"g1000": values[0]})  # its estimate is cached
+        assert [sql for sql, _ in sent] == scans[:1]
+        async with pool.acquire() as conn:
+            [(generic, custom)] = await conn.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1", scans[0])
+        assert generic == 0 and custom == len(values) + 2
+        sent.clear()
+        await store.search(queries[0], k=K, filter={"g2": 0})
+        assert paths[-1] == "index"
+        texts = [sql for sql, _ in sent]
+        assert texts[1] == "BEGIN;" and "set_config" in texts[2]  # after its estimate
+        assert len(texts) == 4 and texts[3] not in scans  # then the index scan's statement, not the exact one
+
+
+async def test_on_an_applications_pool_the_exact_scan_sets_its_own_plan(
+    make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any], pg_dsn: str,
+    schema: str,
+) -> None:
+    """The store cannot know how an application's pool plans its statements: there the exact scan sets
+    ``plan_cache_mode`` itself, in its transaction."""
+    await _indexed_store(make_store, admin, data)
+    async with asyncpg.create_pool(pg_dsn, min_size=1, max_size=1) as pool:
+        store = PgVectorStore(pool=pool, dimensions=DIMS, schema=schema)
+        assert await pool.fetchval("SHOW plan_cache_mode") == "auto"
+        sent = await _log_statements(pool)
+        value = int(data["labels"]["g1000"][0])
+        with record_paths() as paths:
+            hits = await store.search(data["queries"][0], k=K, filter={"g1000": value})
+        assert paths == ["exact"]
+        assert [meta["n"] for _id, _score, meta in hits] == _truth(data, data["queries"][0], "g1000", value)
+        settings = [args for sql, args in sent if "set_config" in sql]
+        assert any("plan_cache_mode" in args and "force_custom_plan" in args for args in settings)
+        await store.close()
+
+
 async def test_store_unfiltered_search_with_an_index_returns_k_rows(
     make_store: Callable[..., PgVectorStore], admin: asyncpg.Connection, data: dict[str, Any]
 ) -> None:

@@ -134,6 +134,7 @@ def test_a_transaction_pooler_gets_its_settings_in_each_transaction_not_at_conne
     sent = startup_settings(dsn, direct, tenant="t1")
     assert sent["statement_timeout"] == "2500" and sent["pgvecstore.domain_id"] == "t1"
     assert sent["hnsw.iterative_scan"] == "strict_order" and sent["timezone"] == "UTC"
+    assert sent["plan_cache_mode"] == "force_custom_plan"  # so an exact scan needs no transaction to set it
     assert transaction_settings(direct) == {}
 
     for pooled in (StoreConfig(statement_timeout=2.5, statement_cache_size=0),
@@ -148,12 +149,27 @@ def test_a_transaction_pooler_gets_its_settings_in_each_transaction_not_at_conne
         StoreConfig(transaction_pooler="yes")
 
 
+def test_which_connections_plan_each_statement_for_its_own_values() -> None:
+    """Direct connections start with plan_cache_mode; without a statement cache every statement is unnamed and
+    planned afresh; a pooler with a cache, or an application's pool, gives no such promise."""
+    import asyncpg
+
+    from pgvecstore.pool import PoolRegistry
+
+    assert PoolRegistry(StoreConfig()).plans_each_statement
+    assert PoolRegistry(StoreConfig(statement_cache_size=0)).plans_each_statement
+    assert not PoolRegistry(StoreConfig(transaction_pooler=True)).plans_each_statement
+    given = asyncpg.create_pool("postgresql://app@nowhere/db")  # not started: nothing connects
+    assert not PoolRegistry(StoreConfig(), given).plans_each_statement
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"timeout": 3}, "use the 'connect_timeout' option"),
     ({"statement_cache_size": 0}, "use the 'statement_cache_size' option"),
     ({"sll": True}, "did you mean 'ssl'"),
     ({"server_settings": {"statement_timeout": "1s"}}, "the statement_timeout option"),
     ({"server_settings": {"TimeZone": "Europe/Paris"}}, "runs its sessions in UTC"),
+    ({"server_settings": {"plan_cache_mode": "auto"}}, "plans each of its statements for its own values"),
     ({"server_settings": {"work_mem": 7}}, "a dict of setting names to strings"),
     (["ssl"], "must be a dict"),
 ])
