@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import asyncpg
 
-from pgvecstore import covering, indexes, metadata_columns, text_search
+from pgvecstore import column_storage, covering, indexes, metadata_columns, text_search
 from pgvecstore.compact import DEFAULT_VECTOR_TYPE
 from pgvecstore.config import StoreConfig
 from pgvecstore.errors import PermissionDeniedError, SchemaMismatchError, TableNotFoundError
@@ -27,8 +27,6 @@ from pgvecstore.sql.table import TableRef
 
 logger = logging.getLogger("pgvecstore")
 _VECTOR_TYPE = re.compile(r"(vector|halfvec)\((\d+)\)")
-# How long set-up waits for the lock that gives an existing table's vector and metadata columns storage MAIN.
-STORAGE_LOCK_TIMEOUT = "2s"
 
 
 @dataclass(frozen=True)
@@ -129,27 +127,19 @@ class TableBootstrap:
         return True
 
     async def _keep_searched_columns_in_heap(self, conn: asyncpg.Connection) -> None:
-        """Give an existing table's vector and metadata columns storage MAIN, as new tables have (a catalog-only
-        change that affects rows written afterwards), when this role owns the table; skipped, with a log line,
-        when the table is busy for more than `STORAGE_LOCK_TIMEOUT` (ALTER TABLE waits for its brief exclusive
-        lock)."""
+        """Storage MAIN for an existing table's vector and metadata columns, as new tables have
+        (`column_storage`); left as it is, with a log line, when the table is busy, the role does not own it or
+        the server is a read-only replica."""
         t = self.table
-        statement = catalog.searched_columns_storage(t)
-        row = await conn.fetchrow(statement.sql, *statement.args)
-        if row is None or row[0] is not False or not row[1]:
-            return
-        settings = catalog.set_config({"lock_timeout": STORAGE_LOCK_TIMEOUT})
         try:
-            async with conn.transaction():
-                await conn.execute(settings.sql, *settings.args)
-                await indexes.lock_table(conn, t)
-                await conn.execute(ddl.keep_searched_columns_in_heap(t))
+            changed = await column_storage.keep_searched_columns_in_heap(conn, t)
         except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError,
                 asyncpg.ReadOnlySQLTransactionError) as error:  # busy, not the owner, or a read-only replica
             logger.info("pgvecstore: storage of %s's vector and metadata left as it is (%s)", t.display, error)
             return
-        logger.info("pgvecstore: vector and metadata columns of %s set to storage MAIN (rows written from now on)",
-                    t.display)
+        if changed:
+            logger.info("pgvecstore: vector and metadata columns of %s set to storage MAIN (rows written from now "
+                        "on)", t.display)
 
     async def _check_table(self, conn: asyncpg.Connection) -> tuple[int, str]:
         """Fail clearly when an existing table does not fit this store's configuration; return its dimensions

@@ -77,8 +77,9 @@ BOOL_OPTIONS = ("retry_exact",)
 # (PostgreSQL found no generic plan cheaper), so it costs them nothing.
 CUSTOM_PLAN: dict[str, str] = {"plan_cache_mode": "force_custom_plan"}
 # Transaction-local settings of the exact scan, where the connections do not plan each statement afresh already
-# (an application's pool, a pooler with a statement cache: `PoolRegistry.plans_each_statement`). Its statement (the plan's exact twin) orders by an expression no
-# vector index serves (`sql.queries.vector_search`), so every other index stays allowed: a filter on an indexed
+# (an application's pool, a pooler with a statement cache: `PoolRegistry.plans_each_statement`). Its statement
+# (the plan's exact twin) orders by an expression no vector index serves (`sql.queries.vector_search`), so every
+# other index stays allowed: a filter on an indexed
 # column (document_id, domain_id, an indexed metadata key) finds its rows by b-tree, and a covering index
 # (`covering_metadata`) gives them with their vectors by an index-only scan. (Turning index scans off, as this
 # once did, rules out index-only scans too in PostgreSQL 18.)

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 from asyncpg.transaction import Transaction
 
+from pgvecstore import column_storage
 from pgvecstore.connection import set_session
 from pgvecstore.errors import InvalidInputError, PermissionDeniedError, QueryTimeoutError
 from pgvecstore.layout import CURRENT_LAYOUT
@@ -51,8 +52,6 @@ MAX_BATCH_SIZE = 1_000_000
 # How long step 1 waits for the table's lock, and how often it tries.
 LOCK_TIMEOUT = "2s"
 LOCK_ATTEMPTS = 5
-# How long setting the vector column's storage waits for its lock (an optimisation: skipped when busy).
-STORAGE_LOCK_TIMEOUT = "1s"
 Progress = Callable[[int, int], Any]
 
 
@@ -247,23 +246,15 @@ class LayoutUpgrade:
         return [*steps, "built the text-search index concurrently"]
 
     async def _searched_columns_storage(self, conn: asyncpg.Connection) -> list[str]:
-        """Step 3: the vector and metadata columns' storage MAIN (catalog only); skipped with a warning when the
-        table is busy for more than `STORAGE_LOCK_TIMEOUT`."""
-        t = self._table
-        statement = catalog.searched_columns_storage(t)
-        row = await conn.fetchrow(statement.sql, *statement.args)
-        if row is None or row[0] is not False:
-            return []
+        """Step 3: the vector and metadata columns' storage MAIN (`column_storage`; catalog only); skipped with a
+        warning when the table stays busy for `column_storage.STORAGE_LOCK_TIMEOUT`."""
         try:
-            async with conn.transaction():
-                settings = catalog.set_config({"lock_timeout": STORAGE_LOCK_TIMEOUT})
-                await conn.execute(settings.sql, *settings.args)
-                await conn.execute(ddl.keep_searched_columns_in_heap(t))
+            changed = await column_storage.keep_searched_columns_in_heap(conn, self._table)
         except asyncpg.LockNotAvailableError:
             logger.warning("pgvecstore: %s was busy: its vector and metadata columns keep their storage for now "
-                           "(an optimisation; the owner's next initialize() sets it)", t.display)
+                           "(an optimisation; the owner's next initialize() sets it)", self._table.display)
             return []
-        return ["set the vector and metadata columns' storage to MAIN"]
+        return ["set the vector and metadata columns' storage to MAIN"] if changed else []
 
     async def _finish(self, counter: asyncpg.Connection, *, counted: bool) -> None:
         """Step 4: add the count to the statistics (unless something else, such as `enable_text_search`, finished
