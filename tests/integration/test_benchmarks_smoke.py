@@ -238,6 +238,19 @@ def test_covering_benchmark_runs_and_reads_the_covering_index(pg_dsn: str, tmp_p
     assert "Bitmap Heap Scan" in plans[3] and "Index Only Scan" not in plans[3]
 
 
+def test_exact_path_benchmark_runs_every_method_on_the_exact_path(pg_dsn: str, tmp_path: Path) -> None:
+    """benchmarks/exact_path.py at a tiny size: each filter by each method, every store search exact."""
+    output = tmp_path / "exact_path.md"
+    result = run_script("exact_path.py", "--rows", "3000", "--dims", "16", "--queries", "4", "--dsn", pg_dsn,
+                        "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert report.startswith("## A selective filter's exact scan: one statement against a transaction, 3,000 x 16")
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "ms |" not in line]
+    assert len(rows) == 9 and all(float(row.split(" | ")[2]) > 0 for row in rows)
+    assert "took the exact path 48 times in 48" in report
+
+
 def test_compact_scale_names_a_variant_the_store_does_not_take(pg_dsn: str) -> None:
     """Variants are sets of store options; one the store rejects stops the run before any work, naming the
     variant and the option (halfvec comes with issue 17's vector_type option: once it is there, the run works)."""
