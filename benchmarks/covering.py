@@ -66,7 +66,7 @@ def store_options(dsn: str, dims: int) -> dict[str, Any]:
 
 async def load(store: PgVectorStore, rows: int, dims: int, share: int) -> None:
     """The rows, in batches, unless the table holds them already (a kept --data-dir)."""
-    if await store.count() >= rows:
+    if await store.count() == rows:
         return
     await store.clear()
     vectors = make_vectors(rows, dims)
