@@ -85,6 +85,21 @@ def make_vectors(rows: int, dims: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((rows, dims), dtype=np.float32)
 
 
+async def load_unit_vectors(store: Any, rows: int, dims: int, metadata_of: Callable[[int], dict[str, Any]],
+                            batch: int = 20_000) -> None:
+    """Empty `store` (a `PgVectorStore`), then load `rows` random unit vectors (`make_vectors`, seed 0,
+    normalised) by ``add_vectors`` in batches: row i has the id ``str(i)`` and the metadata ``metadata_of(i)``.
+    Progress on stderr."""
+    await store.clear()
+    vectors = make_vectors(rows, dims)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for start in range(0, rows, batch):
+        stop = min(start + batch, rows)
+        await store.add_vectors(vectors[start:stop], ids=[str(i) for i in range(start, stop)],
+                                metadata=[metadata_of(i) for i in range(start, stop)])
+        print(f"  loaded {stop:,} / {rows:,} rows", file=sys.stderr, flush=True)
+
+
 def make_metadata(rows: int) -> list[dict[str, Any]]:
     """Small metadata dicts, the kind a RAG loader attaches to each chunk."""
     return [{"source": f"doc_{i // 10:06d}.txt", "n": i} for i in range(rows)]

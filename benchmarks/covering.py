@@ -32,13 +32,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     add_server_arguments,
     command_line,
+    load_unit_vectors,
     machine_description,
     make_vectors,
     markdown_table,
@@ -53,7 +52,6 @@ from pgvecstore.search_tuning import EXACT_SCAN_SETTINGS
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "covering.md"
 TABLE = "covering_bench"
-BATCH = 20_000
 K = 10
 HEAP_SETTINGS = {**EXACT_SCAN_SETTINGS, "enable_indexscan": "off", "enable_indexonlyscan": "off"}
 
@@ -66,16 +64,8 @@ def store_options(dsn: str, dims: int) -> dict[str, Any]:
 
 async def load(store: PgVectorStore, rows: int, dims: int, share: int) -> None:
     """The rows, in batches, unless the table holds them already (a kept --data-dir)."""
-    if await store.count() == rows:
-        return
-    await store.clear()
-    vectors = make_vectors(rows, dims)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    for start in range(0, rows, BATCH):
-        stop = min(start + BATCH, rows)
-        await store.add_vectors(vectors[start:stop], ids=[str(i) for i in range(start, stop)],
-                                metadata=[{"c": i % share, "j": i % share} for i in range(start, stop)])
-        print(f"  loaded {stop:,} / {rows:,} rows", file=sys.stderr, flush=True)
+    if await store.count() != rows:
+        await load_unit_vectors(store, rows, dims, lambda i: {"c": i % share, "j": i % share})
 
 
 async def run(args: argparse.Namespace) -> str:

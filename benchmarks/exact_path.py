@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     add_server_arguments,
     command_line,
+    load_unit_vectors,
     machine_description,
     make_vectors,
     markdown_table,
@@ -50,7 +51,6 @@ from pgvecstore.search_tuning import record_paths
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "exact_path.md"
 TABLE = "exact_path_bench"
-BATCH = 20_000
 K = 10
 FILTERS: dict[str, tuple[str, int]] = {  # label -> (metadata key, values: the filter matches 1 / values)
     "indexed column, 1%": ("c", 100),
@@ -73,14 +73,7 @@ async def load(store: PgVectorStore, rows: int, dims: int) -> None:
     """The rows, in batches, and the vector index, unless the table holds them already (a kept --data-dir)."""
     if await store.count() == rows and await store.index_info() is not None:
         return
-    await store.clear()
-    vectors = make_vectors(rows, dims)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    for start in range(0, rows, BATCH):
-        stop = min(start + BATCH, rows)
-        await store.add_vectors(vectors[start:stop], ids=[str(i) for i in range(start, stop)],
-                                metadata=[{"c": i % 100, "j": i % 100, "r": i % 1000} for i in range(start, stop)])
-        print(f"  loaded {stop:,} / {rows:,} rows", file=sys.stderr, flush=True)
+    await load_unit_vectors(store, rows, dims, lambda i: {"c": i % 100, "j": i % 100, "r": i % 1000})
     await store.create_index()
 
 
