@@ -51,9 +51,10 @@ class Searcher:
             self.planner.check(request)  # argument errors come before the look at the text-search column
             plan = self.planner.plan(request, await self._text.query_config())
         exact = plan.exact
-        if exact is None or (not plan.filtered and await self._indexes.has_index()):
+        indexed = exact is not None and await self._indexes.has_index()  # text plans have no twin: no look
+        if exact is None or (indexed and not plan.filtered):
             rows = await self._pools.replica_read("fetch", plan.sql, plan.args, plan.settings)
-        elif not await self._indexes.has_index():
+        elif not indexed:
             # No vector index: an exact scan of the matching rows in one statement, the exact twin (ids first).
             rows = await self._exact_scan(exact, filtered=plan.filtered)
         else:
