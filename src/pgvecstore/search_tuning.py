@@ -26,7 +26,9 @@ So a filtered search:
    planner's estimate of a metadata equality, which counts matches in a sample of 99 values (with the default
    statistics target): one 1% filter in 17 is estimated at 3 in 99 (the exact scan still takes it), one in 55
    at 4 or more (the index scan, with a longer list, takes it); one 10% filter in 120 is estimated at 3 in 99
-   or less (the exact scan takes it: slower, never less right);
+   or less (the exact scan takes it: slower, never less right). A higher statistics target of the metadata
+   (the ``metadata_statistics`` option; 300 sent no 1% filter to the index at 1,000,000 rows, at the price of a
+   larger ``ANALYZE``: ``benchmarks/filter_estimates.py``) narrows the estimates;
 3. otherwise runs the index scan with `search_settings`: a candidate list of ``filtered_ef_search`` (400), made
    longer for selective filters so that by the estimate it holds ``2 * k`` matching rows (`filtered_ef`, at most
    1,000), so that the ``k`` rows come from the index's first, exactly ordered pass rather than from the

@@ -251,6 +251,32 @@ def test_exact_path_benchmark_runs_every_method_on_the_exact_path(pg_dsn: str, t
     assert "took the exact path 48 times in 48" in report
 
 
+def test_filter_estimates_benchmark_counts_each_filters_paths(pg_dsn: str, tmp_path: Path) -> None:
+    """benchmarks/filter_estimates.py at a tiny size: a line per statistics target, every filter value's path
+    counted; with a target whose sample is the whole table, the 1% and 0.1% filters all scan exactly and the
+    10% filter takes the index."""
+    output = tmp_path / "filter_estimates.md"
+    result = run_script("filter_estimates.py", "--rows", "3000", "--dims", "16", "--targets", "100,1000",
+                        "--runs", "2", "--dsn", pg_dsn, "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = output.read_text()
+    assert report.startswith("## The planner's estimates of metadata filters by statistics target, 3,000 x 16")
+    lines = {line.split(" | ")[0]: line.split(" | ") for line in report.splitlines() if line.startswith("| 1")}
+    assert set(lines) == {"| 100", "| 1,000"}
+    for cells in lines.values():
+        assert float(cells[1]) > 0 and float(cells[3]) > 0  # ANALYZE and estimate times
+        counted = [cells[column].split(" of ")[1] for column in (4, 6, 8)]
+        assert counted == ["20", "200", "2,000"]  # every value of each filter, in each of the two runs
+    whole_table = lines["| 1,000"]
+    assert (whole_table[4], whole_table[6], whole_table[8]) == ("20 of 20", "0 of 200", "0 of 2,000")
+
+
+def test_filter_estimates_refuses_a_target_postgresql_does_not_take() -> None:
+    result = run_script("filter_estimates.py", "--targets", "100,20000")
+    assert result.returncode == 2
+    assert "--targets must be from 1 to 10,000" in result.stderr
+
+
 def test_compact_scale_names_a_variant_the_store_does_not_take(pg_dsn: str) -> None:
     """Variants are sets of store options; one the store rejects stops the run before any work, naming the
     variant and the option (halfvec comes with issue 17's vector_type option: once it is there, the run works)."""
