@@ -360,6 +360,13 @@ def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
+def print_report(report: str, output: str | os.PathLike[str] | None) -> None:
+    """Print a benchmark's Markdown report and, given `output` (its --output), write it there too."""
+    print(report)
+    if output:
+        print(f"  written to {write_markdown(output, report)}", file=sys.stderr)
+
+
 def command_line() -> str:
     """How this benchmark was invoked, for the report."""
     return " ".join(["python", *[Path(sys.argv[0]).as_posix(), *sys.argv[1:]]])

@@ -41,8 +41,8 @@ from common import (
     machine_description,
     make_vectors,
     markdown_table,
+    print_report,
     server_dsn,
-    write_markdown,
 )
 from compact_report import short_plan
 from pgvecstore import PgVectorStore
@@ -168,10 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    report = asyncio.run(run(args))
-    print(report)
-    if args.output:
-        print(f"  written to {write_markdown(args.output, report)}", file=sys.stderr)
+    print_report(asyncio.run(run(args)), args.output)
 
 
 if __name__ == "__main__":

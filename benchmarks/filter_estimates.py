@@ -48,8 +48,8 @@ from common import (
     load_unit_vectors,
     machine_description,
     markdown_table,
+    print_report,
     server_dsn,
-    write_markdown,
 )
 from pgvecstore import PgVectorStore
 from pgvecstore.planner import SearchPlanner, SearchRequest
@@ -199,10 +199,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    report = asyncio.run(run(args))
-    print(report)
-    if args.output:
-        print(f"  written to {write_markdown(args.output, report)}", file=sys.stderr)
+    print_report(asyncio.run(run(args)), args.output)
 
 
 if __name__ == "__main__":
