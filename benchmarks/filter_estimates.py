@@ -12,7 +12,8 @@ for each target:
 
 - ``ANALYZE`` of the table (its sample is 300 x the largest target of its columns, so the metadata's target
   decides how many rows every column's statistics read), each run timed, and the peak memory of the server
-  process that ran them (``VmHWM``; the sample's rows are held in memory whole, vectors included);
+  process that ran them (``VmHWM``, on the embedded server only; the sample's rows are held in memory whole,
+  vectors included);
 - after each ``ANALYZE`` (a new random sample): the estimate of every filter value, by the store's own estimate
   statement (`SearchPlanner`) and decision (`search_tuning.use_exact_scan`, default options, k=10): how many
   searches of each filter family would take the exact scan and how many the index, the range of the estimates,
@@ -78,8 +79,9 @@ def metadata_maker(rows: int) -> Callable[[int], dict[str, int]]:
     return metadata_of
 
 
-async def measure(store: PgVectorStore, dims: int, runs: int) -> dict[str, Any]:
-    """ANALYZE `runs` times; after each, every filter value's estimate and the path it would choose."""
+async def measure(store: PgVectorStore, dims: int, runs: int, *, local: bool) -> dict[str, Any]:
+    """ANALYZE `runs` times; after each, every filter value's estimate and the path it would choose. `local`: the
+    server runs on this machine (the embedded one), so its process's memory can be read."""
     planner = SearchPlanner(store.config, store.table, dims)
     query = np.ones(dims, dtype=np.float32) / np.sqrt(dims)
     options = SearchOptions()
@@ -107,12 +109,12 @@ async def measure(store: PgVectorStore, dims: int, runs: int) -> dict[str, Any]:
                     to_index += not use_exact_scan(options, matching, total, K)
                 index_paths[key].append(to_index)
     return {"analyze_s": analyze_s, "estimate_ms": estimate_ms, "shares": shares, "index_paths": index_paths,
-            "peak_mib": peak_memory_mib(pid)}
+            "peak_mib": peak_memory_mib(pid) if local else None}
 
 
 def peak_memory_mib(pid: int) -> float | None:
-    """The peak resident memory (``VmHWM``) of server process `pid`, None where this machine cannot see it (a
-    server elsewhere). ANALYZE reads through a small ring of shared buffers, so its peak is mostly its sample."""
+    """The peak resident memory (``VmHWM``) of this machine's process `pid` (None if it cannot be read). ANALYZE
+    reads through a small ring of shared buffers, so its server process's peak is mostly its sample."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -144,7 +146,7 @@ async def run(args: argparse.Namespace) -> str:
         store = PgVectorStore(**store_options(dsn, args.dims, target))  # initialize() sets the target
         try:
             print(f"  metadata_statistics={target}", file=sys.stderr, flush=True)
-            results[target] = await measure(store, args.dims, args.runs)
+            results[target] = await measure(store, args.dims, args.runs, local=args.dsn is None)
         finally:
             await store.close()
     rows = []
